@@ -1,0 +1,51 @@
+"""Error classes. Each refines a built-in so callers can catch either (zarr's convention)."""
+
+from __future__ import annotations
+
+__all__ = [
+    "LatentCacheError",
+    "ConfigError",
+    "DatasetNotFoundError",
+    "WeightsNotFoundError",
+    "StoreExistsError",
+    "StoreLockedError",
+    "StoreCorruptError",
+    "CodecMismatchError",
+    "SampleError",
+]
+
+
+class LatentCacheError(Exception):
+    """Base class of every error latentcache raises on purpose (the CLI prints these)."""
+
+
+class ConfigError(LatentCacheError, ValueError):
+    """An option or config value is invalid; the message names the value and the valid range."""
+
+
+class DatasetNotFoundError(LatentCacheError, FileNotFoundError):
+    """A dataset root is missing or does not look like the dataset."""
+
+
+class WeightsNotFoundError(LatentCacheError, FileNotFoundError):
+    """Codec weights are neither cached nor downloadable."""
+
+
+class StoreExistsError(LatentCacheError, FileExistsError):
+    """The output store exists and ``overwrite`` was not given."""
+
+
+class StoreLockedError(LatentCacheError, BlockingIOError):
+    """Another encoder holds the store's lock."""
+
+
+class StoreCorruptError(LatentCacheError, OSError):
+    """A store's files do not match its manifest."""
+
+
+class CodecMismatchError(LatentCacheError, ValueError):
+    """A store or checkpoint was made by a different codec than the one asked for."""
+
+
+class SampleError(LatentCacheError, ValueError):
+    """One sample cannot be encoded; it is skipped and recorded with this reason."""

@@ -1,0 +1,175 @@
+"""Images to bitstreams, bitstreams to latents — without ever running ``g_s``.
+
+::
+
+    x (B, 3, H, W) same-size, padded to /64
+      │ g_a (batched; may run on a GPU)        y      (B, M, H/16, W/16)
+      │ h_a(|y|)                               z      (B, N, H/64, W/64)
+      ▼
+    entropy_bottleneck.compress(z) ─► z_strings ─► entropy_bottleneck.decompress ─► z_hat
+      (from here on everything is derived from the bytes, on the CPU, in float32)
+    h_s(z_hat), one image at a time ─► scales_hat ─► indexes (vectorized build_indexes)
+    gaussian_conditional.compress(y, indexes) ─► y_strings
+    gaussian_conditional.decompress(y_strings, indexes) ─► y_hat   (checked == round(y))
+
+``h_s`` runs per image on the CPU because that is what a decoder does: a batched or GPU
+convolution may round differently, pick another scale-table index and make the bitstream
+undecodable elsewhere (CompressAI issues #54, #279, #309). The bitstreams are exactly what
+stock ``model.decompress(strings, shape)`` reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from latentcache.errors import SampleError
+
+__all__ = [
+    "Latents",
+    "build_indexes",
+    "pad_image",
+    "encode_batch",
+    "extract_latents",
+    "decode_y",
+    "scales_from_z_hat",
+    "true_bpp",
+]
+
+INT16 = np.iinfo(np.int16)
+
+
+@dataclass
+class Latents:
+    """One image's bitstream, true rate and decoded latents."""
+
+    y_string: bytes
+    z_string: bytes
+    z_shape: tuple[int, int]
+    y_hat: np.ndarray  # (M, h, w) int16, exact
+    scales_hat: np.ndarray  # (M, h, w) float32, h_s(z_hat) as the decoder computes it
+    scale_index: np.ndarray  # (M, h, w) uint8, the entropy coder's scale-table index
+    z_hat: np.ndarray  # (N, h/4, w/4) int16
+    bpp: float  # 8 * (len(y_string) + len(z_string)) / (H * W), unpadded H, W
+    bpp_estimate: float  # -log2 likelihoods / (H * W)
+
+
+def true_bpp(strings: list[bytes], height: int, width: int) -> float:
+    """CompressAI ``eval_model``'s definition: all strings' bytes * 8 over unpadded pixels."""
+    return sum(len(s) for s in strings) * 8.0 / (height * width)
+
+
+def build_indexes(gaussian_conditional, scales: torch.Tensor) -> torch.Tensor:
+    """``GaussianConditional.build_indexes`` in one ``bucketize`` instead of a Python loop.
+
+    CompressAI: ``idx = L-1 - #{s in table[:-1] : scales <= s}`` = ``#{s in table[:-1] : s < scales}``,
+    which is ``bucketize(scales, table[:-1], right=False)``. Identical results (tested).
+    """
+    scales = gaussian_conditional.lower_bound_scale(scales)
+    table = gaussian_conditional.scale_table[:-1].to(scales.dtype)
+    return torch.bucketize(scales, table, right=False).int()
+
+
+def pad_image(x: torch.Tensor, min_div: int = 64) -> torch.Tensor:
+    """Zero-pad (centered) to a multiple of ``min_div``, exactly as CompressAI's eval_model."""
+    from compressai.ops import compute_padding
+
+    pad, _ = compute_padding(x.shape[-2], x.shape[-1], min_div=min_div)
+    return F.pad(x, pad, mode="constant", value=0)
+
+
+def scales_from_z_hat(model, z_hat: torch.Tensor) -> torch.Tensor:
+    """``h_s(z_hat)`` one image at a time on the CPU (what any decoder computes)."""
+    with torch.no_grad():
+        return torch.cat([model.h_s(z_hat[i : i + 1].float().cpu()) for i in range(len(z_hat))])
+
+
+def decode_y(
+    model, y_strings: list[bytes], scales_hat: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entropy-decode ``y_hat`` (float) and return it with the indexes used."""
+    gc = model.gaussian_conditional
+    indexes = build_indexes(gc, scales_hat)
+    means = None
+    return gc.decompress(y_strings, indexes, means=means), indexes
+
+
+def extract_latents(model, y_strings, z_strings, z_shape) -> dict[str, torch.Tensor]:
+    """Bytes -> ``z_hat``, ``scales_hat``, ``y_hat``: everything but ``g_s``."""
+    with torch.no_grad():
+        z_hat = model.entropy_bottleneck.decompress(list(z_strings), tuple(z_shape))
+        scales_hat = scales_from_z_hat(model, z_hat)
+        y_hat, indexes = decode_y(model, list(y_strings), scales_hat)
+    return {"z_hat": z_hat, "scales_hat": scales_hat, "y_hat": y_hat, "indexes": indexes}
+
+
+def _likelihood_bits(
+    model, y: torch.Tensor, z: torch.Tensor, scales_hat: torch.Tensor
+) -> torch.Tensor:
+    """Per-image -log2 likelihood of y and z (the estimate CompressAI training reports)."""
+    _, y_lik = model.gaussian_conditional(y, scales_hat, training=False)
+    _, z_lik = model.entropy_bottleneck(z, training=False)
+    bits = lambda lik: -torch.log2(lik).flatten(1).sum(1)  # noqa: E731
+    return bits(y_lik) + bits(z_lik)
+
+
+def _as_int16(t: torch.Tensor, what: str) -> np.ndarray:
+    a = t.round().to(torch.int64).numpy()
+    if a.size and (a.min() < INT16.min or a.max() > INT16.max):
+        raise SampleError(
+            f"{what} spans [{a.min()}, {a.max()}], outside int16: not stored (never clipped)"
+        )
+    return a.astype(np.int16)
+
+
+def encode_batch(
+    model, x: torch.Tensor, sizes: list[tuple[int, int]], device: str = "cpu"
+) -> list[Latents | SampleError]:
+    """Compress a batch of same-size padded images and extract their latents from the bytes.
+
+    ``x``: (B, 3, Hp, Wp) in [0, 1], padded to /64; ``sizes``: each image's unpadded (H, W).
+    Returns one :class:`Latents` per image, or the :class:`SampleError` that image failed with.
+    """
+    with torch.no_grad():
+        g_a, h_a = model.g_a.to(device), model.h_a.to(device)
+        y = g_a(x.to(device))
+        z = h_a(torch.abs(y)).float().cpu()
+        y = y.float().cpu()
+        z_strings = model.entropy_bottleneck.compress(z)
+        z_hat = model.entropy_bottleneck.decompress(z_strings, z.shape[-2:])  # from the bytes
+        scales_hat = scales_from_z_hat(model, z_hat)
+        indexes = build_indexes(model.gaussian_conditional, scales_hat)
+        y_strings = model.gaussian_conditional.compress(y, indexes)
+        y_hat = model.gaussian_conditional.decompress(y_strings, indexes)  # from the bytes
+        est_bits = _likelihood_bits(model, y, z, scales_hat)
+    y_q = torch.round(y)
+    return [
+        _one(i, y_hat, y_q, scales_hat, indexes, z_hat, y_strings, z_strings, sizes, est_bits)
+        for i in range(len(sizes))
+    ]
+
+
+def _one(i, y_hat, y_q, scales_hat, indexes, z_hat, y_strings, z_strings, sizes, est_bits):
+    h, w = sizes[i]
+    try:
+        if not torch.equal(y_hat[i], y_q[i]):
+            bad = int((y_hat[i] != y_q[i]).sum())
+            raise SampleError(
+                f"entropy-decoded y_hat differs from round(g_a(x)) at {bad} positions"
+            )
+        return Latents(
+            y_string=y_strings[i],
+            z_string=z_strings[i],
+            z_shape=(int(z_hat.shape[-2]), int(z_hat.shape[-1])),
+            y_hat=_as_int16(y_hat[i], "y_hat"),
+            scales_hat=scales_hat[i].numpy().astype(np.float32),
+            scale_index=indexes[i].numpy().astype(np.uint8),
+            z_hat=_as_int16(z_hat[i], "z_hat"),
+            bpp=true_bpp([y_strings[i], z_strings[i]], h, w),
+            bpp_estimate=float(est_bits[i]) / (h * w),
+        )
+    except SampleError as exc:
+        return exc

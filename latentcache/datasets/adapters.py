@@ -1,3 +1,8 @@
 """Imports every adapter module so that their @register_dataset decorators run."""
 
-from latentcache.datasets import imagefolder  # noqa: F401
+from latentcache.datasets import (
+    imagefolder,  # noqa: F401
+    minc,  # noqa: F401
+    resisc45,  # noqa: F401
+    rsscn7,  # noqa: F401
+)

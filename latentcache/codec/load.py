@@ -13,7 +13,9 @@ name order), so two stores made with the same weights say so whatever the file t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import logging
 import os
 from dataclasses import dataclass, replace
@@ -105,8 +107,10 @@ def _model_class(arch: str):
 def _zoo_state_dict(spec: CodecSpec) -> dict[str, torch.Tensor]:
     url, cached = zoo_url(spec), zoo_cache_file(spec)
     if not cached.is_file() and os.environ.get("LATENTCACHE_OFFLINE") != "1":
+        logger.info("downloading %s", url)
         try:
-            torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True)
+            with contextlib.redirect_stderr(io.StringIO()):  # torch hub prints "Downloading: ..."
+                torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True)
         except Exception as exc:  # urllib errors, hash mismatch, partial downloads
             logger.debug("download of %s failed: %r", url, exc)
     if not cached.is_file():

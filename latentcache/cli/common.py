@@ -1,0 +1,92 @@
+"""Shared CLI plumbing: error reporting, logging setup, the codec options."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import warnings
+
+import click
+
+__all__ = ["handle_errors", "setup_logging", "codec_options", "codec_spec_from_options"]
+
+
+def handle_errors(fn):
+    """Turn latentcache's own errors into one clear line and a non-zero exit, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from latentcache.errors import LatentCacheError
+
+        try:
+            return fn(*args, **kwargs)
+        except LatentCacheError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted; re-run the same command to resume", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    warnings.filterwarnings(
+        "ignore", category=FutureWarning, module="torch.jit"
+    )  # compressai's import
+    for noisy in ("distributed", "tornado", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def codec_options(fn):
+    """--arch, --quality, --metric, --codec, --checkpoint."""
+    options = [
+        click.option(
+            "--arch",
+            default="bmshj2018-hyperprior",
+            show_default=True,
+            help="CompressAI zoo architecture.",
+        ),
+        click.option(
+            "--quality",
+            "-q",
+            type=int,
+            default=None,
+            help="Codec quality 1..8 [default: 8; the demo codec's own].",
+        ),
+        click.option(
+            "--metric", type=click.Choice(["mse", "ms-ssim"]), default="mse", show_default=True
+        ),
+        click.option(
+            "--codec",
+            "codec_source",
+            type=click.Choice(["zoo", "demo"]),
+            default="zoo",
+            show_default=True,
+            help="Weights: CompressAI's pretrained zoo (torch hub cache) or the demo codec shipped here.",
+        ),
+        click.option(
+            "--checkpoint",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Local codec weights (a CompressAI state dict or a latentcache codec checkpoint).",
+        ),
+    ]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+def codec_spec_from_options(arch, quality, metric, codec_source, checkpoint):
+    from latentcache.codec.spec import CodecSpec
+
+    source = "checkpoint" if checkpoint else codec_source
+    if quality is None:
+        quality = 3 if source == "demo" else 8
+    return CodecSpec(
+        arch=arch, quality=quality, metric=metric, source=source, checkpoint=checkpoint
+    )

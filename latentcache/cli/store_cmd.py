@@ -1,0 +1,227 @@
+"""``encode``, ``inspect`` and ``verify``: making a store and checking one."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from latentcache.cli.common import (
+    codec_options,
+    codec_spec_from_options,
+    handle_errors,
+    setup_logging,
+)
+
+__all__ = ["encode", "inspect", "verify"]
+
+FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("zarr", "webdataset")}
+
+
+@click.command()
+@click.option(
+    "--dataset",
+    "-d",
+    required=True,
+    help="Registered dataset: minc, resisc45, rsscn7, imagefolder, demo.",
+)
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Dataset folder [default: $LATENTCACHE_DATA/<dataset> or ~/.cache/latentcache/datasets/<dataset>].",
+)
+@click.option(
+    "--split-set", type=int, default=None, help="MINC-2500 official split 1..5 [default: 1]."
+)
+@codec_options
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Output store folder [default: stores/<dataset>-q<quality>].",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(sorted(FORMAT_CHOICES)), default="both", show_default=True
+)
+@click.option(
+    "--scales",
+    "scales_repr",
+    type=click.Choice(["index", "float16", "float32", "z_hat"]),
+    default="index",
+    show_default=True,
+    help="How scales_hat is stored (README: 'Scales representation').",
+)
+@click.option(
+    "--shard-size", type=int, default=256, show_default=True, help="Samples per shard (= per task)."
+)
+@click.option(
+    "--batch-size", type=int, default=8, show_default=True, help="Same-size images per g_a call."
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Dask LocalCluster worker processes; 0 runs in this process.",
+)
+@click.option(
+    "--scheduler", default=None, help="Address of an existing Dask scheduler (a real cluster)."
+)
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="Device for g_a/h_a (e.g. cuda); entropy coding stays on the CPU.",
+)
+@click.option(
+    "--max-pixels",
+    type=int,
+    default=None,
+    help="Decompression-bomb limit in pixels [default: Pillow's 89,478,485].",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing store at --out.")
+@click.option("-v", "--verbose", count=True)
+@handle_errors
+def encode(
+    dataset,
+    data_root,
+    split_set,
+    arch,
+    quality,
+    metric,
+    codec_source,
+    checkpoint,
+    out,
+    fmt,
+    scales_repr,
+    shard_size,
+    batch_size,
+    workers,
+    scheduler,
+    device,
+    max_pixels,
+    overwrite,
+    verbose,
+):
+    """Encode a dataset into a latent store: bitstreams, true bpp, y_hat and scales_hat."""
+    setup_logging(verbose)
+    from latentcache.config import EncodeConfig
+
+    spec = codec_spec_from_options(arch, quality, metric, codec_source, checkpoint)
+    config = EncodeConfig(
+        dataset=dataset,
+        out=out or f"stores/{dataset}-q{spec.quality}",
+        data_root=data_root,
+        dataset_options={"split_set": split_set} if split_set is not None else {},
+        codec=spec,
+        formats=FORMAT_CHOICES[fmt],
+        shard_size=shard_size,
+        scales_repr=scales_repr,
+        batch_size=batch_size,
+        workers=workers,
+        scheduler=scheduler,
+        device=device,
+        overwrite=overwrite,
+        command=shlex.join(["latentcache", *sys.argv[1:]]),
+        **({"max_pixels": max_pixels} if max_pixels else {}),
+    )
+    from latentcache.pipeline.encode import run_encode
+
+    result = run_encode(config)
+    click.echo(_summary(result))
+
+
+def _summary(result) -> str:
+    from latentcache.store.card import format_bytes, store_bytes
+
+    m, t = result.manifest, result.manifest["totals"]
+    lines = [
+        f"encoded {t['stored']} of {t['indexed']} images ({t['failed']} failed)"
+        + (" — resumed" if result.resumed else "")
+    ]
+    for name, s in m["splits"].items():
+        bpp = "-" if s["bpp_mean"] is None else f"{s['bpp_mean']:.4f}"
+        lines.append(
+            f"  {name:<9} {s['stored']:>7} stored, {s['failed']:>5} failed, mean true bpp {bpp}"
+        )
+    reasons = {}
+    for f in m["failures"]:
+        reasons[f["reason"]] = reasons.get(f["reason"], 0) + 1
+    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:10]:
+        lines.append(f"  skipped {n} x {reason}")
+    lines.append(
+        f"store {result.path} ({format_bytes(store_bytes(result.path))}); see `latentcache inspect {result.path}`"
+    )
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("store", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
+@handle_errors
+def inspect(store, as_json):
+    """Print a store's dataset card: codec, counts, bpp per split, failures."""
+    from latentcache.store.card import format_card
+    from latentcache.store.manifest import read_manifest
+
+    try:
+        m = read_manifest(store)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(m, indent=1, sort_keys=True) if as_json else format_card(m, Path(store)))
+
+
+@click.command()
+@click.argument("store", type=click.Path(file_okay=False))
+@click.option(
+    "--redecode",
+    is_flag=True,
+    help="Also entropy-decode every bitstream and compare the stored latents.",
+)
+@codec_options
+@click.option("-v", "--verbose", count=True)
+@handle_errors
+def verify(store, redecode, arch, quality, metric, codec_source, checkpoint, verbose):
+    """Check every shard's sha256 and sample count; exit 1 naming any damaged file."""
+    setup_logging(verbose)
+    from latentcache.store.reader import open_store
+    from latentcache.store.verify import verify_store
+
+    try:
+        st = open_store(store)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    codec = _codec_for(st, checkpoint, codec_source) if redecode else None
+    report = verify_store(st, redecode=redecode, codec=codec)
+    for problem in report.problems:
+        click.echo(f"DAMAGED {problem}", err=True)
+    what = f"{report.files_checked} files" + (
+        f", {report.samples_redecoded} samples re-decoded" if redecode else ""
+    )
+    if not report.ok:
+        raise click.ClickException(f"{store}: {len(report.problems)} problems in {what}")
+    click.echo(f"OK {store}: {what}")
+
+
+def _codec_for(st, checkpoint, codec_source):
+    """The store's own codec: its checkpoint (--checkpoint), the demo codec or the zoo."""
+    from dataclasses import replace
+
+    from latentcache.codec.load import load_codec
+    from latentcache.codec.spec import CodecSpec
+
+    spec = CodecSpec.from_dict({**st.codec, "checkpoint": None, "source": "zoo"})
+    if checkpoint:
+        spec = replace(spec, source="checkpoint", checkpoint=checkpoint)
+    elif st.codec["source"] == "demo" or codec_source == "demo":
+        spec = replace(spec, source="demo")
+    elif st.codec["source"] in ("checkpoint", "model"):
+        raise click.ClickException(
+            f"this store was made with codec weights {st.codec.get('checkpoint') or '(in memory)'}: pass them with --checkpoint"
+        )
+    return load_codec(spec)

@@ -1,0 +1,83 @@
+"""Frozen, self-validating configs that serialize to JSON (saved next to their outputs)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+
+from latentcache.codec.spec import CodecSpec
+from latentcache.errors import ConfigError
+from latentcache.pipeline.images import DEFAULT_MAX_PIXELS
+from latentcache.store.scales import DEFAULT_SCALES_REPR, SCALES_REPRS
+
+__all__ = ["EncodeConfig", "FORMATS"]
+
+FORMATS = ("zarr", "webdataset")
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """Everything ``latentcache encode`` needs. ``content_hash`` covers what changes the bytes."""
+
+    dataset: str
+    out: str
+    data_root: str | None = None
+    dataset_options: dict = field(default_factory=dict)
+    codec: CodecSpec = field(default_factory=CodecSpec)
+    formats: tuple[str, ...] = FORMATS
+    shard_size: int = 256
+    scales_repr: str = DEFAULT_SCALES_REPR
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    batch_size: int = 8
+    overwrite: bool = False
+    workers: int = 1  # 0: run in this process without Dask
+    scheduler: str | None = None  # None: a LocalCluster; else a Dask scheduler address
+    device: str = "cpu"  # where g_a / h_a run; entropy coding and h_s stay on the CPU
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        bad = [f for f in self.formats if f not in FORMATS]
+        if bad or not self.formats:
+            raise ConfigError(f"Invalid format {bad or self.formats}, should be among {FORMATS}")
+        if self.scales_repr not in SCALES_REPRS:
+            raise ConfigError(
+                f'Invalid scales representation "{self.scales_repr}", should be one of {SCALES_REPRS}'
+            )
+        for name, low in (("shard_size", 1), ("batch_size", 1), ("workers", 0), ("max_pixels", 1)):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < low:
+                raise ConfigError(
+                    f'Invalid {name} "{getattr(self, name)}", should be an integer >= {low}'
+                )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["formats"] = list(self.formats)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EncodeConfig:
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["codec"] = CodecSpec.from_dict(d.get("codec", {}))
+        d["formats"] = tuple(d.get("formats", FORMATS))
+        return cls(**d)
+
+    def content_dict(self) -> dict:
+        """The settings a resumed run must share with the run it continues."""
+        root = os.path.abspath(os.path.expanduser(self.data_root)) if self.data_root else None
+        return {
+            "dataset": self.dataset,
+            "data_root": root,
+            "dataset_options": self.dataset_options,
+            "codec": self.codec.to_dict(),
+            "formats": sorted(self.formats),
+            "shard_size": self.shard_size,
+            "scales_repr": self.scales_repr,
+            "max_pixels": self.max_pixels,
+        }
+
+    def content_hash(self) -> str:
+        blob = json.dumps(self.content_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()

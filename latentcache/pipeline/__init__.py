@@ -1,0 +1,1 @@
+"""The encode pipeline: index -> plan shards -> encode + extract (one task per shard) -> store."""

@@ -1,0 +1,117 @@
+"""Turn the shards' commit records into the store's manifest (the dataset card)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from datetime import datetime, timezone
+
+from latentcache.store.manifest import library_versions
+from latentcache.store.wds_store import WDS_DIR
+from latentcache.store.zarr_store import ZARR_DIR
+
+__all__ = ["build_manifest", "split_stats"]
+
+
+def split_stats(records: list[dict]) -> dict:
+    """Mean/std of y_hat and of log(max(scales_hat, 0.11)) over every stored element."""
+    tot = {k: sum(r["stats"][k] for r in records) for k in ("n", "y_sum", "y_sq", "s_sum", "s_sq")}
+    if not tot["n"]:
+        return {}
+
+    def mean_std(s, sq):
+        mean = s / tot["n"]
+        return mean, math.sqrt(max(sq / tot["n"] - mean * mean, 0.0))
+
+    y_mean, y_std = mean_std(tot["y_sum"], tot["y_sq"])
+    s_mean, s_std = mean_std(tot["s_sum"], tot["s_sq"])
+    return {
+        "y_hat_mean": y_mean,
+        "y_hat_std": y_std,
+        "log_scales_mean": s_mean,
+        "log_scales_std": s_std,
+    }
+
+
+def _split_entry(records: list[dict], latent_hw) -> dict:
+    bpp = [b for r in records for b in r["bpp"]]
+    est = [b for r in records for b in r["bpp_estimate"]]
+    shapes = sorted({tuple(s) for r in records for s in r["latent_shapes"]})
+    return {
+        "indexed": sum(r["indexed"] for r in records),
+        "stored": sum(r["count"] for r in records),
+        "failed": sum(len(r["failures"]) for r in records),
+        "rows": max((r["rows"][1] for r in records), default=0),
+        "bpp_mean": statistics.fmean(bpp) if bpp else None,
+        "bpp_median": statistics.median(bpp) if bpp else None,
+        "bpp_estimate_mean": statistics.fmean(est) if est else None,
+        "bitstream_bytes": sum(r["bitstream_bytes"] for r in records),
+        "latent_shape": list(shapes[0]) if len(shapes) == 1 else None,
+        "latent_shapes": [list(s) for s in shapes],
+        "zarr_latent_shape": latent_hw,
+        "stats": split_stats(records),
+    }
+
+
+def _format_bytes(shards: list[dict]) -> dict:
+    out: dict[str, int] = {}
+    for sh in shards:
+        for fmt, files in sh["files"].items():
+            out[fmt] = out.get(fmt, 0) + sum(f["bytes"] for f in files)
+    return out
+
+
+def build_manifest(config, index, codec, tasks, committed: dict, latent_hw: dict) -> dict:
+    missing = [(t.split, t.index) for t in tasks if (t.split, t.index) not in committed]
+    if missing:
+        raise RuntimeError(
+            f"refusing to write the manifest: {len(missing)} shards are not committed ({missing[:3]}...)"
+        )
+    records = [committed[(t.split, t.index)] for t in tasks]
+    shards = [
+        {k: r[k] for k in ("split", "index", "rows", "indexed", "count", "files")} for r in records
+    ]
+    by_split = {s: [r for r in records if r["split"] == s] for s in index.split_names}
+    splits = {s: _split_entry(rs, latent_hw.get(s)) for s, rs in by_split.items()}
+    failures = [f for r in records for f in r["failures"]]
+    stored = sum(r["count"] for r in records)
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": config.command,
+        "config": config.to_dict(),
+        "versions": library_versions(),
+        "entropy_coder": _entropy_coder(),
+        "codec": codec.identity(),
+        "scale_table": [float(v) for v in codec.model.gaussian_conditional.scale_table.tolist()],
+        "dataset": {
+            "name": index.name,
+            "root": str(index.root),
+            "options": index.options,
+            "index_sha256": index.sha256(),
+            "classes": list(index.classes),
+            "num_classes": len(index.classes),
+        },
+        "formats": sorted(config.formats),
+        "layout": {
+            "zarr": ZARR_DIR if "zarr" in config.formats else None,
+            "webdataset": WDS_DIR if "webdataset" in config.formats else None,
+        },
+        "scales_repr": config.scales_repr,
+        "shard_size": config.shard_size,
+        "splits": splits,
+        "shards": shards,
+        "failures": failures,
+        "totals": {
+            "indexed": len(index.samples),
+            "stored": stored,
+            "failed": len(failures),
+            "bitstream_bytes": sum(r["bitstream_bytes"] for r in records),
+            "bytes": _format_bytes(shards),
+        },
+    }
+
+
+def _entropy_coder() -> str:
+    import compressai
+
+    return compressai.get_entropy_coder()

@@ -1,0 +1,209 @@
+"""One encode task = one shard: read, encode, extract, verify, write, commit.
+
+::
+
+    ShardTask(split, index, rows, samples)
+      │ read bytes ─► sha256 ─► load_image (EXIF, any mode -> RGB, bomb limit)   failures ─┐
+      │ group by padded size ─► codec.latents.encode_batch (batched g_a, bytes -> latents) │
+      ▼                                                                                   ▼
+    EncodedSample ... ─► zarr rows [start, stop) and/or wds/<split>-<index>.tar ─► commits/<split>-<index>.json
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from latentcache.datasets.base import Sample
+from latentcache.errors import SampleError
+from latentcache.pipeline.images import LoadedImage, load_image
+from latentcache.store.manifest import file_entry, write_json_atomic
+from latentcache.store.records import EncodedSample, SampleFailure
+from latentcache.store.scales import scales_payload, scales_to_float
+from latentcache.store.wds_store import WDS_DIR, tar_name, write_tar
+from latentcache.store.writer import commit_path
+from latentcache.store.zarr_store import shard_files, write_rows
+
+__all__ = ["ShardTask", "ShardSettings", "encode_shard", "encode_samples"]
+
+logger = logging.getLogger(__name__)
+LOG_SCALE_FLOOR = 0.11  # GaussianConditional's scale lower bound
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    split: str
+    index: int
+    start: int  # first Zarr row of this shard
+    stop: int
+    samples: tuple[Sample, ...]
+
+
+@dataclass(frozen=True)
+class ShardSettings:
+    store_path: str
+    data_root: str
+    formats: tuple[str, ...]
+    scales_repr: str
+    max_pixels: int
+    batch_size: int
+    device: str
+    latent_hw: dict  # split -> [h, w] the Zarr arrays hold
+    torch_threads: int = 0  # 0: leave torch's setting alone
+
+
+def _load(sample: Sample, root: Path, max_pixels: int) -> LoadedImage:
+    try:
+        data = (root / sample.path).read_bytes()
+    except OSError as exc:
+        raise SampleError(f"unreadable file: {exc.strerror or exc}") from None
+    return load_image(data, max_pixels)
+
+
+def _padded(hw: tuple[int, int]) -> tuple[int, int]:
+    return tuple(math.ceil(v / 64) * 64 for v in hw)
+
+
+def _batches(loaded: dict[int, LoadedImage], batch_size: int):
+    """Indices grouped by padded size, in batches of at most ``batch_size``."""
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, im in loaded.items():
+        groups[_padded(im.rgb.shape[:2])].append(i)
+    for idx in groups.values():
+        for k in range(0, len(idx), batch_size):
+            yield idx[k : k + batch_size]
+
+
+def _to_tensor(images: list[np.ndarray]):
+    import torch
+
+    from latentcache.codec.latents import pad_image
+
+    x = [pad_image(torch.from_numpy(a).permute(2, 0, 1).float().div_(255.0)) for a in images]
+    return torch.stack(x)
+
+
+def encode_samples(model, samples, root: Path, settings: ShardSettings):
+    """Yield EncodedSample or SampleFailure for ``samples``, in order."""
+    from latentcache.codec.latents import encode_batch
+
+    results: dict[int, EncodedSample | SampleFailure] = {}
+    loaded: dict[int, LoadedImage] = {}
+    for i, s in enumerate(samples):
+        try:
+            loaded[i] = _load(s, root, settings.max_pixels)
+        except SampleError as exc:
+            results[i] = SampleFailure(s.key, s.path, s.split, str(exc))
+    for batch in _batches(loaded, settings.batch_size):
+        sizes = [loaded[i].rgb.shape[:2] for i in batch]
+        out = encode_batch(
+            model, _to_tensor([loaded[i].rgb for i in batch]), sizes, settings.device
+        )
+        for i, lat in zip(batch, out, strict=True):
+            results[i] = _record(samples[i], loaded[i], lat, settings)
+    for i in range(len(samples)):
+        yield results[i]
+
+
+def _record(
+    s: Sample, im: LoadedImage, lat, settings: ShardSettings
+) -> EncodedSample | SampleFailure:
+    if isinstance(lat, SampleError):
+        return SampleFailure(s.key, s.path, s.split, str(lat))
+    limit = settings.latent_hw.get(s.split)
+    if (
+        "zarr" in settings.formats
+        and limit
+        and any(a > b for a, b in zip(lat.y_hat.shape[-2:], limit, strict=True))
+    ):
+        return SampleFailure(
+            s.key,
+            s.path,
+            s.split,
+            f"latent {tuple(lat.y_hat.shape[-2:])} exceeds the split's planned {tuple(limit)}",
+        )
+    return EncodedSample(
+        key=s.key,
+        label=s.label,
+        split=s.split,
+        path=s.path,
+        source_sha256=im.sha256,
+        image_size=tuple(int(v) for v in im.rgb.shape[:2]),
+        bpp=lat.bpp,
+        bpp_estimate=lat.bpp_estimate,
+        y_string=lat.y_string,
+        z_string=lat.z_string,
+        z_shape=lat.z_shape,
+        y_hat=lat.y_hat,
+        scales=scales_payload(lat, settings.scales_repr),
+    ), lat
+
+
+def _stats(pairs, scales_repr: str, scale_table) -> dict:
+    """Partial sums for the split's normalization statistics (what the reader hands out)."""
+    acc = dict.fromkeys(("n", "y_sum", "y_sq", "s_sum", "s_sq"), 0.0)
+    for rec, lat in pairs:
+        y = rec.y_hat.astype(np.float64)
+        s = (
+            lat.scales_hat
+            if scales_repr in ("z_hat", "float32")
+            else scales_to_float(rec.scales, scales_repr, scale_table)
+        )
+        ls = np.log(np.maximum(s.astype(np.float64), LOG_SCALE_FLOOR))
+        acc["n"] += y.size
+        acc["y_sum"] += y.sum()
+        acc["y_sq"] += (y * y).sum()
+        acc["s_sum"] += ls.sum()
+        acc["s_sq"] += (ls * ls).sum()
+    return acc
+
+
+def encode_shard(task: ShardTask, codec, settings: ShardSettings) -> dict:
+    """Run one shard end to end and commit it; returns the commit record."""
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    store = Path(settings.store_path)
+    out = list(encode_samples(codec.model, task.samples, Path(settings.data_root), settings))
+    pairs = [r for r in out if isinstance(r, tuple)]
+    stored = [rec for rec, _ in pairs]
+    failures = [r.to_dict() for r in out if isinstance(r, SampleFailure)]
+    files = _write(store, task, stored, settings)
+    record = {
+        "split": task.split,
+        "index": task.index,
+        "rows": [task.start, task.stop],
+        "indexed": len(task.samples),
+        "count": len(stored),
+        "failures": failures,
+        "bpp": [r.bpp for r in stored],
+        "bpp_estimate": [r.bpp_estimate for r in stored],
+        "bitstream_bytes": sum(len(r.y_string) + len(r.z_string) for r in stored),
+        "latent_shapes": sorted({tuple(r.latent_shape) for r in stored}),
+        "stats": _stats(
+            pairs, settings.scales_repr, codec.model.gaussian_conditional.scale_table.numpy()
+        ),
+        "files": files,
+    }
+    write_json_atomic(commit_path(store, task.split, task.index), record)
+    return record
+
+
+def _write(
+    store: Path, task: ShardTask, stored: list[EncodedSample], settings: ShardSettings
+) -> dict:
+    files: dict[str, list[dict]] = {}
+    if "zarr" in settings.formats:
+        write_rows(store, task.split, task.start, task.stop, stored)
+        files["zarr"] = [file_entry(f, store) for f in shard_files(store, task.split, task.index)]
+    if "webdataset" in settings.formats:
+        tar = store / WDS_DIR / tar_name(task.split, task.index)
+        write_tar(tar, stored, settings.scales_repr)
+        files["webdataset"] = [file_entry(tar, store)]
+    return files

@@ -1,0 +1,65 @@
+"""The human-readable dataset card of a store (``latentcache inspect``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+__all__ = ["format_card", "format_bytes", "store_bytes"]
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def store_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def _fmt(v, spec=".4f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def format_card(m: dict, path: Path | None = None) -> str:
+    c, d, t = m["codec"], m["dataset"], m["totals"]
+    lines = [
+        f"store        {path or ''}",
+        f"codec        {c['arch']} quality {c['quality']} ({c['metric']}), N={c['N']} M={c['M']}, weights {c['source']}"
+        + (f" {c['checkpoint']}" if c.get("checkpoint") else ""),
+        f"weights      sha256 {c['weights_sha256']}",
+        f"dataset      {d['name']} ({d['num_classes']} classes), index sha256 {d['index_sha256'][:16]}...",
+        f"layout       {', '.join(m['formats'])}; scales_hat as {m['scales_repr']}; {m['shard_size']} samples per shard",
+        "versions     "
+        + ", ".join(f"{k} {v}" for k, v in sorted(m["versions"].items()))
+        + f"; entropy coder {m['entropy_coder']}",
+        f"made by      {m['command'] or '(python API)'} on {m['created']}",
+        "",
+        f"{'split':<10} {'indexed':>8} {'stored':>8} {'failed':>7} {'bpp mean':>9} {'bpp median':>11} {'est. bpp':>9}  latent",
+    ]
+    for name, s in m["splits"].items():
+        shape = (
+            "x".join(map(str, s["latent_shape"]))
+            if s["latent_shape"]
+            else f"mixed ({len(s['latent_shapes'])} sizes)"
+        )
+        lines.append(
+            f"{name:<10} {s['indexed']:>8} {s['stored']:>8} {s['failed']:>7} {_fmt(s['bpp_mean']):>9} "
+            f"{_fmt(s['bpp_median']):>11} {_fmt(s['bpp_estimate_mean']):>9}  {shape}"
+        )
+    lines.append(f"{'total':<10} {t['indexed']:>8} {t['stored']:>8} {t['failed']:>7}")
+    sizes = ", ".join(
+        f"{k} {format_bytes(v)} ({v / max(t['bitstream_bytes'], 1):.2f}x)"
+        for k, v in sorted(t["bytes"].items())
+    )
+    lines.append(f"\nbitstreams   {format_bytes(t['bitstream_bytes'])}; stored: {sizes}")
+    if m["failures"]:
+        lines.append(f"\nfailures ({len(m['failures'])}):")
+        for reason, n in Counter(f["reason"] for f in m["failures"]).most_common(10):
+            lines.append(f"  {n:>5} x {reason}")
+        for f in m["failures"][:10]:
+            lines.append(f"        {f['path']}: {f['reason']}")
+    return "\n".join(lines)

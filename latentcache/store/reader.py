@@ -1,0 +1,135 @@
+"""Reading a finished store: its card, and its samples as arrays (Zarr) or tar streams (WebDataset).
+
+::
+
+    open_store(path) ─► LatentStore ─► .manifest / .classes / .codec / .split_info(split)
+                                    ├► .zarr_split(split) ─► ZarrSplit: blocks(), read(start, stop)
+                                    └► .wds_shards(split), .decode_wds_sample(raw)
+
+Every reader hands out float32 ``scales_hat`` whatever the stored representation.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from latentcache.errors import ConfigError
+from latentcache.store.manifest import read_manifest
+from latentcache.store.scales import scales_array_name, scales_to_float
+from latentcache.store.wds_store import parse_sample
+from latentcache.store.zarr_store import ZARR_DIR, read_rows
+
+__all__ = ["LatentStore", "ZarrSplit", "open_store"]
+
+_FIELDS = ("key", "label", "bpp", "y_hat", "latent_shape")
+
+
+class ZarrSplit:
+    """Random access to one split of the Zarr layout; read whole shards for speed."""
+
+    def __init__(self, store: LatentStore, split: str):
+        import zarr
+
+        self.store, self.split = store, split
+        self.group = zarr.open_group(store.path / ZARR_DIR, mode="r", zarr_format=3)[split]
+        self._scales = scales_array_name(store.scales_repr)
+
+    def __len__(self) -> int:
+        return int(self.group["key"].shape[0])
+
+    def blocks(self) -> list[tuple[int, int]]:
+        """Row ranges of the Zarr shards (one per encode task)."""
+        size = int(self.group.attrs["shard_size"])
+        return [(s, min(s + size, len(self))) for s in range(0, len(self), size)]
+
+    def read(self, start: int, stop: int, bitstreams: bool = False) -> dict[str, np.ndarray]:
+        """The valid rows in [start, stop): key, label, bpp, y_hat, scales_hat (float32), latent_shape."""
+        names = [*_FIELDS, self._scales] + (
+            ["y_string", "z_string", "z_shape"] if bitstreams else []
+        )
+        out = read_rows(self.group, start, stop, names)
+        out["scales_hat"] = self.store.scales_to_float(out.pop(self._scales))
+        out["label"] = out["label"].astype(np.int64)
+        return out
+
+
+class LatentStore:
+    """A finished latentcache store (``manifest.json`` present)."""
+
+    def __init__(self, path: str | os.PathLike, codec=None):
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        self._codec = codec
+        self._table = np.asarray(self.manifest["scale_table"], dtype=np.float32)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.manifest["dataset"]["classes"])
+
+    @property
+    def splits(self) -> list[str]:
+        return [s for s, info in self.manifest["splits"].items() if info["stored"] > 0]
+
+    @property
+    def codec(self) -> dict:
+        return dict(self.manifest["codec"])
+
+    @property
+    def num_channels(self) -> int:
+        return int(self.manifest["codec"]["M"])
+
+    @property
+    def formats(self) -> list[str]:
+        return list(self.manifest["formats"])
+
+    @property
+    def scales_repr(self) -> str:
+        return self.manifest["scales_repr"]
+
+    def split_info(self, split: str) -> dict:
+        if split not in self.manifest["splits"]:
+            raise ConfigError(
+                f'Unknown split "{split}". Available: {sorted(self.manifest["splits"])}'
+            )
+        return dict(self.manifest["splits"][split])
+
+    def scales_to_float(self, stored: np.ndarray) -> np.ndarray:
+        h_s = self._codec.model.h_s if self._codec is not None else None
+        return scales_to_float(stored, self.scales_repr, self._table, h_s)
+
+    def zarr_split(self, split: str) -> ZarrSplit:
+        self._need("zarr")
+        self.split_info(split)
+        return ZarrSplit(self, split)
+
+    def wds_shards(self, split: str) -> list[str]:
+        self._need("webdataset")
+        self.split_info(split)
+        return [
+            str(self.path / f["path"])
+            for sh in self.manifest["shards"]
+            if sh["split"] == split and sh["count"] > 0
+            for f in sh["files"]["webdataset"]
+        ]
+
+    def decode_wds_sample(self, raw: dict) -> dict:
+        """One raw webdataset sample -> key, label, bpp, y_hat, scales_hat (float32), latent_shape."""
+        out = parse_sample(raw)
+        stored = out.pop(scales_array_name(self.scales_repr))
+        out["scales_hat"] = self.scales_to_float(stored)
+        return out
+
+    def _need(self, fmt: str) -> None:
+        if fmt not in self.formats:
+            raise ConfigError(f"store {self.path} has no {fmt} layout (it has {self.formats})")
+
+    def __repr__(self) -> str:
+        return f"LatentStore({str(self.path)!r}, splits={self.splits}, codec={self.codec['arch']} q{self.codec['quality']})"
+
+
+def open_store(path: str | os.PathLike, codec=None) -> LatentStore:
+    """Open a finished store. ``codec`` is needed only for ``z_hat`` stores (``h_s`` runs on read)."""
+    return LatentStore(path, codec)

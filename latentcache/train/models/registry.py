@@ -1,0 +1,76 @@
+"""The classifier registry: a plain dict filled by :func:`register_classifier`.
+
+Every classifier declares the store fields it takes, in the order its ``forward`` takes
+them (``model.inputs``): ``("y_hat",)``, ``("y_hat", "scales_hat")`` or ``("image",)`` for
+the pixel baseline. :func:`create_classifier` is the one public constructor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+__all__ = [
+    "CLASSIFIERS",
+    "LATENT_INPUTS",
+    "ClassifierEntry",
+    "register_classifier",
+    "create_classifier",
+    "list_classifiers",
+]
+
+LATENT_INPUTS = ("y_hat", "scales_hat")
+_KNOWN_INPUTS = (*LATENT_INPUTS, "image")
+
+
+@dataclass(frozen=True)
+class ClassifierEntry:
+    """A registered classifier: its factory and the inputs it takes by default."""
+
+    name: str
+    factory: Callable[..., nn.Module]
+    inputs: tuple[str, ...]
+
+
+CLASSIFIERS: dict[str, ClassifierEntry] = {}
+
+
+def register_classifier(name: str, *, inputs: tuple[str, ...]) -> Callable:
+    """Register ``factory(in_channels, num_classes, **kw) -> nn.Module`` under ``name``."""
+    bad = [i for i in inputs if i not in _KNOWN_INPUTS]
+    if bad:
+        raise ValueError(f"Unknown inputs {bad} for {name!r}; valid: {list(_KNOWN_INPUTS)}")
+
+    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in CLASSIFIERS:
+            raise ValueError(f'Classifier "{name}" is already registered')
+        CLASSIFIERS[name] = ClassifierEntry(name, factory, tuple(inputs))
+        return factory
+
+    return decorator
+
+
+def create_classifier(name: str, in_channels: int, num_classes: int, **kwargs) -> nn.Module:
+    """Build a registered classifier; ``in_channels`` is M, the channels of one input.
+
+    The returned module carries ``inputs`` (tuple of store fields its forward takes).
+    """
+    if name not in CLASSIFIERS:
+        raise KeyError(f'Unknown classifier "{name}". Available: {sorted(CLASSIFIERS)}')
+    if in_channels < 1 or num_classes < 2:
+        raise ValueError(
+            f"in_channels={in_channels} and num_classes={num_classes}: need in_channels >= 1 "
+            "and num_classes >= 2"
+        )
+    entry = CLASSIFIERS[name]
+    model = entry.factory(in_channels, num_classes, **kwargs)
+    if not hasattr(model, "inputs"):
+        model.inputs = entry.inputs
+    return model
+
+
+def list_classifiers() -> list[str]:
+    """Sorted names of the registered classifiers."""
+    return sorted(CLASSIFIERS)

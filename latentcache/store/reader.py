@@ -55,6 +55,28 @@ class ZarrSplit:
         out["label"] = out["label"].astype(np.int64)
         return out
 
+    def __getitem__(self, row: int) -> dict:
+        """Row ``row`` as one sample (no batch dim), latents cropped to their real size."""
+        if not 0 <= row < len(self):
+            raise IndexError(f"row {row} out of range [0, {len(self)})")
+        got = self.read(row, row + 1)
+        if not len(got["key"]):
+            raise KeyError(f"row {row} of {self.split} is a hole left by a failed sample")
+        return _crop({k: v[0] for k, v in got.items()})
+
+    def __iter__(self):
+        for start, stop in self.blocks():
+            got = self.read(start, stop)
+            for i in range(len(got["key"])):
+                yield _crop({k: v[i] for k, v in got.items()})
+
+
+def _crop(sample: dict) -> dict:
+    h, w = (int(v) for v in sample["latent_shape"])
+    for name in ("y_hat", "scales_hat"):
+        sample[name] = sample[name][..., :h, :w]
+    return sample
+
 
 class LatentStore:
     """A finished latentcache store (``manifest.json`` present)."""

@@ -2,7 +2,7 @@
 
 | repr      | array       | dtype   | read back as                               | exact? |
 |-----------|-------------|---------|--------------------------------------------|--------|
-| index     | scales_hat  | uint8   | ``scale_table[index]`` (what the coder used) | no: the table's lower bin edge |
+| index     | scales_hat  | uint8   | ``scale_table[index]`` (what the coder used) | no: the upper edge of its bin |
 | float16   | scales_hat  | float16 | float32 cast                               | to 3 significant digits |
 | float32   | scales_hat  | float32 | as stored                                  | yes |
 | z_hat     | z_hat       | int16   | ``h_s(z_hat)`` with the store's codec      | yes, but runs part of the codec |

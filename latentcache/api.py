@@ -1,0 +1,84 @@
+"""The Python API: everything the CLI does, from a notebook.
+
+>>> from latentcache import api
+>>> store = api.encode("imagefolder", "stores/photos-q3", data_root="~/photos", quality=3, checkpoint="q3.pt")
+>>> print(api.card(store.path))
+>>> sample = store.zarr_split("train")[0]            # dict of numpy arrays
+>>> y_hat, scales_hat = api.as_tensors(sample)       # torch tensors (M, h, w)
+"""
+
+from __future__ import annotations
+
+import os
+
+from latentcache.codec.spec import CodecSpec
+from latentcache.config import EncodeConfig
+from latentcache.store.reader import LatentStore, open_store
+
+__all__ = ["encode", "open_store", "card", "verify", "as_tensors", "EncodeConfig", "CodecSpec"]
+
+
+def encode(
+    dataset: str,
+    out: str | os.PathLike,
+    *,
+    data_root: str | os.PathLike | None = None,
+    quality: int = 8,
+    arch: str = "bmshj2018-hyperprior",
+    codec_source: str = "zoo",
+    checkpoint: str | os.PathLike | None = None,
+    model=None,
+    **options,
+) -> LatentStore:
+    """Encode ``dataset`` into ``out`` and open the result. ``options`` are EncodeConfig fields.
+
+    ``model``: an in-memory CompressAI model to use instead of loading weights.
+    """
+    from latentcache.pipeline.encode import run_encode
+
+    source = "model" if model is not None else "checkpoint" if checkpoint else codec_source
+    spec = CodecSpec(
+        arch=arch,
+        quality=quality,
+        source=source,
+        checkpoint=str(checkpoint) if source == "checkpoint" else None,
+    )
+    config = EncodeConfig(
+        dataset=dataset,
+        out=str(out),
+        data_root=str(data_root) if data_root else None,
+        codec=spec,
+        **options,
+    )
+    codec = None
+    if model is not None:
+        from latentcache.codec.load import codec_from_model
+
+        codec = codec_from_model(model, spec)
+    run_encode(config, codec)
+    return open_store(out, codec)
+
+
+def card(path: str | os.PathLike) -> str:
+    """The dataset card ``latentcache inspect`` prints."""
+    from pathlib import Path
+
+    from latentcache.store.card import format_card
+
+    return format_card(open_store(path).manifest, Path(path))
+
+
+def verify(path: str | os.PathLike, redecode: bool = False, codec=None):
+    """Check a store against its manifest; returns a VerifyReport (``.ok``, ``.problems``)."""
+    from latentcache.store.verify import verify_store
+
+    return verify_store(open_store(path), redecode=redecode, codec=codec)
+
+
+def as_tensors(sample: dict):
+    """(y_hat, scales_hat) of one sample as float32 torch tensors."""
+    import torch
+
+    return torch.from_numpy(sample["y_hat"].astype("float32")), torch.from_numpy(
+        sample["scales_hat"]
+    )

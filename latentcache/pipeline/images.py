@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +48,9 @@ def load_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage
         raise SampleError("empty file")
     sha = hashlib.sha256(data).hexdigest()
     try:
-        im = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # the size check below reports bombs itself
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
         w, h = im.size
         if w * h > max_pixels:
             raise SampleError(f"decompression bomb: {w}x{h} = {w * h} pixels > limit {max_pixels}")
@@ -72,7 +75,10 @@ def load_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage
 def header_size(path) -> tuple[int, int] | None:
     """(H, W) after EXIF orientation from the header alone, or None when unreadable."""
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
             w, h = im.size
             orientation = im.getexif().get(0x0112, 1)
     except Exception:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from pathlib import Path
 
 import click
@@ -127,13 +126,25 @@ def encode(
         scheduler=scheduler,
         device=device,
         overwrite=overwrite,
-        command=shlex.join(["latentcache", *sys.argv[1:]]),
+        command=_command_line(click.get_current_context()),
         **({"max_pixels": max_pixels} if max_pixels else {}),
     )
     from latentcache.pipeline.encode import run_encode
 
     result = run_encode(config)
     click.echo(_summary(result))
+
+
+def _command_line(ctx: click.Context) -> str:
+    """The command as a user would retype it: the options that differ from their defaults."""
+    words = ["latentcache", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if not isinstance(param, click.Option) or value is None or value is False or value == param.default:
+            continue
+        flag = max(param.opts, key=len)
+        words += [flag] if param.is_flag else [flag, str(value)]
+    return shlex.join(words)
 
 
 def _summary(result) -> str:

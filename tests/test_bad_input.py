@@ -92,7 +92,16 @@ def test_bad_and_odd_files_in_one_dataset(tmp_path, photo, tiny_codec):
     for name, (data, _) in odd.items():
         (root / name).write_bytes(data)
     out = tmp_path / "store"
-    result = run_encode(EncodeConfig(dataset="imagefolder", data_root=str(tmp_path / "data"), out=str(out), shard_size=4, workers=0), tiny_codec)
+    result = run_encode(
+        EncodeConfig(
+            dataset="imagefolder",
+            data_root=str(tmp_path / "data"),
+            out=str(out),
+            shard_size=4,
+            workers=0,
+        ),
+        tiny_codec,
+    )
     m = result.manifest
     assert m["totals"] == {**m["totals"], "indexed": 14, "stored": 9, "failed": 5}
     reasons = {Path(f["path"]).name: f["reason"] for f in m["failures"]}
@@ -112,5 +121,7 @@ def test_a_file_vanishing_after_indexing_is_recorded(tmp_path, tiny_model):
     from latentcache.pipeline.shard import ShardSettings, encode_samples
 
     settings = ShardSettings(str(tmp_path), str(tmp_path), ("zarr",), "index", 10**8, 4, "cpu", {})
-    out = list(encode_samples(tiny_model, [Sample("gone", "gone.png", 0, "train")], tmp_path, settings))
+    out = list(
+        encode_samples(tiny_model, [Sample("gone", "gone.png", 0, "train")], tmp_path, settings)
+    )
     assert "unreadable file" in out[0].reason

@@ -140,7 +140,12 @@ def _command_line(ctx: click.Context) -> str:
     words = ["latentcache", *ctx.command_path.split()[1:]]
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
-        if not isinstance(param, click.Option) or value is None or value is False or value == param.default:
+        if (
+            not isinstance(param, click.Option)
+            or value is None
+            or value is False
+            or value == param.default
+        ):
             continue
         flag = max(param.opts, key=len)
         words += [flag] if param.is_flag else [flag, str(value)]

@@ -1,0 +1,193 @@
+"""Latent-space augmentation of Gupta et al. (2024): resize to 32, random crop 28,
+horizontal flip; a deterministic center crop for evaluation.
+
+::
+
+    batch {"y_hat": (B, M, h, w) int16, "scales_hat": (B, M, h, w) float32}
+      └► normalize: y_hat standardized; scales_hat (0.11..256) -> log -> standardized
+      └► cat along channels (B, 2M, h, w)      one tensor, so one crop and one flip
+      └► resize (B, 2M, 32, 32) ─► crop 28 (+ flip) ─► split back per input
+
+Cropping the concatenated tensor makes the alignment of ``y_hat`` and ``scales_hat``
+structural: the reference code crops them at different places. Runs on whatever device
+the batch is on; random draws come from an explicit CPU generator (seeded per epoch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from latentcache.errors import ConfigError
+
+__all__ = [
+    "AugmentConfig",
+    "LatentStats",
+    "LatentTransform",
+    "normalize_inputs",
+    "resize_latents",
+    "crop_flip_params",
+    "apply_crop_flip",
+    "center_crop",
+]
+
+SCALES_FLOOR = 1e-6  # scales_hat is >= 0.11 from the scale table; guard log(0) in padding
+STD_FLOOR = 1e-3  # a constant channel (an untrained hyperprior's scales) standardizes to 0
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """``resize``: square size after resizing (None: keep); ``crop``: square crop (None: none)."""
+
+    resize: int | None = 32
+    crop: int | None = 28
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("resize", "crop"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name}={value}: should be a positive size or None")
+        if self.resize is not None and self.crop is not None and self.crop > self.resize:
+            raise ConfigError(f"crop={self.crop} is larger than resize={self.resize}")
+
+
+@dataclass(frozen=True)
+class LatentStats:
+    """Normalization statistics: scalars, or one value per channel (tuples of M floats)."""
+
+    y_hat_mean: float | tuple[float, ...] = 0.0
+    y_hat_std: float | tuple[float, ...] = 1.0
+    log_scales_mean: float | tuple[float, ...] = 0.0
+    log_scales_std: float | tuple[float, ...] = 1.0
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> LatentStats:
+        """From a store's ``split_info(split)["stats"]`` (or :meth:`to_dict`)."""
+
+        def conv(v):
+            return tuple(float(x) for x in v) if isinstance(v, list | tuple) else float(v)
+
+        names = ("y_hat_mean", "y_hat_std", "log_scales_mean", "log_scales_std")
+        missing = [n for n in names if n not in d]
+        if missing:
+            raise ConfigError(f"store stats lack {missing}; have {sorted(d)}")
+        return cls(**{n: conv(d[n]) for n in names})
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def _as_param(value: float | tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
+    t = torch.as_tensor(value, dtype=torch.float32, device=like.device)
+    return t.view(1, -1, 1, 1) if t.ndim == 1 else t
+
+
+def _standardize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    std_t = _as_param(std, x).clamp_min(STD_FLOOR)
+    return (x - _as_param(mean, x)) / std_t
+
+
+def normalize_inputs(
+    batch: Mapping[str, torch.Tensor], inputs: Sequence[str], stats: LatentStats
+) -> list[torch.Tensor]:
+    """Float tensors in ``inputs`` order: y_hat standardized, scales_hat log-standardized."""
+    out = []
+    for name in inputs:
+        x = batch[name].float()
+        if name == "y_hat":
+            x = _standardize(x, stats.y_hat_mean, stats.y_hat_std)
+        elif name == "scales_hat":
+            x = _standardize(
+                torch.log(x.clamp_min(SCALES_FLOOR)), stats.log_scales_mean, stats.log_scales_std
+            )
+        out.append(x)
+    return out
+
+
+def resize_latents(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize of (B, C, h, w) to (B, C, size, size); antialiased when shrinking."""
+    if x.shape[-2:] == (size, size):
+        return x
+    shrink = size < max(x.shape[-2:])
+    return F.interpolate(
+        x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink
+    )
+
+
+def crop_flip_params(
+    batch: int, height: int, width: int, size: int, flip: bool, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample (top, left, flipped) for a ``size`` crop; drawn on the CPU."""
+    if size > height or size > width:
+        raise ConfigError(f"crop={size} is larger than the latent ({height}x{width})")
+    top = torch.randint(0, height - size + 1, (batch,), generator=generator)
+    left = torch.randint(0, width - size + 1, (batch,), generator=generator)
+    flipped = (
+        torch.rand(batch, generator=generator) < 0.5
+        if flip
+        else torch.zeros(batch, dtype=torch.bool)
+    )
+    return top, left, flipped
+
+
+def apply_crop_flip(
+    x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flipped: torch.Tensor, size: int
+) -> torch.Tensor:
+    """Crop (B, C, H, W) at per-sample offsets and mirror the flipped ones -> (B, C, size, size)."""
+    device = x.device
+    base = torch.arange(size)
+    rows = top[:, None] + base  # (B, size)
+    cols = left[:, None] + torch.where(flipped[:, None], size - 1 - base, base)
+    b = torch.arange(x.shape[0])[:, None, None]
+    out = x[b.to(device), :, rows[:, :, None].to(device), cols[:, None, :].to(device)]
+    return out.permute(0, 3, 1, 2)  # advanced indexing put (B, size, size) first
+
+
+def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Deterministic central (B, C, size, size) crop."""
+    height, width = x.shape[-2:]
+    if size > height or size > width:
+        raise ConfigError(f"crop={size} is larger than the latent ({height}x{width})")
+    top, left = (height - size) // 2, (width - size) // 2
+    return x[..., top : top + size, left : left + size]
+
+
+class LatentTransform:
+    """Normalize + (resize, crop, flip) a batch of latents for a model's ``inputs``."""
+
+    def __init__(self, inputs: Sequence[str], stats: LatentStats, config: AugmentConfig) -> None:
+        self.inputs, self.stats, self.config = tuple(inputs), stats, config
+
+    def __call__(
+        self,
+        batch: Mapping[str, torch.Tensor],
+        train: bool,
+        generator: torch.Generator | None = None,
+    ) -> list[torch.Tensor]:
+        xs = normalize_inputs(batch, self.inputs, self.stats)
+        sizes = [x.shape[1] for x in xs]
+        x = torch.cat(xs, dim=1) if len(xs) > 1 else xs[0]  # (B, sum(C), h, w)
+        if self.config.resize is not None:
+            x = resize_latents(x, self.config.resize)
+        crop = self.config.crop
+        if crop is not None and train:
+            params = crop_flip_params(x.shape[0], *x.shape[-2:], crop, self.config.flip, generator)
+            x = apply_crop_flip(x, *params, crop)
+        elif crop is not None:
+            x = center_crop(x, crop)
+        elif train and self.config.flip:
+            flipped = torch.rand(x.shape[0], generator=generator) < 0.5
+            x = torch.where(flipped.to(x.device)[:, None, None, None], x.flip(-1), x)
+        return list(torch.split(x, sizes, dim=1))
+
+    def output_size(self, latent_hw: tuple[int, int]) -> tuple[int, int]:
+        """Spatial size the model sees for latents of ``latent_hw``."""
+        if self.config.crop is not None:
+            return (self.config.crop, self.config.crop)
+        if self.config.resize is not None:
+            return (self.config.resize, self.config.resize)
+        return tuple(latent_hw)

@@ -1,0 +1,1 @@
+"""Reports: training curves and confusion matrices (:mod:`latentcache.report.training`)."""

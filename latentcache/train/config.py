@@ -1,0 +1,100 @@
+"""The training config: a frozen dataclass that validates itself and round-trips JSON
+(saved as ``config.json`` in the run folder and inside every checkpoint)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from latentcache.errors import ConfigError
+from latentcache.train.augment import AugmentConfig
+from latentcache.train.data import FORMATS
+
+__all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "DEVICES"]
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "step", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``latentcache train`` needs; ``None`` splits are chosen from the store."""
+
+    store: str
+    out: str
+    model: str = "cresnet39"
+    model_kwargs: dict = field(default_factory=dict)
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    step_size: int = 10  # epochs between decays of the "step" schedule
+    gamma: float = 0.1
+    label_smoothing: float = 0.0
+    format: str = "zarr"
+    train_split: str | None = None
+    eval_split: str | None = None
+    resize: int | None = 32
+    crop: int | None = 28
+    flip: bool = True
+    buffer_size: int = 256
+    workers: int = 0
+    device: str = "auto"
+    amp: bool = True  # CUDA only: bfloat16 where supported, else float16 + GradScaler
+    channels_last: bool = True  # CUDA only
+    seed: int = 0
+    max_batches: int | None = None  # cap on steps per epoch (smoke runs, benchmarks)
+    progress: bool = True
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        self._check_choice("optimizer", OPTIMIZERS)
+        self._check_choice("schedule", SCHEDULES)
+        self._check_choice("format", FORMATS)
+        self._check_choice("device", DEVICES)
+        for name, low in (
+            ("epochs", 1),
+            ("batch_size", 1),
+            ("buffer_size", 1),
+            ("workers", 0),
+            ("step_size", 1),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise ConfigError(f"Invalid {name} {value!r}, should be an integer >= {low}")
+        if not self.lr > 0:
+            raise ConfigError(f"Invalid lr {self.lr!r}, should be > 0")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(
+                f"Invalid label_smoothing {self.label_smoothing!r}, should be in [0, 1)"
+            )
+        if self.max_batches is not None and self.max_batches < 1:
+            raise ConfigError(f"Invalid max_batches {self.max_batches!r}, should be >= 1 or None")
+        AugmentConfig(resize=self.resize, crop=self.crop, flip=self.flip)  # validates
+
+    def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
+        if getattr(self, name) not in choices:
+            raise ConfigError(
+                f'Invalid {name} "{getattr(self, name)}", should be one of {list(choices)}'
+            )
+
+    @property
+    def augment(self) -> AugmentConfig:
+        return AugmentConfig(resize=self.resize, crop=self.crop, flip=self.flip)
+
+    def replace(self, **changes) -> TrainConfig:
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"Unknown train config keys {unknown}; valid: {sorted(known)}")
+        return cls(**d)

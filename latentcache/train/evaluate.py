@@ -1,0 +1,129 @@
+"""Evaluate a training run's checkpoint on a store split, deterministically (center crop).
+
+::
+
+    RUN_DIR/best.pt (or last.pt) ─► codec check against STORE ─► model, stats, classes
+      └► LatentStream(split, no shuffle) ─► ClassificationMeter
+      └► {"top1", "top5", "per_class", "confusion", ...} ─► eval_<split>.json, confusion_<split>.png
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from latentcache.errors import ConfigError
+from latentcache.train.augment import AugmentConfig, LatentStats, LatentTransform
+from latentcache.train.checkpoint import check_codec, load_checkpoint
+from latentcache.train.data import StreamSpec, build_loader
+from latentcache.train.distributed import resolve_device
+from latentcache.train.loop import amp_context, evaluate, make_prepare
+from latentcache.train.models import create_classifier
+
+__all__ = ["evaluate_run", "find_checkpoint", "CHECKPOINTS"]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = ("best", "last")
+
+
+def find_checkpoint(run_dir: str | os.PathLike, which: str = "best") -> Path:
+    """``best.pt`` (falling back to ``last.pt``) or ``last.pt`` of a run folder."""
+    if which not in CHECKPOINTS:
+        raise ConfigError(f'Invalid checkpoint "{which}", should be one of {list(CHECKPOINTS)}')
+    run_dir = Path(run_dir)
+    names = ["best.pt", "last.pt"] if which == "best" else ["last.pt"]
+    for name in names:
+        if (run_dir / name).is_file():
+            return run_dir / name
+    raise FileNotFoundError(
+        f"No {' or '.join(names)} in {run_dir}: is it a `latentcache train` --out folder?"
+    )
+
+
+def _check_store(state: dict, store, store_path) -> None:
+    check_codec(state["codec"], store.codec, store_path)
+    if list(store.classes) != list(state["classes"]):
+        raise ConfigError(
+            f"store {store_path} has classes {list(store.classes)[:5]}... ({len(store.classes)}), "
+            f"the checkpoint was trained on {list(state['classes'])[:5]}... ({len(state['classes'])})"
+        )
+    if "num_channels" in state and int(store.num_channels) != int(state["num_channels"]):
+        raise ConfigError(
+            f"store {store_path} has M={store.num_channels}, the checkpoint M={state['num_channels']}"
+        )
+
+
+def _build_model(state: dict, num_channels: int) -> torch.nn.Module:
+    cfg = state["config"]
+    kwargs = {
+        **cfg.get("model_kwargs", {}),
+        "pretrained": False,
+    }  # weights come from the checkpoint
+    model = create_classifier(cfg["model"], num_channels, len(state["classes"]), **kwargs)
+    model.load_state_dict(state["model"])
+    return model
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    store_path: str | os.PathLike,
+    split: str = "test",
+    *,
+    checkpoint: str = "best",
+    fmt: str | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    workers: int = 0,
+    write: bool = True,
+) -> dict:
+    """Top-1/top-5, per-class accuracy and confusion of a run's checkpoint on ``split``."""
+    from latentcache.store import open_store
+
+    path = find_checkpoint(run_dir, checkpoint)
+    state = load_checkpoint(path)
+    store = open_store(store_path)
+    if split not in store.splits:
+        raise ConfigError(
+            f'Split "{split}" is not in the store; its splits are {list(store.splits)}'
+        )
+    _check_store(state, store, store_path)
+    cfg = state["config"]
+    dev = resolve_device(device)
+    model = _build_model(state, int(store.num_channels)).to(dev)
+    augment = AugmentConfig(resize=cfg["resize"], crop=cfg["crop"], flip=False)
+    transform = LatentTransform(model.inputs, LatentStats.from_dict(state["stats"]), augment)
+    spec = StreamSpec(
+        store=str(store_path),
+        split=split,
+        fmt=fmt or cfg["format"],
+        fields=tuple(model.inputs),
+        batch_size=batch_size or cfg["batch_size"],
+    )
+    loader = build_loader(spec, workers, cfg["resize"], pin_memory=dev.type == "cuda")
+    prepare = make_prepare(transform, dev, channels_last=False)
+    meter = evaluate(
+        model, loader, prepare, len(state["classes"]), lambda: amp_context(dev, cfg["amp"])
+    )
+    result = meter.summary(list(state["classes"])) | {
+        "split": split,
+        "checkpoint": path.name,
+        "epoch": int(state["epoch"]),
+        "store": str(store_path),
+        "model": cfg["model"],
+    }
+    if write:
+        _write(Path(run_dir), split, result)
+    return result
+
+
+def _write(run_dir: Path, split: str, result: dict) -> None:
+    from latentcache.report.training import plot_confusion_matrix
+
+    (run_dir / f"eval_{split}.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+    classes = list(result["per_class"])
+    plot_confusion_matrix(result["confusion"], classes, run_dir / f"confusion_{split}.png")

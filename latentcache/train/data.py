@@ -5,8 +5,8 @@
     store split ─► units (Zarr: row slices of shard blocks; WebDataset: tar shards)
       └► per epoch: the same seeded shuffle of units on every rank
       └► split over slots = ranks x DataLoader workers
-           Zarr: contiguous share of the rows; WebDataset: whole shards (or every n-th
-           sample when there are fewer shards than slots)
+           Zarr: a contiguous share of the rows, sized to each worker's quota;
+           WebDataset: whole shards (or every n-th sample when shards are fewer than slots)
       └► train: each worker yields a fixed quota of whole batches (cycling its units when
            short), so every rank runs the same number of steps and DDP never waits forever
       └► buffer shuffle (train) ─► LatentCollate ─► {"y_hat", "scales_hat", "label", "key"}
@@ -36,6 +36,7 @@ __all__ = [
     "LatentCollate",
     "build_loader",
     "split_ranges",
+    "slot_fraction",
     "buffer_shuffle",
     "worker_quotas",
     "batches_per_rank",
@@ -73,17 +74,28 @@ class StreamSpec:
             raise ConfigError(f"batch_size={self.batch_size}: should be >= 1")
 
 
-def split_ranges(ranges: list[tuple[int, int]], parts: int, index: int) -> list[tuple[int, int]]:
-    """The ``index``-th of ``parts`` contiguous, near-equal shares of concatenated ranges."""
+def split_ranges(ranges: list[tuple[int, int]], lo: float, hi: float) -> list[tuple[int, int]]:
+    """The rows between fractions ``lo`` and ``hi`` of the concatenated ``ranges``."""
     total = sum(b - a for a, b in ranges)
-    lo, hi = total * index // parts, total * (index + 1) // parts
+    first, last = round(total * lo), round(total * hi)
     out, pos = [], 0
     for a, b in ranges:
-        s, e = max(lo, pos), min(hi, pos + b - a)
+        s, e = max(first, pos), min(last, pos + b - a)
         if s < e:
             out.append((a + s - pos, a + e - pos))
         pos += b - a
     return out
+
+
+def slot_fraction(
+    rank: int, world_size: int, worker: int, weights: list[int] | None
+) -> tuple[float, float]:
+    """This (rank, worker)'s share of the rows: 1/world per rank, split among the rank's
+    workers in proportion to ``weights`` (their batch quotas; equal when None)."""
+    n = len(weights) if weights else 1
+    weights = weights if weights and sum(weights) else [1] * n
+    cum = np.cumsum([0, *weights]) / sum(weights)
+    return (rank + cum[worker]) / world_size, (rank + cum[worker + 1]) / world_size
 
 
 def worker_quotas(batches: int, workers: int) -> list[int]:
@@ -150,27 +162,32 @@ class LatentStream(IterableDataset):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         spec = self.spec
-        slot, slots = spec.rank * workers + worker, spec.world_size * workers
-        order = np.random.default_rng([spec.seed, self.epoch]) if spec.shuffle else None
-        make = self._zarr_units if spec.fmt == "zarr" else self._wds_units
-        read = make(order, slot, slots)
-        stream: Iterable = read()
+        quotas = None
         if spec.batches_per_rank is not None:
-            quota = worker_quotas(spec.batches_per_rank, workers)[worker] * spec.batch_size
-            stream = _cycle(read, quota) if quota else iter(())
+            quotas = [q * spec.batch_size for q in worker_quotas(spec.batches_per_rank, workers)]
+        order = np.random.default_rng([spec.seed, self.epoch]) if spec.shuffle else None
+        if spec.fmt == "zarr":
+            read = self._zarr_units(
+                order, slot_fraction(spec.rank, spec.world_size, worker, quotas)
+            )
+        else:
+            read = self._wds_units(order, spec.rank * workers + worker, spec.world_size * workers)
+        stream: Iterable = read()
+        if quotas is not None:
+            stream = _cycle(read, quotas[worker]) if quotas[worker] else iter(())
         if spec.shuffle:
-            rng = np.random.default_rng([spec.seed, self.epoch, slot, 1])
+            rng = np.random.default_rng([spec.seed, self.epoch, spec.rank, worker, 1])
             stream = buffer_shuffle(stream, spec.buffer_size, rng)
         yield from stream
 
-    def _zarr_units(self, order, slot: int, slots: int) -> Callable[[], Iterator[dict]]:
+    def _zarr_units(self, order, share: tuple[float, float]) -> Callable[[], Iterator[dict]]:
         zs = self.store.zarr_split(self.spec.split)
         units = [
             (a, min(a + READ_ROWS, b)) for a0, b in zs.blocks() for a in range(a0, b, READ_ROWS)
         ]
         if order is not None:
             units = [units[i] for i in order.permutation(len(units))]
-        mine = split_ranges(units, slots, slot)
+        mine = split_ranges(units, *share)
 
         def read() -> Iterator[dict]:
             for a, b in mine:

@@ -85,3 +85,26 @@ def test_batched_and_single_encoding_decode_the_same(tiny_model, encoded):
     images, out = encoded
     single = encode_batch(tiny_model, _batch(images[:1]), [images[0].shape[:2]])[0]
     np.testing.assert_array_equal(single.y_hat, out[0].y_hat)
+
+
+def test_cached_table_coding_gives_compressai_bytes(tiny_model, photo_images):
+    """Our coder calls (tables converted once) write exactly the bytes CompressAI writes."""
+    from latentcache.codec.latents import compress_z, decompress_z, rans_encode
+
+    m = tiny_model
+    x = _batch([a[:128, :192] for a in photo_images])
+    with torch.no_grad():
+        y = m.g_a(x)
+        z = m.h_a(torch.abs(y))
+        assert compress_z(m.entropy_bottleneck, z) == m.entropy_bottleneck.compress(z)
+        z_strings = m.entropy_bottleneck.compress(z)
+        z_hat = m.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        assert torch.equal(
+            decompress_z(m.entropy_bottleneck, z_strings, tuple(z.shape[-2:])), z_hat
+        )
+        gc = m.gaussian_conditional
+        indexes = gc.build_indexes(torch.cat([m.h_s(z_hat[i : i + 1]) for i in range(len(z_hat))]))
+        assert rans_encode(gc, gc.quantize(y, "symbols"), indexes) == gc.compress(y, indexes)
+        assert m.compress(x[:1])["strings"][0] == rans_encode(
+            gc, gc.quantize(y[:1], "symbols"), indexes[:1]
+        )

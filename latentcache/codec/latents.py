@@ -20,6 +20,7 @@ stock ``model.decompress(strings, shape)`` reads.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,9 +38,14 @@ __all__ = [
     "decode_y",
     "scales_from_z_hat",
     "true_bpp",
+    "rans_encode",
+    "rans_decode",
+    "compress_z",
+    "decompress_z",
 ]
 
 INT16 = np.iinfo(np.int16)
+_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -73,6 +79,73 @@ def build_indexes(gaussian_conditional, scales: torch.Tensor) -> torch.Tensor:
     return torch.bucketize(scales, table, right=False).int()
 
 
+def _coder_tables(em) -> tuple[list, list, list]:
+    """The CDF tables as Python lists, converted once per model instead of once per image.
+
+    CompressAI's ``EntropyModel.compress/decompress`` call ``_quantized_cdf.tolist()`` for every
+    image (about 10^5 ints for a GaussianConditional); the C++ coder and its arguments are
+    unchanged, so the bytes are identical (tested).
+    """
+    cdf = em._quantized_cdf
+    key = (cdf.data_ptr(), cdf._version, tuple(cdf.shape))
+    cached = _TABLES.get(em)
+    if cached is None or cached[0] != key:
+        cached = (
+            key,
+            cdf.tolist(),
+            em._cdf_length.reshape(-1).int().tolist(),
+            em._offset.reshape(-1).int().tolist(),
+        )
+        _TABLES[em] = cached
+    return cached[1:]
+
+
+def rans_encode(em, symbols: torch.Tensor, indexes: torch.Tensor) -> list[bytes]:
+    """``EntropyModel.compress`` for already quantized integer ``symbols`` (B, ...)."""
+    cdf, lengths, offsets = _coder_tables(em)
+    return [
+        em.entropy_coder.encode_with_indexes(
+            symbols[i].reshape(-1).int().tolist(),
+            indexes[i].reshape(-1).int().tolist(),
+            cdf,
+            lengths,
+            offsets,
+        )
+        for i in range(symbols.size(0))
+    ]
+
+
+def rans_decode(em, strings: list[bytes], indexes: torch.Tensor) -> torch.Tensor:
+    """``EntropyModel.decompress`` before dequantization: integer symbols shaped like ``indexes``."""
+    cdf, lengths, offsets = _coder_tables(em)
+    out = torch.empty(indexes.shape, dtype=torch.int32)
+    for i, s in enumerate(strings):
+        values = em.entropy_coder.decode_with_indexes(
+            s, indexes[i].reshape(-1).int().tolist(), cdf, lengths, offsets
+        )
+        out[i] = torch.tensor(values, dtype=torch.int32).reshape(out[i].shape)
+    return out
+
+
+def _z_medians(eb, n: int, spatial: int) -> torch.Tensor:
+    medians = eb._extend_ndims(eb._get_medians().detach(), spatial)
+    return medians.expand(n, *([-1] * (spatial + 1)))
+
+
+def compress_z(eb, z: torch.Tensor) -> list[bytes]:
+    """``EntropyBottleneck.compress`` with cached tables."""
+    indexes = eb._build_indexes(z.size())
+    symbols = eb.quantize(z, "symbols", _z_medians(eb, z.size(0), z.dim() - 2))
+    return rans_encode(eb, symbols, indexes)
+
+
+def decompress_z(eb, strings: list[bytes], shape) -> torch.Tensor:
+    """``EntropyBottleneck.decompress`` with cached tables."""
+    size = (len(strings), eb._quantized_cdf.size(0), *shape)
+    symbols = rans_decode(eb, strings, eb._build_indexes(size))
+    return eb.dequantize(symbols, _z_medians(eb, len(strings), len(shape)), torch.float)
+
+
 def pad_image(x: torch.Tensor, min_div: int = 64) -> torch.Tensor:
     """Zero-pad (centered) to a multiple of ``min_div``, exactly as CompressAI's eval_model."""
     from compressai.ops import compute_padding
@@ -93,14 +166,15 @@ def decode_y(
     """Entropy-decode ``y_hat`` (float) and return it with the indexes used."""
     gc = model.gaussian_conditional
     indexes = build_indexes(gc, scales_hat)
-    means = None
-    return gc.decompress(y_strings, indexes, means=means), indexes
+    return gc.dequantize(rans_decode(gc, y_strings, indexes), None, torch.float), indexes
 
 
 def extract_latents(model, y_strings, z_strings, z_shape) -> dict[str, torch.Tensor]:
     """Bytes -> ``z_hat``, ``scales_hat``, ``y_hat``: everything but ``g_s``."""
     with torch.no_grad():
-        z_hat = model.entropy_bottleneck.decompress(list(z_strings), tuple(z_shape))
+        z_hat = decompress_z(
+            model.entropy_bottleneck, list(z_strings), tuple(int(v) for v in z_shape)
+        )
         scales_hat = scales_from_z_hat(model, z_hat)
         y_hat, indexes = decode_y(model, list(y_strings), scales_hat)
     return {"z_hat": z_hat, "scales_hat": scales_hat, "y_hat": y_hat, "indexes": indexes}
@@ -138,12 +212,14 @@ def encode_batch(
         y = g_a(x.to(device))
         z = h_a(torch.abs(y)).float().cpu()
         y = y.float().cpu()
-        z_strings = model.entropy_bottleneck.compress(z)
-        z_hat = model.entropy_bottleneck.decompress(z_strings, z.shape[-2:])  # from the bytes
+        z_strings = compress_z(model.entropy_bottleneck, z)
+        z_hat = decompress_z(
+            model.entropy_bottleneck, z_strings, tuple(z.shape[-2:])
+        )  # from the bytes
         scales_hat = scales_from_z_hat(model, z_hat)
-        indexes = build_indexes(model.gaussian_conditional, scales_hat)
-        y_strings = model.gaussian_conditional.compress(y, indexes)
-        y_hat = model.gaussian_conditional.decompress(y_strings, indexes)  # from the bytes
+        gc = model.gaussian_conditional
+        y_strings = rans_encode(gc, gc.quantize(y, "symbols"), build_indexes(gc, scales_hat))
+        y_hat, indexes = decode_y(model, y_strings, scales_hat)  # from the bytes
         est_bits = _likelihood_bits(model, y, z, scales_hat)
     y_q = torch.round(y)
     return [

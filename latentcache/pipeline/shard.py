@@ -89,10 +89,10 @@ def _to_tensor(images: list[np.ndarray]):
 
 
 def encode_samples(model, samples, root: Path, settings: ShardSettings):
-    """Yield EncodedSample or SampleFailure for ``samples``, in order."""
+    """Yield ``(EncodedSample, Latents)`` or ``SampleFailure`` for ``samples``, in order."""
     from latentcache.codec.latents import encode_batch
 
-    results: dict[int, EncodedSample | SampleFailure] = {}
+    results: dict[int, tuple | SampleFailure] = {}
     loaded: dict[int, LoadedImage] = {}
     for i, s in enumerate(samples):
         try:

@@ -1,6 +1,7 @@
 """Imports every adapter module so that their @register_dataset decorators run."""
 
 from latentcache.datasets import (
+    demo,  # noqa: F401
     imagefolder,  # noqa: F401
     minc,  # noqa: F401
     resisc45,  # noqa: F401

@@ -111,16 +111,26 @@ class DatasetAdapter:
     index: Callable[..., DatasetIndex]  # index(root: Path, **options) -> DatasetIndex
     description: str
     download_url: str | None = None
+    prepare: Callable[[Path], Path] | None = None  # makes a missing root (the demo set)
 
 
 DATASETS: dict[str, DatasetAdapter] = {}
 
 
-def register_dataset(name: str, *, description: str, download_url: str | None = None):
-    """Decorator: register ``fn(root, **options) -> DatasetIndex`` under ``name``."""
+def register_dataset(
+    name: str,
+    *,
+    description: str,
+    download_url: str | None = None,
+    prepare: Callable[[Path], Path] | None = None,
+):
+    """Decorator: register ``fn(root, **options) -> DatasetIndex`` under ``name``.
+
+    ``prepare(root)``, when given, creates a missing root (a dataset generated locally).
+    """
 
     def decorator(fn: Callable[..., DatasetIndex]) -> Callable[..., DatasetIndex]:
-        DATASETS[name] = DatasetAdapter(name, fn, description, download_url)
+        DATASETS[name] = DatasetAdapter(name, fn, description, download_url, prepare)
         return fn
 
     return decorator
@@ -150,6 +160,8 @@ def build_index(name: str, root: str | os.PathLike | None = None, **options) -> 
     """List dataset ``name`` under ``root`` (default: :func:`default_data_root`)."""
     adapter = get_dataset(name)
     path = Path(root).expanduser() if root is not None else default_data_root(name)
+    if not path.is_dir() and adapter.prepare is not None:
+        adapter.prepare(path)
     if not path.is_dir():
         where = f" Download it from {adapter.download_url} and" if adapter.download_url else ""
         raise DatasetNotFoundError(

@@ -144,7 +144,7 @@ def apply_crop_flip(
     cols = left[:, None] + torch.where(flipped[:, None], size - 1 - base, base)
     b = torch.arange(x.shape[0])[:, None, None]
     out = x[b.to(device), :, rows[:, :, None].to(device), cols[:, None, :].to(device)]
-    return out.permute(0, 3, 1, 2)  # advanced indexing put (B, size, size) first
+    return out.permute(0, 3, 1, 2).contiguous()  # indexing put (B, size, size) first
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -49,6 +49,7 @@ class TrainConfig:
     max_batches: int | None = None  # cap on steps per epoch (smoke runs, benchmarks)
     progress: bool = True
     resume: bool = False
+    command: str = ""  # the command line that made the run, for the record
 
     def __post_init__(self) -> None:
         self._check_choice("optimizer", OPTIMIZERS)

@@ -47,12 +47,11 @@ from latentcache.train.distributed import (
 )
 from latentcache.train.metrics import ClassificationMeter
 from latentcache.train.models import LATENT_INPUTS, create_classifier
+from latentcache.train.schedule import build_optimizer, build_scheduler
 
 __all__ = [
     "run_training",
     "choose_splits",
-    "build_optimizer",
-    "build_scheduler",
     "train_one_epoch",
     "evaluate",
     "make_prepare",
@@ -76,28 +75,6 @@ def choose_splits(
         eval_ = next((s for s in ("validate", "val", "test") if s in splits and s != train), None)
         logger.info("training on split %r, evaluating on %r", train, eval_)
     return train, eval_
-
-
-def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            params,
-            lr=config.lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-            nesterov=config.momentum > 0,
-        )
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-
-
-def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
-    """Stepped once per epoch. ``constant`` is a StepLR with gamma 1 (state loads safely)."""
-    if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    if config.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, config.step_size, config.gamma)
-    return torch.optim.lr_scheduler.StepLR(optimizer, 1, 1.0)
 
 
 def amp_context(device: torch.device, enabled: bool):
@@ -255,12 +232,15 @@ class _Run:
 
     def _build_model(self) -> nn.Module:
         torch.manual_seed(self.config.seed)
-        model = create_classifier(
-            self.config.model,
-            self.store.num_channels,
-            len(self.classes),
-            **self.config.model_kwargs,
-        )
+        kwargs = self.config.model_kwargs
+        try:
+            model = create_classifier(
+                self.config.model, self.store.num_channels, len(self.classes), **kwargs
+            )
+        except KeyError as e:
+            raise ConfigError(e.args[0]) from None
+        except TypeError as e:  # an unknown --model-opt
+            raise ConfigError(f"{self.config.model} {kwargs}: {e}") from None
         bad = [i for i in model.inputs if i not in LATENT_INPUTS]
         if bad:
             raise ConfigError(

@@ -1,0 +1,259 @@
+"""``train`` and ``eval``: learn from a latent store, and score a run on a split.
+
+torch is imported inside the commands, so ``latentcache --help`` stays fast.
+Under ``torchrun -m latentcache train ...`` every rank runs the command; rank 0 prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from latentcache.cli.common import handle_errors, setup_logging
+
+__all__ = ["train", "evaluate", "parse_model_opts"]
+
+
+def parse_model_opts(items: tuple[str, ...]) -> dict:
+    """``("base_width=16", "inputs=[\\"y_hat\\"]")`` -> kwargs; values parsed as JSON when they can be."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--model-opt")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _is_main_rank() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+@click.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--model",
+    "-m",
+    default="cresnet39",
+    show_default=True,
+    help="Registered classifier (see --list-models).",
+)
+@click.option(
+    "--model-opt",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Extra model argument, e.g. base_width=16 or pretrained=false.",
+)
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run folder [default: runs/<store>-<model>].",
+)
+@click.option("--batch-size", "-b", type=int, default=64, show_default=True, help="Per rank.")
+@click.option(
+    "--lr", type=float, default=None, help="Learning rate [default: 0.05 for sgd, 1e-3 for adamw]."
+)
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True)
+@click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option(
+    "--weight-decay", type=float, default=None, help="[default: 1e-4 for sgd, 0.05 for adamw]"
+)
+@click.option(
+    "--schedule",
+    type=click.Choice(["cosine", "step", "constant"]),
+    default="cosine",
+    show_default=True,
+)
+@click.option(
+    "--step-size",
+    type=int,
+    default=10,
+    show_default=True,
+    help="Epochs between decays (step schedule).",
+)
+@click.option(
+    "--gamma", type=float, default=0.1, show_default=True, help="Decay factor (step schedule)."
+)
+@click.option("--label-smoothing", type=float, default=0.0, show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["zarr", "webdataset"]), default="zarr", show_default=True
+)
+@click.option("--train-split", default=None, help="[default: train, else the first split]")
+@click.option(
+    "--eval-split", default=None, help="[default: validate, val or test, whichever exists]"
+)
+@click.option(
+    "--resize",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Latent size after resizing; 0 keeps it.",
+)
+@click.option(
+    "--crop",
+    type=int,
+    default=28,
+    show_default=True,
+    help="Random (train) / center (eval) crop; 0: none.",
+)
+@click.option("--flip/--no-flip", default=True, show_default=True)
+@click.option(
+    "--buffer-size",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Shuffle buffer, in samples per worker.",
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=0,
+    show_default=True,
+    help="DataLoader worker processes (spawned).",
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-batches", type=int, default=None, help="Cap on steps per epoch (smoke runs).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
+@click.option("-v", "--verbose", count=True)
+@handle_errors
+def train(
+    store,
+    model,
+    model_opt,
+    epochs,
+    out,
+    batch_size,
+    lr,
+    optimizer,
+    momentum,
+    weight_decay,
+    schedule,
+    step_size,
+    gamma,
+    label_smoothing,
+    fmt,
+    train_split,
+    eval_split,
+    resize,
+    crop,
+    flip,
+    buffer_size,
+    workers,
+    device,
+    amp,
+    seed,
+    max_batches,
+    resume,
+    verbose,
+):
+    """Train a classifier on STORE's latents (never runs the codec)."""
+    setup_logging(max(verbose, 1) if _is_main_rank() else 0)
+    from latentcache.train import TrainConfig, run_training
+
+    config = TrainConfig(
+        store=store,
+        out=out or str(Path("runs") / f"{Path(store).name}-{model}"),
+        model=model,
+        model_kwargs=parse_model_opts(model_opt),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr if lr is not None else (0.05 if optimizer == "sgd" else 1e-3),
+        optimizer=optimizer,
+        momentum=momentum,
+        weight_decay=weight_decay
+        if weight_decay is not None
+        else (1e-4 if optimizer == "sgd" else 0.05),
+        schedule=schedule,
+        step_size=step_size,
+        gamma=gamma,
+        label_smoothing=label_smoothing,
+        format=fmt,
+        train_split=train_split,
+        eval_split=eval_split,
+        resize=resize or None,
+        crop=crop or None,
+        flip=flip,
+        buffer_size=buffer_size,
+        workers=workers,
+        device=device,
+        amp=amp,
+        seed=seed,
+        max_batches=max_batches,
+        resume=resume,
+        command=shlex.join(["latentcache", *sys.argv[1:]]),
+    )
+    result = run_training(config)
+    if _is_main_rank():
+        top1 = result.get("eval_top1", result.get("train_top1"))
+        click.echo(
+            f"{config.out}: {result['epochs']} epochs, top-1 {top1:.4f} (best {result['best_top1']:.4f})"
+        )
+
+
+@click.command("eval")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("--split", default="test", show_default=True)
+@click.option(
+    "--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["zarr", "webdataset"]),
+    default=None,
+    help="[default: the run's]",
+)
+@click.option("--batch-size", "-b", type=int, default=None)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option("--workers", type=int, default=0, show_default=True)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object (top1, top5, per_class, confusion, ...).",
+)
+@click.option("-v", "--verbose", count=True)
+@handle_errors
+def evaluate(run_dir, store, split, checkpoint, fmt, batch_size, device, workers, as_json, verbose):
+    """Evaluate RUN_DIR's checkpoint on a split of STORE (deterministic center crop)."""
+    setup_logging(verbose)
+    from latentcache.train import evaluate_run
+
+    result = evaluate_run(
+        run_dir,
+        store,
+        split,
+        checkpoint=checkpoint,
+        fmt=fmt,
+        batch_size=batch_size,
+        device=device,
+        workers=workers,
+    )
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+        return
+    click.echo(
+        f"{result['model']} ({result['checkpoint']}, epoch {result['epoch']}) on {split}: "
+        f"top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  n={result['count']}"
+    )
+    width = max(len(c) for c in result["per_class"])
+    for name, acc in result["per_class"].items():
+        click.echo(f"  {name:<{width}}  {acc:.4f}")

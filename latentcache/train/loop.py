@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -59,6 +60,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+SYNC_EVERY = 20  # steps between device syncs for the loss check and progress bar
 
 Prepare = Callable[[dict, bool, "torch.Generator | None"], tuple[list[torch.Tensor], torch.Tensor]]
 
@@ -126,9 +129,9 @@ def train_one_epoch(
     """One pass over ``batches``; returns this rank's loss, top-1, samples and samples/s."""
     model.train()
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-    loss_sum, correct, seen, start = 0.0, 0, 0, time.perf_counter()
+    loss_sum, correct, seen, start = 0.0, 0, 0, time.perf_counter()  # sums stay on the device
     with _progress(total, progress, "train") as bar:
-        for batch in batches:
+        for step, batch in enumerate(batches, 1):
             xs, labels = prepare(batch, True, generator)
             with amp():
                 logits = model(*xs)
@@ -136,24 +139,32 @@ def train_one_epoch(
             optimizer.zero_grad(set_to_none=True)
             _backward_step(loss, optimizer, scaler)
             n = len(labels)
-            loss_sum, seen = loss_sum + float(loss.detach()) * n, seen + n
-            correct += int((logits.argmax(1) == labels).sum())
-            rate = seen / max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", samples_s=f"{rate:.0f}")
+            loss_sum, seen = loss_sum + loss.detach() * n, seen + n
+            correct = correct + (logits.argmax(1) == labels).sum()
+            if step % SYNC_EVERY == 0 or not bar.disable:  # one device sync every few steps
+                _check_finite(loss_sum, step)
+                rate = seen / max(time.perf_counter() - start, 1e-9)
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", samples_s=f"{rate:.0f}")
             bar.update()
+    _check_finite(loss_sum, "the last")
     elapsed = time.perf_counter() - start
     return {
-        "train_loss": loss_sum / max(seen, 1),
-        "train_top1": correct / max(seen, 1),
+        "train_loss": float(loss_sum) / max(seen, 1),
+        "train_top1": int(correct) / max(seen, 1),
         "train_samples": seen,
         "train_samples_per_s": seen / max(elapsed, 1e-9),
         "train_time_s": elapsed,
     }
 
 
+def _check_finite(loss_sum, step) -> None:
+    if not math.isfinite(float(loss_sum)):
+        raise FloatingPointError(
+            f"training loss is not finite by step {step}; lower --lr or check the inputs"
+        )
+
+
 def _backward_step(loss: torch.Tensor, optimizer, scaler) -> None:
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"training loss is {float(loss)}; lower --lr or check the inputs")
     if scaler is not None and scaler.is_enabled():
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -121,7 +121,7 @@ def codec_roundtrip(model, rgb: np.ndarray) -> tuple[np.ndarray, int]:
     from compressai.ops import compute_padding
 
     h, w = rgb.shape[:2]
-    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
+    x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
     pad, unpad = compute_padding(h, w, min_div=64)
     with torch.no_grad():
         enc = model.compress(torch.nn.functional.pad(x, pad, mode="constant", value=0))

@@ -290,7 +290,8 @@ def plot_rd(results: dict, path: Path) -> Path:
         ax.set_xlabel("true bpp")
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     fig.suptitle(f"Rate–distortion on {len(results['images'])} images")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -156,3 +156,19 @@ def test_cli_eval_without_codec_is_an_error(folder, tmp_path):
 
     result = CliRunner().invoke(codec, ["eval", "--images", str(folder), "--out", str(tmp_path)])
     assert result.exit_code != 0 and "no codec to evaluate" in result.output
+
+
+def test_shipped_demo_codec_codes_a_held_out_photo():
+    from skimage import data
+
+    from latentcache.codec.evaluate import codec_roundtrip, psnr
+    from latentcache.codec.load import DEMO_CODEC_PATH, load_codec
+    from latentcache.codec.spec import CodecSpec
+
+    assert DEMO_CODEC_PATH.stat().st_size <= 20_000_000
+    demo = load_codec(CodecSpec(quality=3, source="demo"))
+    assert demo.widths == (128, 192) and demo.extra["lambda"] == 0.0067
+    rgb = data.chelsea()[64:192, 128:320]  # held out from its training (docs/demo-codec.md)
+    rec, nbytes = codec_roundtrip(demo.model, rgb)
+    assert 0.1 < nbytes * 8 / (128 * 192) < 1.5
+    assert psnr(rgb, rec) > 22

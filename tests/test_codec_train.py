@@ -160,3 +160,18 @@ def test_cli_needs_exactly_one_source(tmp_path):
 
     result = CliRunner().invoke(codec, ["train", "--out", str(tmp_path / "x.pt")])
     assert result.exit_code != 0 and "--images DIR or --dataset NAME" in result.output
+
+
+def test_cli_train_on_a_registered_dataset(tmp_path):
+    from latentcache.cli.codec_cmd import codec
+    from latentcache.codec.load import load_codec
+
+    out, root = tmp_path / "ds.pt", tmp_path / "demo"
+    args = ["train", "--dataset", "demo", "--data-root", str(root), "--N", "16", "--M", "16"]
+    args += ["--crop", "64", "--batch-size", "1", "--steps", "1", "--out", str(out)]
+    result = CliRunner().invoke(codec, args)
+    assert result.exit_code == 0, result.output
+    extra = load_codec(CodecSpec(quality=3, source="checkpoint", checkpoint=str(out))).extra
+    assert extra["training"]["data"]["dataset"] == "demo"
+    assert len(extra["training"]["images"]) == 195  # the demo set's train split only
+    assert all(i["name"].startswith("train/") for i in extra["training"]["images"])

@@ -79,6 +79,13 @@ def test_resume_after_kill_9_stores_every_key_once(tmp_path, tiny_checkpoint):
     assert CliRunner().invoke(cli, ["verify", str(out)]).exit_code == 0
 
 
+def _tar_digests(store):
+    return [
+        (sh["split"], sh["index"], sh["count"], sh["files"]["webdataset"][0]["sha256"])
+        for sh in store.manifest["shards"]
+    ]
+
+
 def _tar_keys(path):
     import tarfile
 
@@ -136,10 +143,6 @@ def test_dask_local_cluster_gives_the_same_store(tmp_path, texture_root, tiny_co
         )
         for name in ("key", "y_hat", "scales_hat", "bpp", "y_string", "z_string"):
             assert np.array_equal(x[name], y[name]), name
-    shards = lambda s: [
-        (sh["split"], sh["index"], sh["count"], sh["files"]["webdataset"][0]["sha256"])
-        for sh in s.manifest["shards"]
-    ]  # noqa: E731
-    assert shards(a) == shards(b)  # byte-identical tars whichever process wrote them
+    assert _tar_digests(a) == _tar_digests(b)  # byte-identical tars whichever process wrote them
     assert json.loads((out / "manifest.json").read_text())["totals"]["stored"] == 18
     assert os.listdir(out / ".latentcache" / "commits")

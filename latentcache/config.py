@@ -30,7 +30,7 @@ class EncodeConfig:
     shard_size: int = 256
     scales_repr: str = DEFAULT_SCALES_REPR
     max_pixels: int = DEFAULT_MAX_PIXELS
-    batch_size: int = 8
+    batch_size: int = 0  # images per g_a call; 0: 1 on the CPU (measured faster), 16 on a GPU
     overwrite: bool = False
     workers: int = 1  # 0: run in this process without Dask
     scheduler: str | None = None  # None: a LocalCluster; else a Dask scheduler address
@@ -45,11 +45,16 @@ class EncodeConfig:
             raise ConfigError(
                 f'Invalid scales representation "{self.scales_repr}", should be one of {SCALES_REPRS}'
             )
-        for name, low in (("shard_size", 1), ("batch_size", 1), ("workers", 0), ("max_pixels", 1)):
+        for name, low in (("shard_size", 1), ("batch_size", 0), ("workers", 0), ("max_pixels", 1)):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < low:
                 raise ConfigError(
                     f'Invalid {name} "{getattr(self, name)}", should be an integer >= {low}'
                 )
+
+    @property
+    def effective_batch_size(self) -> int:
+        """On the CPU one image per call beats batches (256², 1 thread: 86 vs 106 ms/image)."""
+        return self.batch_size or (1 if self.device == "cpu" else 16)
 
     def to_dict(self) -> dict:
         d = asdict(self)

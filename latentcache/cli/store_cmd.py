@@ -59,7 +59,10 @@ FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("za
     "--shard-size", type=int, default=256, show_default=True, help="Samples per shard (= per task)."
 )
 @click.option(
-    "--batch-size", type=int, default=8, show_default=True, help="Same-size images per g_a call."
+    "--batch-size",
+    type=int,
+    default=0,
+    help="Same-size images per g_a call [default: 1 on the CPU, where it measured faster; 16 on a GPU].",
 )
 @click.option(
     "--workers",

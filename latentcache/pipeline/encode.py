@@ -93,7 +93,7 @@ def _settings(config: EncodeConfig, index: DatasetIndex, latent_hw, threads: int
         formats=tuple(config.formats),
         scales_repr=config.scales_repr,
         max_pixels=config.max_pixels,
-        batch_size=config.batch_size,
+        batch_size=config.effective_batch_size,
         device=config.device,
         latent_hw=latent_hw,
         torch_threads=threads,

@@ -113,7 +113,6 @@ def pipeline(
         scales_repr=repr_,
         formats=formats,
         shard_size=64,
-        batch_size=8,
     )
     t0 = time.perf_counter()
     result = run_encode(config, codec)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -25,7 +26,13 @@ from latentcache.config import EncodeConfig
 from latentcache.datasets.base import DatasetIndex, build_index
 from latentcache.pipeline.images import header_size
 from latentcache.pipeline.manifest_builder import build_manifest
-from latentcache.pipeline.shard import ShardSettings, ShardTask, encode_shard
+from latentcache.pipeline.shard import (
+    ShardSettings,
+    ShardTask,
+    commit_shard,
+    compute_shard,
+    encode_shard,
+)
 from latentcache.store.manifest import write_manifest
 from latentcache.store.writer import StoreWriter
 from latentcache.store.zarr_store import create_split
@@ -108,10 +115,22 @@ def _progress(total: int):
     )
 
 
+def _advance(bar, n: int, _future) -> None:
+    bar.update(n)
+
+
 def _run_local(tasks, codec, settings, bar) -> None:
-    for t in tasks:
-        encode_shard(t, codec, settings)
-        bar.update(len(t.samples))
+    """In this process: shard k is written (one thread) while shard k+1 is encoded."""
+    with ThreadPoolExecutor(1) as writer:
+        pending = None
+        for t in tasks:
+            computed = compute_shard(t, codec, settings)
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(commit_shard, t, computed, settings)
+            pending.add_done_callback(functools.partial(_advance, bar, len(t.samples)))
+        if pending is not None:
+            pending.result()
 
 
 def _run_dask(tasks, codec, settings, config: EncodeConfig, bar) -> None:

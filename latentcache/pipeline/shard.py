@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,14 @@ from latentcache.store.wds_store import WDS_DIR, tar_name, write_tar
 from latentcache.store.writer import commit_path
 from latentcache.store.zarr_store import shard_files, write_rows
 
-__all__ = ["ShardTask", "ShardSettings", "encode_shard", "encode_samples"]
+__all__ = [
+    "ShardTask",
+    "ShardSettings",
+    "encode_shard",
+    "compute_shard",
+    "commit_shard",
+    "encode_samples",
+]
 
 logger = logging.getLogger(__name__)
 LOG_SCALE_FLOOR = 0.11  # GaussianConditional's scale lower bound
@@ -164,33 +172,42 @@ def _stats(pairs, scales_repr: str, scale_table) -> dict:
 
 
 def encode_shard(task: ShardTask, codec, settings: ShardSettings) -> dict:
-    """Run one shard end to end and commit it; returns the commit record."""
+    """Run one shard end to end and commit it; returns the commit record (the Dask task)."""
+    return commit_shard(task, compute_shard(task, codec, settings), settings)
+
+
+def compute_shard(task: ShardTask, codec, settings: ShardSettings) -> dict:
+    """Everything but the writes: samples, failures and the commit record's figures."""
     if settings.torch_threads:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-    store = Path(settings.store_path)
     out = list(encode_samples(codec.model, task.samples, Path(settings.data_root), settings))
     pairs = [r for r in out if isinstance(r, tuple)]
     stored = [rec for rec, _ in pairs]
-    failures = [r.to_dict() for r in out if isinstance(r, SampleFailure)]
-    files = _write(store, task, stored, settings)
-    record = {
-        "split": task.split,
-        "index": task.index,
-        "rows": [task.start, task.stop],
-        "indexed": len(task.samples),
-        "count": len(stored),
-        "failures": failures,
-        "bpp": [r.bpp for r in stored],
-        "bpp_estimate": [r.bpp_estimate for r in stored],
-        "bitstream_bytes": sum(len(r.y_string) + len(r.z_string) for r in stored),
-        "latent_shapes": sorted({tuple(r.latent_shape) for r in stored}),
-        "stats": _stats(
-            pairs, settings.scales_repr, codec.model.gaussian_conditional.scale_table.numpy()
-        ),
-        "files": files,
+    table = codec.model.gaussian_conditional.scale_table.numpy()
+    return {
+        "stored": stored,
+        "record": {
+            "split": task.split,
+            "index": task.index,
+            "rows": [task.start, task.stop],
+            "indexed": len(task.samples),
+            "count": len(stored),
+            "failures": [r.to_dict() for r in out if isinstance(r, SampleFailure)],
+            "bpp": [r.bpp for r in stored],
+            "bpp_estimate": [r.bpp_estimate for r in stored],
+            "bitstream_bytes": sum(len(r.y_string) + len(r.z_string) for r in stored),
+            "latent_shapes": sorted({tuple(r.latent_shape) for r in stored}),
+            "stats": _stats(pairs, settings.scales_repr, table),
+        },
     }
+
+
+def commit_shard(task: ShardTask, computed: dict, settings: ShardSettings) -> dict:
+    """Write the shard's files, then its commit record (atomic): only now does it count."""
+    store = Path(settings.store_path)
+    record = {**computed["record"], "files": _write(store, task, computed["stored"], settings)}
     write_json_atomic(commit_path(store, task.split, task.index), record)
     return record
 
@@ -198,12 +215,18 @@ def encode_shard(task: ShardTask, codec, settings: ShardSettings) -> dict:
 def _write(
     store: Path, task: ShardTask, stored: list[EncodedSample], settings: ShardSettings
 ) -> dict:
-    files: dict[str, list[dict]] = {}
-    if "zarr" in settings.formats:
+    """Both layouts at once (their compressors release the GIL); returns the file entries."""
+
+    def zarr_files():
         write_rows(store, task.split, task.start, task.stop, stored)
-        files["zarr"] = [file_entry(f, store) for f in shard_files(store, task.split, task.index)]
-    if "webdataset" in settings.formats:
+        return [file_entry(f, store) for f in shard_files(store, task.split, task.index)]
+
+    def wds_files():
         tar = store / WDS_DIR / tar_name(task.split, task.index)
         write_tar(tar, stored, settings.scales_repr)
-        files["webdataset"] = [file_entry(tar, store)]
-    return files
+        return [file_entry(tar, store)]
+
+    writers = {"zarr": zarr_files, "webdataset": wds_files}
+    with ThreadPoolExecutor(2) as pool:
+        futures = {fmt: pool.submit(writers[fmt]) for fmt in settings.formats}
+        return {fmt: f.result() for fmt, f in futures.items()}

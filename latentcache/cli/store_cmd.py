@@ -156,14 +156,14 @@ def _command_line(ctx: click.Context) -> str:
 
 
 def _summary(result) -> str:
-    from latentcache.store.card import format_bytes, store_bytes
+    from latentcache.store.card import format_bytes, ordered_splits, store_bytes
 
     m, t = result.manifest, result.manifest["totals"]
     lines = [
         f"encoded {t['stored']} of {t['indexed']} images ({t['failed']} failed)"
         + (" — resumed" if result.resumed else "")
     ]
-    for name, s in m["splits"].items():
+    for name, s in ordered_splits(m):
         bpp = "-" if s["bpp_mean"] is None else f"{s['bpp_mean']:.4f}"
         lines.append(
             f"  {name:<9} {s['stored']:>7} stored, {s['failed']:>5} failed, mean true bpp {bpp}"

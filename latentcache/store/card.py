@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-__all__ = ["format_card", "format_bytes", "store_bytes"]
+__all__ = ["format_card", "format_bytes", "ordered_splits", "store_bytes"]
 
 
 def format_bytes(n: float) -> str:
@@ -18,6 +18,12 @@ def format_bytes(n: float) -> str:
 
 def store_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def ordered_splits(m: dict) -> list[tuple[str, dict]]:
+    """The manifest's splits as train, validate, test, then any others (JSON sorts them)."""
+    order = {"train": 0, "validate": 1, "test": 2}
+    return sorted(m["splits"].items(), key=lambda kv: (order.get(kv[0], 9), kv[0]))
 
 
 def _fmt(v, spec=".4f") -> str:
@@ -40,7 +46,7 @@ def format_card(m: dict, path: Path | None = None) -> str:
         "",
         f"{'split':<10} {'indexed':>8} {'stored':>8} {'failed':>7} {'bpp mean':>9} {'bpp median':>11} {'est. bpp':>9}  latent",
     ]
-    for name, s in m["splits"].items():
+    for name, s in ordered_splits(m):
         shape = (
             "x".join(map(str, s["latent_shape"]))
             if s["latent_shape"]

@@ -26,6 +26,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _common import bench_codec
 
 warnings.filterwarnings("ignore")
 
@@ -52,25 +53,6 @@ def make_images(root: Path, n: int, size: int) -> Path:
             folder / f"img{i:04d}.png"
         )
     return root
-
-
-def load_codec(kind: str):
-    import torch
-
-    from latentcache.codec.load import DEMO_CODEC_PATH, codec_from_model, load_codec
-    from latentcache.codec.spec import CodecSpec
-
-    if kind == "demo" and DEMO_CODEC_PATH.is_file():
-        return load_codec(CodecSpec(source="demo", quality=3)), "demo codec"
-    from compressai.models import ScaleHyperprior
-
-    torch.manual_seed(0)
-    model = ScaleHyperprior(128, 192)
-    with torch.no_grad():
-        for layer in (model.g_a[-1], model.h_s[-2]):
-            layer.weight.mul_(20)
-    model.update(force=True)
-    return codec_from_model(model.eval(), CodecSpec(quality=3)), "random-weight q3-width codec"
 
 
 def bare_loop(model, root: Path) -> float:
@@ -209,7 +191,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="lc-bench-"))
     try:
         root = make_images(tmp / "images", args.images, args.size)
-        codec, what = load_codec(args.codec)
+        codec, what = bench_codec(args.codec)
         print(
             f"{args.images} images {args.size}x{args.size}, {what}, torch threads {torch.get_num_threads()}\n"
         )

@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _common import bench_codec
 
 warnings.filterwarnings("ignore")
 
@@ -62,24 +63,6 @@ def _at_least(rgb: np.ndarray, size: int) -> np.ndarray:
         return rgb
     h, w = (int(np.ceil(d * scale)) for d in rgb.shape[:2])
     return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BICUBIC))
-
-
-def load_codec(kind: str):
-    import torch
-    from compressai.models import ScaleHyperprior
-
-    from latentcache.codec.load import DEMO_CODEC_PATH, codec_from_model, load_codec
-    from latentcache.codec.spec import CodecSpec
-
-    if kind == "demo" and DEMO_CODEC_PATH.is_file():
-        return load_codec(CodecSpec(source="demo", quality=3)), "demo codec"
-    torch.manual_seed(0)
-    model = ScaleHyperprior(128, 192)
-    with torch.no_grad():
-        for layer in (model.g_a[-1], model.h_s[-2]):
-            layer.weight.mul_(20)
-    model.update(force=True)
-    return codec_from_model(model.eval(), CodecSpec(quality=3)), "random-weight q3-width codec"
 
 
 def encode_store(codec, root: Path, out: Path) -> Path:
@@ -267,7 +250,7 @@ def run(args, tmp: Path) -> None:
     import torch
 
     root = make_images(tmp / "images", args.images, args.size)
-    codec, what = load_codec(args.codec)
+    codec, what = bench_codec(args.codec)
     store = encode_store(codec, root, tmp / "store")
     from latentcache.store import open_store
 

@@ -14,14 +14,7 @@ from click.testing import CliRunner
 JPEG_QUALITIES = (10, 50, 90)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _photo(seed: int, h: int, w: int) -> np.ndarray:

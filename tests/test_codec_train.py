@@ -23,15 +23,7 @@ def _photo(seed: int, h: int = 96, w: int = 112) -> np.ndarray:
     return np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight a busy machine)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -146,3 +146,15 @@ def test_dask_local_cluster_gives_the_same_store(tmp_path, texture_root, tiny_co
     assert _tar_digests(a) == _tar_digests(b)  # byte-identical tars whichever process wrote them
     assert json.loads((out / "manifest.json").read_text())["totals"]["stored"] == 18
     assert os.listdir(out / ".latentcache" / "commits")
+
+
+def test_overwrite_never_empties_a_folder_that_is_not_a_store(tmp_path, texture_root, tiny_codec):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+    config = EncodeConfig(
+        dataset="imagefolder", data_root=str(texture_root), out=str(out), workers=0, overwrite=True
+    )
+    with pytest.raises(Exception, match="not a latentcache store"):
+        run_encode(config, tiny_codec)
+    assert (out / "thesis.tex").read_text() == "years of work"

@@ -45,14 +45,10 @@ class StoreWriter:
 
     def __enter__(self) -> StoreWriter:
         state = self.path / STATE_DIR
-        if (
-            self.path.exists()
-            and not self.overwrite
-            and not state.is_dir()
-            and any(self.path.iterdir())
-        ):
+        if self.path.exists() and not state.is_dir() and any(self.path.iterdir()):
+            # --overwrite replaces stores only: it never empties an arbitrary folder
             raise StoreExistsError(
-                f"{self.path} exists and is not a latentcache store; pass --overwrite to replace it"
+                f"{self.path} exists and is not a latentcache store; choose another --out"
             )
         state.mkdir(parents=True, exist_ok=True)
         self._lock()

@@ -21,8 +21,8 @@ The small per-row arrays (label, bpp, key, shapes) are chunked at ``shard_size``
 task's rows are one chunk there too. Every file is written whole in one call (zarr's
 LocalStore writes atomically) by one task: writers never share a file.
 
-Compression, chosen by measurement (README, "Scales representation"; demo codec, 256² crops,
-per sample): ``y_hat`` Blosc-zstd 5 with bitshuffle, 1.17x the bitstream in 0.9 ms (clevel 9
+Compression, chosen by measurement (README, "Scales representation"; the first demo codec at
+0.51 bpp, 256² crops, per sample): ``y_hat`` Blosc-zstd 5 with bitshuffle, 1.17x the bitstream in 0.9 ms (clevel 9
 gains 5% for 45x the time); the uint8 scale index a byte delta + Zstd 15, 4.27x in 12 ms
 (Blosc bitshuffle 5.0x; Zstd 19 4.23x in 30 ms): σ̂ is smooth along rows. Floats: Blosc
 bitshuffle.

@@ -179,11 +179,18 @@ def write_rows(
 
 def shard_files(store_path: Path, split: str, shard_index: int) -> list[Path]:
     """The files that hold shard ``shard_index`` of every array of ``split`` (those that exist)."""
-    group_dir = store_path / ZARR_DIR / split
+    group = _open_root(store_path)[split]
     files = []
-    for array_dir in sorted(p for p in group_dir.iterdir() if p.is_dir()):
-        ndim = len(_open_root(store_path)[split][array_dir.name].shape)
-        f = array_dir / "c" / str(shard_index) / Path(*(["0"] * (ndim - 1)))
+    for name, arr in sorted(group.arrays()):
+        f = (
+            store_path
+            / ZARR_DIR
+            / split
+            / name
+            / "c"
+            / str(shard_index)
+            / Path(*(["0"] * (arr.ndim - 1)))
+        )
         if f.is_file():
             files.append(f)
     return files

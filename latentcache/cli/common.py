@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import functools
 import logging
+import shlex
 import sys
 import warnings
 
 import click
 
-__all__ = ["handle_errors", "setup_logging", "codec_options", "codec_spec_from_options"]
+__all__ = [
+    "command_line",
+    "handle_errors",
+    "setup_logging",
+    "codec_options",
+    "codec_spec_from_options",
+]
 
 
 def handle_errors(fn):
@@ -90,3 +97,20 @@ def codec_spec_from_options(arch, quality, metric, codec_source, checkpoint):
     return CodecSpec(
         arch=arch, quality=quality, metric=metric, source=source, checkpoint=checkpoint
     )
+
+
+def command_line(ctx: click.Context) -> str:
+    """The command as a user would retype it: the options that differ from their defaults."""
+    words = ["latentcache", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if (
+            not isinstance(param, click.Option)
+            or value is None
+            or value is False
+            or value == param.default
+        ):
+            continue
+        flag = max(param.opts, key=len)
+        words += [flag] if param.is_flag else [flag, str(value)]
+    return shlex.join(words)

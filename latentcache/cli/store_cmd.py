@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 
 import click
@@ -11,6 +10,7 @@ import click
 from latentcache.cli.common import (
     codec_options,
     codec_spec_from_options,
+    command_line,
     handle_errors,
     setup_logging,
 )
@@ -129,30 +129,13 @@ def encode(
         scheduler=scheduler,
         device=device,
         overwrite=overwrite,
-        command=_command_line(click.get_current_context()),
+        command=command_line(click.get_current_context()),
         **({"max_pixels": max_pixels} if max_pixels else {}),
     )
     from latentcache.pipeline.encode import run_encode
 
     result = run_encode(config)
     click.echo(_summary(result))
-
-
-def _command_line(ctx: click.Context) -> str:
-    """The command as a user would retype it: the options that differ from their defaults."""
-    words = ["latentcache", *ctx.command_path.split()[1:]]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if (
-            not isinstance(param, click.Option)
-            or value is None
-            or value is False
-            or value == param.default
-        ):
-            continue
-        flag = max(param.opts, key=len)
-        words += [flag] if param.is_flag else [flag, str(value)]
-    return shlex.join(words)
 
 
 def _summary(result) -> str:

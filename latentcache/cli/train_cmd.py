@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-import sys
 from pathlib import Path
 
 import click
 
-from latentcache.cli.common import handle_errors, setup_logging
+from latentcache.cli.common import command_line, handle_errors, setup_logging
 
 __all__ = ["train", "evaluate", "parse_model_opts"]
 
@@ -195,7 +193,7 @@ def train(
         seed=seed,
         max_batches=max_batches,
         resume=resume,
-        command=shlex.join(["latentcache", *sys.argv[1:]]),
+        command=command_line(click.get_current_context()),
     )
     result = run_training(config)
     if _is_main_rank():

@@ -86,6 +86,7 @@ class LatentStore:
         self.manifest = read_manifest(self.path)
         self._codec = codec
         self._table = np.asarray(self.manifest["scale_table"], dtype=np.float32)
+        self._zarr_splits: dict[str, ZarrSplit] = {}
 
     @property
     def classes(self) -> list[str]:
@@ -123,9 +124,12 @@ class LatentStore:
         return scales_to_float(stored, self.scales_repr, self._table, h_s)
 
     def zarr_split(self, split: str) -> ZarrSplit:
-        self._need("zarr")
-        self.split_info(split)
-        return ZarrSplit(self, split)
+        """The split's Zarr group, opened once per store object."""
+        if split not in self._zarr_splits:
+            self._need("zarr")
+            self.split_info(split)
+            self._zarr_splits[split] = ZarrSplit(self, split)
+        return self._zarr_splits[split]
 
     def wds_shards(self, split: str) -> list[str]:
         self._need("webdataset")

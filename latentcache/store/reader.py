@@ -31,10 +31,8 @@ class ZarrSplit:
     """Random access to one split of the Zarr layout; read whole shards for speed."""
 
     def __init__(self, store: LatentStore, split: str):
-        import zarr
-
         self.store, self.split = store, split
-        self.group = zarr.open_group(store.path / ZARR_DIR, mode="r", zarr_format=3)[split]
+        self.group = store.zarr_root()[split]
         self._scales = scales_array_name(store.scales_repr)
 
     def __len__(self) -> int:
@@ -122,6 +120,16 @@ class LatentStore:
     def scales_to_float(self, stored: np.ndarray) -> np.ndarray:
         h_s = self._codec.model.h_s if self._codec is not None else None
         return scales_to_float(stored, self.scales_repr, self._table, h_s)
+
+    def zarr_root(self):
+        """The store's Zarr v3 root group, read-only (every Zarr read goes through here)."""
+        import zarr
+
+        return zarr.open_group(self.path / ZARR_DIR, mode="r", zarr_format=3)
+
+    def open_file(self, rel: str):
+        """A store file (path relative to the store, as in the manifest), opened for binary reading."""
+        return open(self.path / rel, "rb")
 
     def zarr_split(self, split: str) -> ZarrSplit:
         """The split's Zarr group, opened once per store object."""

@@ -87,9 +87,17 @@ def _plan_record(config: EncodeConfig, index: DatasetIndex, codec, latent_hw) ->
 def _create_arrays(path: Path, index: DatasetIndex, config: EncodeConfig, codec, latent_hw) -> None:
     n, m = codec.widths
     for split in index.split_names:
-        rows = len(index.split(split))
+        samples = index.split(split)
         create_split(
-            path, split, rows, config.shard_size, m, n, tuple(latent_hw[split]), config.scales_repr
+            path,
+            split,
+            len(samples),
+            config.shard_size,
+            m,
+            n,
+            tuple(latent_hw[split]),
+            config.scales_repr,
+            keys=[s.key for s in samples],
         )
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from latentcache.errors import ConfigError
+from latentcache.errors import ConfigError, StoreCorruptError
 from latentcache.store.manifest import read_manifest
 from latentcache.store.scales import scales_array_name, scales_to_float
 from latentcache.store.wds_store import parse_sample
-from latentcache.store.zarr_store import ZARR_DIR, read_rows
+from latentcache.store.zarr_store import ZARR_DIR, ZARR_LAYOUT, read_rows
 
 __all__ = ["LatentStore", "ZarrSplit", "open_store"]
 
@@ -34,6 +34,11 @@ class ZarrSplit:
         self.store, self.split = store, split
         self.group = store.zarr_root()[split]
         self._scales = scales_array_name(store.scales_repr)
+        layout = self.group.attrs.get("zarr_layout", 1)
+        if layout != ZARR_LAYOUT:
+            raise StoreCorruptError(
+                f"{store.path}/{ZARR_DIR}/{split}: Zarr layout {layout}, this latentcache reads layout {ZARR_LAYOUT}; re-encode the store"
+            )
 
     def __len__(self) -> int:
         return int(self.group["key"].shape[0])

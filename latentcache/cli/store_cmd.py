@@ -203,7 +203,7 @@ def verify(store, redecode, arch, quality, metric, codec_source, checkpoint, ver
     for problem in report.problems:
         click.echo(f"DAMAGED {problem}", err=True)
     what = f"{report.files_checked} files" + (
-        f", {report.samples_redecoded} samples re-decoded" if redecode else ""
+        f", {report.redecoded_summary()}" if redecode else ""
     )
     if not report.ok:
         raise click.ClickException(f"{store}: {len(report.problems)} problems in {what}")

@@ -1,16 +1,26 @@
-"""Turn the shards' commit records into the store's manifest (the dataset card)."""
+"""Turn the shards' commit records into the store's manifest (the dataset card).
+
+::
+
+    commit records ─► shards (rows, count, files: bytes + sha256), splits (counts, bpp, stats)
+    zarr/ metadata ─► zarr_metadata: every group and array zarr.json (bytes + sha256)
+
+Every file of the store is listed: each shard's files in its commit record (written by its
+task), the Zarr metadata here (written before the tasks, hashed once they are all done).
+"""
 
 from __future__ import annotations
 
 import math
 import statistics
 from datetime import datetime, timezone
+from pathlib import Path
 
-from latentcache.store.manifest import library_versions
+from latentcache.store.manifest import file_entry, library_versions
 from latentcache.store.wds_store import WDS_DIR
-from latentcache.store.zarr_store import ZARR_DIR
+from latentcache.store.zarr_store import ZARR_DIR, metadata_keys
 
-__all__ = ["build_manifest", "split_stats"]
+__all__ = ["build_manifest", "split_stats", "zarr_metadata"]
 
 
 def split_stats(records: list[dict]) -> dict:
@@ -61,6 +71,14 @@ def _format_bytes(shards: list[dict]) -> dict:
     return out
 
 
+def zarr_metadata(store_path: Path, splits) -> list[dict]:
+    """File entries of the Zarr layout's group and array ``zarr.json`` files."""
+    import zarr
+
+    root = zarr.open_group(store_path / ZARR_DIR, mode="r", zarr_format=3)
+    return [file_entry(store_path / rel, store_path) for rel in metadata_keys(root, splits)]
+
+
 def build_manifest(config, index, codec, tasks, committed: dict, latent_hw: dict) -> dict:
     missing = [(t.split, t.index) for t in tasks if (t.split, t.index) not in committed]
     if missing:
@@ -96,6 +114,9 @@ def build_manifest(config, index, codec, tasks, committed: dict, latent_hw: dict
             "zarr": ZARR_DIR if "zarr" in config.formats else None,
             "webdataset": WDS_DIR if "webdataset" in config.formats else None,
         },
+        "zarr_metadata": (
+            zarr_metadata(Path(config.out), index.split_names) if "zarr" in config.formats else []
+        ),
         "scales_repr": config.scales_repr,
         "shard_size": config.shard_size,
         "splits": splits,

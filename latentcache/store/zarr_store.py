@@ -329,6 +329,13 @@ def _reason(exc: Exception) -> str:
     return f"unreadable ({type(exc).__name__}: {exc})"
 
 
+def _array(group: zarr.Group, name: str) -> zarr.Array:
+    try:
+        return group[name]
+    except KeyError:
+        raise StoreCorruptError(f"{ZARR_DIR}/{group.path}/{name}/zarr.json: missing") from None
+
+
 def _read(arr: zarr.Array, start: int, stop: int) -> np.ndarray:
     """``arr[start:stop]``, refusing missing or damaged files instead of returning fill values."""
     keys = _chunk_keys(arr, start, stop)
@@ -346,11 +353,11 @@ def _read(arr: zarr.Array, start: int, stop: int) -> np.ndarray:
 
 def _read_strings(group: zarr.Group, start: int, stop: int) -> dict[str, np.ndarray]:
     """y_string and z_string (object arrays of bytes) of rows [start, stop)."""
-    offsets = _read(group["bitstream_offsets"], start, stop)
+    offsets = _read(_array(group, "bitstream_offsets"), start, stop)
     size = int(group.attrs["shard_size"])
     out = {n: np.empty(stop - start, dtype=object) for n in _DERIVED}
     for shard in range(start // size, -(-stop // size)):
-        blob = group[BITSTREAMS][f"{shard:06d}"]
+        blob = _array(group, f"{BITSTREAMS}/{shard:06d}")
         data = _read(blob, 0, blob.shape[0]).tobytes()
         for i in range(max(start, shard * size) - start, min(stop, (shard + 1) * size) - start):
             a, b, c = (int(v) for v in offsets[i])
@@ -370,8 +377,9 @@ def read_rows(
     ``key`` comes back as str, ``source_sha256`` as hex str, ``y_string`` / ``z_string`` as
     object arrays of bytes. A missing or damaged file raises StoreCorruptError naming it.
     """
-    stop = min(stop, group["key"].shape[0])
-    key = decode_keys(_read(group["key"], start, stop))
+    keys = _array(group, "key")
+    stop = min(stop, keys.shape[0])
+    key = decode_keys(_read(keys, start, stop))
     keep = valid_rows(key)
     strings = _read_strings(group, start, stop) if set(_DERIVED) & set(names) else {}
     out = {}
@@ -381,8 +389,8 @@ def read_rows(
         elif name in strings:
             out[name] = strings[name][keep]
         elif name == "source_sha256":
-            digests = _read(group[name], start, stop)[keep]
+            digests = _read(_array(group, name), start, stop)[keep]
             out[name] = np.array([bytes(r).hex() for r in digests], dtype=str)
         else:
-            out[name] = _read(group[name], start, stop)[keep]
+            out[name] = _read(_array(group, name), start, stop)[keep]
     return out

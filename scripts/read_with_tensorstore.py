@@ -3,7 +3,7 @@ implementation, and print one JSON line per array: path, shape, dtype, sha256 of
 
     .venv-tensorstore/bin/python scripts/read_with_tensorstore.py STORE
 
-Needs only tensorstore and numpy (no latentcache, no zarr-python): ``make .venv-tensorstore``.
+Needs only tensorstore and numpy (no latentcache, no zarr-python): ``make tensorstore``.
 Exits non-zero if any array fails to open or read.
 """
 

@@ -128,7 +128,7 @@ def test_tensorstore_reads_every_array_as_zarr_python_does(small_store):
     exe = _tensorstore_python()
     if exe is None:
         pytest.skip(
-            "no tensorstore environment: `make .venv-tensorstore` builds it (make test does)"
+            "no tensorstore environment: `make tensorstore` builds it (make test does)"
         )
     path, _ = small_store
     res = subprocess.run(

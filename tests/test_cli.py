@@ -143,7 +143,9 @@ def test_verify_intact_and_redecode(cli_store, tiny_checkpoint):
     res = run("verify", cli_store)
     assert res.exit_code == 0 and res.output.startswith("OK")
     res = run("verify", cli_store, "--redecode", "--checkpoint", tiny_checkpoint)
-    assert res.exit_code == 0 and "36 samples re-decoded (18 webdataset, 18 zarr)" in res.output, res.output
+    assert res.exit_code == 0 and "36 samples re-decoded (18 webdataset, 18 zarr)" in res.output, (
+        res.output
+    )
 
 
 @pytest.mark.parametrize("target", ["zarr/train/y_hat/c/1/0/0/0", "wds/test-000000.tar"])

@@ -127,9 +127,7 @@ def _tensorstore_python() -> Path | None:
 def test_tensorstore_reads_every_array_as_zarr_python_does(small_store):
     exe = _tensorstore_python()
     if exe is None:
-        pytest.skip(
-            "no tensorstore environment: `make tensorstore` builds it (make test does)"
-        )
+        pytest.skip("no tensorstore environment: `make tensorstore` builds it (make test does)")
     path, _ = small_store
     res = subprocess.run(
         [str(exe), str(TS_SCRIPT), str(path)], capture_output=True, text=True, timeout=300

@@ -202,9 +202,7 @@ def verify(store, redecode, arch, quality, metric, codec_source, checkpoint, ver
     report = verify_store(st, redecode=redecode, codec=codec)
     for problem in report.problems:
         click.echo(f"DAMAGED {problem}", err=True)
-    what = f"{report.files_checked} files" + (
-        f", {report.redecoded_summary()}" if redecode else ""
-    )
+    what = f"{report.files_checked} files" + (f", {report.redecoded_summary()}" if redecode else "")
     if not report.ok:
         raise click.ClickException(f"{store}: {len(report.problems)} problems in {what}")
     click.echo(f"OK {store}: {what}")

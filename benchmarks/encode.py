@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from _common import bench_codec
 
-warnings.filterwarnings("ignore")
+warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")  # compressai import
 
 
 def make_images(root: Path, n: int, size: int) -> Path:

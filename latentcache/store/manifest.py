@@ -4,16 +4,23 @@ It is what another team reads before trusting a store: the codec and its weights
 library versions, the dataset and its index's sha256, per split counts and bit rates, per
 shard its files, sample count, bytes and sha256, every failure with its reason, and the
 command that made it. ``indexed = stored + failed`` holds per split and in total.
+
+Reading one is reading untrusted input::
+
+    manifest.json bytes (bounded) ─► JSON ─► format, version (newer: one-line refusal)
+                                  ─► schema/manifest-v<version>.json (jsonschema) ─► dict
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+from importlib import resources
 from pathlib import Path
 
-from latentcache.errors import StoreCorruptError
+from latentcache.errors import StoreCorruptError, StoreNotFoundError
 
 __all__ = [
     "MANIFEST_NAME",
@@ -24,12 +31,16 @@ __all__ = [
     "write_json_atomic",
     "write_manifest",
     "read_manifest",
+    "load_manifest",
+    "parse_manifest",
+    "manifest_schema",
     "library_versions",
 ]
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 STORE_FORMAT = "latentcache-store"
+MAX_MANIFEST_BYTES = 1 << 30
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -78,20 +89,65 @@ def write_manifest(store_path: Path, manifest: dict) -> Path:
     return path
 
 
-def read_manifest(store_path: str | os.PathLike) -> dict:
-    path = Path(store_path) / MANIFEST_NAME
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no {MANIFEST_NAME} in {store_path}: not a finished latentcache store"
+def read_manifest(store: str | os.PathLike) -> dict:
+    """The validated manifest of the store at a local path or URL."""
+    return load_manifest(store)[0]
+
+
+def load_manifest(store) -> tuple[dict, bytes]:
+    """(validated manifest, its raw bytes) of a store path, URL or StoreLocation."""
+    from latentcache.store.location import locate
+
+    loc = locate(store)
+    where = f"{loc.url.rstrip('/')}/{MANIFEST_NAME}"
+    size = loc.size(MANIFEST_NAME)
+    if size is None:
+        raise StoreNotFoundError(
+            f"no {MANIFEST_NAME} in {loc.url}: not a finished latentcache store"
         )
+    if size > MAX_MANIFEST_BYTES:
+        raise StoreCorruptError(f"{where}: {size} bytes, over the {MAX_MANIFEST_BYTES} limit")
+    with loc.open(MANIFEST_NAME) as f:
+        raw = f.read(MAX_MANIFEST_BYTES + 1)
+    return parse_manifest(raw, where), raw
+
+
+@functools.cache
+def manifest_schema(version: int = MANIFEST_VERSION) -> dict:
+    """The JSON schema of manifest ``version``, shipped in ``latentcache/store/schema/``."""
+    text = resources.files("latentcache.store").joinpath(f"schema/manifest-v{version}.json")
+    return json.loads(text.read_text())
+
+
+def parse_manifest(raw: bytes, where: str = MANIFEST_NAME) -> dict:
+    """Parse and validate manifest bytes; StoreCorruptError with one line naming what is wrong."""
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise StoreCorruptError(f"{path} is not valid JSON: {exc}") from exc
-    if manifest.get("format") != STORE_FORMAT:
-        raise StoreCorruptError(f"{path} is not a latentcache store manifest")
-    if manifest.get("version", 0) > MANIFEST_VERSION:
+        manifest = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StoreCorruptError(f"{where} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
+        raise StoreCorruptError(f"{where} is not a latentcache store manifest")
+    version = manifest.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > MANIFEST_VERSION:
         raise StoreCorruptError(
-            f"{path} has manifest version {manifest['version']}; this latentcache reads up to {MANIFEST_VERSION}"
+            f"{where}: manifest schema version {version} is newer than this latentcache reads "
+            f"(up to {MANIFEST_VERSION}); upgrade latentcache to read this store"
         )
+    if version != MANIFEST_VERSION:
+        raise StoreCorruptError(
+            f"{where}: manifest version {version!r}; valid: 1..{MANIFEST_VERSION}"
+        )
+    _validate(manifest, where)
     return manifest
+
+
+def _validate(manifest: dict, where: str) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(manifest_schema(MANIFEST_VERSION))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(manifest))
+    if error is not None:
+        at = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise StoreCorruptError(
+            f"{where}: does not match manifest schema v{MANIFEST_VERSION} at {at}: {error.message[:200]}"
+        )

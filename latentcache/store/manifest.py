@@ -27,6 +27,7 @@ __all__ = [
     "MANIFEST_VERSION",
     "STORE_FORMAT",
     "file_sha256",
+    "sha256_bounded",
     "file_entry",
     "write_json_atomic",
     "write_manifest",
@@ -49,6 +50,15 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_bounded(f, limit: int, chunk: int = 1 << 20) -> tuple[str, int]:
+    """(sha256, bytes read) of a binary stream, reading at most ``limit + 1`` bytes."""
+    h, n = hashlib.sha256(), 0
+    while block := f.read(min(chunk, limit + 1 - n)):
+        h.update(block)
+        n += len(block)
+    return h.hexdigest(), n
 
 
 def file_entry(path: Path, root: Path) -> dict:

@@ -23,7 +23,7 @@ import numpy as np
 
 from latentcache.errors import ConfigError, StoreCorruptError, StoreNotFoundError
 from latentcache.store.location import StoreLocation, locate
-from latentcache.store.manifest import load_manifest
+from latentcache.store.manifest import load_manifest, sha256_bounded
 from latentcache.store.scales import scales_array_name, scales_dtype, scales_to_float
 from latentcache.store.wds_store import ArraySpec, SampleLimits, iter_tar_samples, parse_sample
 from latentcache.store.zarr_store import ZARR_DIR, read_rows
@@ -154,6 +154,19 @@ class LatentStore:
         except FileNotFoundError:
             raise StoreNotFoundError(f"{rel}: missing from {self.url}") from None
 
+    def file_problem(self, entry: dict) -> str | None:
+        """What is wrong with a manifest file entry (missing, size, sha256), or None if intact."""
+        size = self.location.size(entry["path"])
+        if size is None:
+            return "missing"
+        if size != entry["bytes"]:
+            return f"{size} bytes, manifest says {entry['bytes']}"
+        with self.open_file(entry["path"]) as f:
+            got, n = sha256_bounded(f, entry["bytes"])
+        if n != entry["bytes"]:
+            return f"{n} bytes read, manifest says {entry['bytes']}"
+        return None if got == entry["sha256"] else "sha256 differs from the manifest"
+
     def zarr_split(self, split: str) -> ZarrSplit:
         """The split's Zarr group, opened once per store object."""
         if split not in self._zarr_splits:
@@ -184,8 +197,14 @@ class LatentStore:
                 raise StoreCorruptError(f"{where}: {a.shape[0]} rows, manifest says {rows}")
 
     def wds_shards(self, split: str) -> list[str]:
-        """The split's tars (manifest paths, e.g. ``wds/train-000000.tar``) holding samples."""
-        return list(self._wds_entries(split))
+        """The split's tars holding samples: local paths, or URLs for a store at a URL (what plain
+        ``webdataset`` opens); :meth:`wds_samples` takes these or the manifest's paths."""
+        return [self._shard_url(rel) for rel in self._wds_entries(split)]
+
+    def _shard_url(self, rel: str) -> str:
+        if self.location.local:
+            return self.location.join(rel)
+        return f"{self.url.rstrip('/')}/{rel}"
 
     def _wds_entries(self, split: str) -> dict[str, dict]:
         self._need("webdataset")
@@ -218,10 +237,12 @@ class LatentStore:
         Raises StoreCorruptError naming the tar and the reason (``wds_store`` lists the checks).
         """
         entries = self._wds_entries(split)
+        named = {**{self._shard_url(rel): rel for rel in entries}, **{rel: rel for rel in entries}}
         limits = self.sample_limits(split)
-        for rel in entries if shards is None else shards:
-            if rel not in entries:
-                raise ConfigError(f"{rel!r} is not a {split} tar of {self.url}")
+        for shard in entries if shards is None else shards:
+            if shard not in named:
+                raise ConfigError(f"{shard!r} is not a {split} tar of {self.url}")
+            rel = named[shard]
             with self.open_file(rel) as f:
                 for sample in iter_tar_samples(f, entries[rel], limits):
                     yield self._float_scales(sample)

@@ -17,7 +17,7 @@ import re
 
 from latentcache.errors import ConfigError, StoreCorruptError
 
-__all__ = ["StoreLocation", "locate", "check_rel", "is_url"]
+__all__ = ["StoreLocation", "locate", "check_rel", "is_url", "require_local"]
 
 # scheme -> (module fsspec needs, the pip extra that installs it)
 BACKENDS = {
@@ -33,6 +33,15 @@ _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 def is_url(target: str | os.PathLike) -> bool:
     return bool(_URL.match(str(target)))
+
+
+def require_local(out: str | os.PathLike) -> None:
+    """``encode`` writes to local or shared POSIX folders only (its lock and atomic renames)."""
+    if is_url(out):
+        raise ConfigError(
+            f"encode writes to a local or shared POSIX folder path, not the URL {out} (its lock "
+            "and atomic renames need one); encode to a folder, then `latentcache push` it there"
+        )
 
 
 def check_rel(rel: str) -> str:

@@ -17,9 +17,10 @@ Reading treats a tar as hostile input (another team's, or a server's)::
     tar stream ─► _CheckedStream: at most the manifest's bytes, sha256 compared at the end
       └► iter_raw_samples: regular members only (no links, devices, absolute or '..' names),
          each member within the declared tar size, known suffixes, grouped by key
-      └► decode_sample: .npy.gz gunzipped with a cap, .npy header read first: dtype (never
-         object: nothing is unpickled), channels and h, w checked against SampleLimits
-         before the array is allocated; label in range; latent_shape consistent
+      └► parse_sample: the .npy header is decompressed and read first: dtype (never object:
+         nothing is unpickled), channels and h, w checked against SampleLimits; then exactly
+         the bytes that header declares are gunzipped (a bomb stops there); label in range;
+         latent_shape consistent
 
 Every refusal is a StoreCorruptError with one line: ``<shard>: <member>: <reason>``.
 """
@@ -55,7 +56,6 @@ __all__ = [
     "SampleLimits",
     "iter_tar_samples",
     "iter_raw_samples",
-    "gunzip_bounded",
     "read_npy_checked",
 ]
 
@@ -86,10 +86,26 @@ def npy_bytes(a: np.ndarray) -> bytes:
 
 
 def load_npy(b: bytes, spec: ArraySpec | None = None, gzipped: bool = True) -> np.ndarray:
-    """A member's array: bounded gunzip, header checked against ``spec`` before allocating."""
+    """A member's array. The .npy header is read (and checked against ``spec``) first; then
+    exactly the bytes it declares are decompressed, never more (a gzip bomb stops there)."""
     spec = spec or ArraySpec.unchecked()
-    raw = gunzip_bounded(b, spec.max_npy_bytes) if gzipped else b
-    return read_npy_checked(raw, spec)
+    if not gzipped:
+        return read_npy_checked(b, spec)
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        head = d.decompress(b, MAX_NPY_HEADER + 16)
+        shape, fortran, dtype, offset = _npy_header(head, spec)
+        total = offset + _nbytes(shape, dtype)
+        raw = head + d.decompress(d.unconsumed_tail, max(total - len(head), 0) + 1)
+    except zlib.error as exc:
+        raise ValueError(f"not valid gzip ({exc})") from None
+    if len(raw) > total:
+        raise ValueError(
+            f"gunzips to more than the {total} bytes its .npy header declares (gzip bomb)"
+        )
+    if not d.eof or d.unused_data:
+        raise ValueError("truncated gzip, or bytes after its end")
+    return _array(raw, shape, fortran, dtype, offset)
 
 
 def _sample_dict(s: EncodedSample, scales_name: str) -> dict:
@@ -132,12 +148,6 @@ class ArraySpec:
     def unchecked(cls) -> ArraySpec:  # writers' own round trips; never used on store input
         return cls("", None, (1 << 16, 1 << 16))
 
-    @property
-    def max_npy_bytes(self) -> int:
-        itemsize = np.dtype(self.dtype).itemsize if self.dtype else 8
-        c = self.channels or 1 << 12
-        return MAX_NPY_HEADER + c * self.max_hw[0] * self.max_hw[1] * itemsize
-
 
 @dataclass(frozen=True)
 class SampleLimits:
@@ -148,24 +158,14 @@ class SampleLimits:
     scales_name: str
 
 
-def gunzip_bounded(b: bytes, cap: int) -> bytes:
-    """Decompress one gzip member, refusing output over ``cap`` bytes (a gzip bomb)."""
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = d.decompress(b, cap + 1)
-    except zlib.error as exc:
-        raise ValueError(f"not valid gzip ({exc})") from None
-    if len(out) > cap or d.unconsumed_tail:
-        raise ValueError(
-            f"gunzips to more than the {cap} bytes its declared shape allows (gzip bomb)"
-        )
-    if not d.eof or d.unused_data:
-        raise ValueError("truncated gzip or trailing bytes after it")
-    return out
-
-
 def read_npy_checked(raw: bytes, spec: ArraySpec) -> np.ndarray:
     """An array from ``.npy`` bytes; dtype and shape checked before the data is touched."""
+    shape, fortran, dtype, offset = _npy_header(raw, spec)
+    return _array(raw, shape, fortran, dtype, offset)
+
+
+def _npy_header(raw: bytes, spec: ArraySpec) -> tuple[tuple, bool, np.dtype, int]:
+    """(shape, fortran_order, dtype, data offset) of .npy bytes, checked against ``spec``."""
     fp = io.BytesIO(raw)
     try:
         version = np.lib.format.read_magic(fp)
@@ -179,11 +179,19 @@ def read_npy_checked(raw: bytes, spec: ArraySpec) -> np.ndarray:
     except ValueError as exc:
         raise ValueError(f"not a valid .npy ({str(exc)[:120]})") from None
     _check_header(shape, dtype, spec)
-    n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    data = raw[fp.tell() :]
-    if len(data) != n:
-        raise ValueError(f"holds {len(data)} data bytes, its header declares {n}")
-    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C").copy()
+    return shape, fortran, dtype, fp.tell()
+
+
+def _nbytes(shape: tuple, dtype: np.dtype) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+
+def _array(raw: bytes, shape: tuple, fortran: bool, dtype: np.dtype, offset: int) -> np.ndarray:
+    n = _nbytes(shape, dtype)
+    if len(raw) - offset != n:
+        raise ValueError(f"holds {len(raw) - offset} data bytes, its .npy header declares {n}")
+    data = np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape, dtype=np.int64)), offset=offset)
+    return data.reshape(shape, order="F" if fortran else "C").copy()
 
 
 def _check_header(shape: tuple, dtype: np.dtype, spec: ArraySpec) -> None:

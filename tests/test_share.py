@@ -60,6 +60,21 @@ def test_open_store_reads_the_same_samples_over_http(texture_store, served) -> N
         remote.path  # noqa: B018
 
 
+@pytest.mark.parametrize("fmt", ["zarr", "webdataset"])
+def test_train_and_eval_read_a_store_straight_from_a_url(
+    served, tmp_path, fmt, one_torch_thread
+) -> None:
+    small = ["--epochs", "1", "--batch-size", "4", "--model-opt", "base_width=4"]
+    out = tmp_path / "run"
+    args = ["train", served, "--format", fmt, "--out", str(out), *small, "--resize", "8"]
+    result = CliRunner().invoke(cli, [*args, "--crop", "6"])
+    assert result.exit_code == 0, result.output
+    assert (out / "last.pt").is_file() and f"{out}: 1 epochs" in result.output
+    scored = CliRunner().invoke(cli, ["eval", str(out), served, "--format", fmt, "--json"])
+    assert scored.exit_code == 0, scored.output
+    assert 0.0 <= json.loads(scored.output)["top1"] <= 1.0
+
+
 def test_pull_from_loopback_http_is_a_verified_byte_identical_copy(
     texture_store, served, tmp_path
 ) -> None:

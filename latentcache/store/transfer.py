@@ -53,6 +53,11 @@ class TransferConfig:
     dest: str
     splits: tuple[str, ...] = ()  # () = every split, the manifest copied byte for byte
     progress: bool = True  # a progress bar in bytes (on a terminal)
+    jobs: int = 8  # files in flight at once (latency, not bandwidth, bounds small files)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.jobs, int) or self.jobs < 1:
+            raise ConfigError(f"jobs={self.jobs!r}: should be an integer >= 1")
 
 
 @dataclass
@@ -96,10 +101,8 @@ def _transfer(config: TransferConfig) -> TransferResult:
     plan = plan_files(manifest, splits)
     _claim(dest, src.url, source_sha)
     result = TransferResult(dest=dest.url, files=len(plan), splits=splits)
-    total = sum(f.bytes or 0 for f in plan)
-    with _progress(total, config.progress) as bar:
-        for item in plan:
-            copied = _copy_file(src, dest, item, bar)
+    with _progress(sum(f.bytes or 0 for f in plan), config.progress) as bar:
+        for item, copied in _copy_all(src, dest, plan, bar, config.jobs):
             result.copied += copied
             result.skipped += not copied
             result.bytes_copied += copied and (item.bytes or 0)
@@ -226,6 +229,20 @@ def _claim(dest: StoreLocation, src_url: str, src_sha: str) -> None:
     elif dest.fs.exists(dest.root) and dest.fs.ls(dest.root):
         raise StoreExistsError(f"{dest.url} exists and is not empty; pick another destination")
     _write_bytes(dest, MARKER, (json.dumps(marker, sort_keys=True) + "\n").encode())
+
+
+def _copy_all(src, dest, plan: list[FileCopy], bar, jobs: int):
+    """(item, copied) per file, ``jobs`` at a time; the first failure cancels the rest."""
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(_copy_file, src, dest, item, bar): item for item in plan}
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for f in pending:
+            f.cancel()
+        for f in sorted(done, key=lambda f: futures[f].path):
+            f.result()  # raises the first failure (by path: a stable message)
+        return [(futures[f], f.result()) for f in futures if f in done]
 
 
 def _intact(dest: StoreLocation, item: FileCopy) -> bool:

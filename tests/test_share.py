@@ -50,7 +50,7 @@ def test_open_store_reads_the_same_samples_over_http(texture_store, served) -> N
     remote = open_store(served)
     assert remote.manifest == texture_store.manifest
     local, there = texture_store.zarr_split("train"), remote.zarr_split("train")
-    for a, b in zip(local, there):
+    for a, b in zip(local, there, strict=True):
         assert a["key"] == b["key"] and np.array_equal(a["y_hat"], b["y_hat"])
     keys = [s["key"] for s in remote.wds_samples("train")]
     assert keys == [s["key"] for s in texture_store.wds_samples("train")] and keys

@@ -19,10 +19,10 @@ from latentcache.errors import ConfigError, StoreCorruptError
 
 __all__ = ["StoreLocation", "locate", "check_rel", "is_url", "require_local"]
 
-# scheme -> (module fsspec needs, the pip extra that installs it)
+# scheme -> (module fsspec needs, the pip extra that installs it; None: a core dependency)
 BACKENDS = {
-    "http": ("aiohttp", "http"),
-    "https": ("aiohttp", "http"),
+    "http": ("aiohttp", None),
+    "https": ("aiohttp", None),
     "s3": ("s3fs", "s3"),
     "gs": ("gcsfs", "gcs"),
     "gcs": ("gcsfs", "gcs"),
@@ -107,9 +107,8 @@ def _filesystem(url: str, scheme: str):
         try:
             __import__(module)
         except ImportError:
-            raise ConfigError(
-                f"{scheme}:// stores need {module}: pip install 'latentcache[{extra}]'"
-            ) from None
+            fix = f"pip install 'latentcache[{extra}]'" if extra else f"pip install {module}"
+            raise ConfigError(f"{scheme}:// stores need {module}: {fix}") from None
     try:
         fs, root = fsspec.core.url_to_fs(url)
     except (ValueError, ImportError) as exc:

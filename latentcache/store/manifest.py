@@ -8,7 +8,8 @@ command that made it. ``indexed = stored + failed`` holds per split and in total
 Reading one is reading untrusted input::
 
     manifest.json bytes (bounded) ─► JSON ─► format, version (newer: one-line refusal)
-                                  ─► schema/manifest-v<version>.json (jsonschema) ─► dict
+                                  ─► schema/manifest-v<version>.json (JSON Schema draft-07,
+                                     compiled once by fastjsonschema) ─► dict
 """
 
 from __future__ import annotations
@@ -151,13 +152,21 @@ def parse_manifest(raw: bytes, where: str = MANIFEST_NAME) -> dict:
     return manifest
 
 
-def _validate(manifest: dict, where: str) -> None:
-    import jsonschema
+@functools.cache
+def _validator(version: int):
+    import fastjsonschema
 
-    validator = jsonschema.Draft202012Validator(manifest_schema(MANIFEST_VERSION))
-    error = jsonschema.exceptions.best_match(validator.iter_errors(manifest))
-    if error is not None:
-        at = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+    return fastjsonschema.compile(manifest_schema(version))
+
+
+def _validate(manifest: dict, where: str) -> None:
+    import fastjsonschema
+
+    try:
+        _validator(MANIFEST_VERSION)(manifest)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        at = "/".join(str(p) for p in exc.path[1:]) or "(top level)"
+        what = exc.message.split(" ", 1)[1] if exc.message.startswith("data") else exc.message
         raise StoreCorruptError(
-            f"{where}: does not match manifest schema v{MANIFEST_VERSION} at {at}: {error.message[:200]}"
-        )
+            f"{where}: does not match manifest schema v{MANIFEST_VERSION} at {at}: {what[:200]}"
+        ) from None

@@ -106,12 +106,11 @@ def _transfer(config: TransferConfig) -> TransferResult:
             result.copied += copied
             result.skipped += not copied
             result.bytes_copied += copied and (item.bytes or 0)
-    if not config.splits:
-        out = raw
-    else:
+    out = raw  # a whole store: the source manifest, byte for byte
+    if config.splits:
         sub = subset_manifest(manifest, splits, src.url, source_sha)
         out = (json.dumps(sub, sort_keys=True, indent=1) + "\n").encode()
-    parse_manifest(out, f"{dest.url}/{MANIFEST_NAME}")
+        parse_manifest(out, f"{dest.url}/{MANIFEST_NAME}")
     _write_bytes(dest, MANIFEST_NAME, out)
     result.manifest_sha256 = hashlib.sha256(out).hexdigest()
     return result

@@ -111,15 +111,15 @@ def load_manifest(store) -> tuple[dict, bytes]:
 
     loc = locate(store)
     where = f"{loc.url.rstrip('/')}/{MANIFEST_NAME}"
-    size = loc.size(MANIFEST_NAME)
-    if size is None:
+    try:
+        with loc.open(MANIFEST_NAME) as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+    except (FileNotFoundError, IsADirectoryError):
         raise StoreNotFoundError(
             f"no {MANIFEST_NAME} in {loc.url}: not a finished latentcache store"
-        )
-    if size > MAX_MANIFEST_BYTES:
-        raise StoreCorruptError(f"{where}: {size} bytes, over the {MAX_MANIFEST_BYTES} limit")
-    with loc.open(MANIFEST_NAME) as f:
-        raw = f.read(MAX_MANIFEST_BYTES + 1)
+        ) from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise StoreCorruptError(f"{where}: over the {MAX_MANIFEST_BYTES}-byte limit")
     return parse_manifest(raw, where), raw
 
 

@@ -199,7 +199,7 @@ class LatentStore:
     def wds_shards(self, split: str) -> list[str]:
         """The split's tars holding samples: local paths, or URLs for a store at a URL (what plain
         ``webdataset`` opens); :meth:`wds_samples` takes these or the manifest's paths."""
-        return [self._shard_url(rel) for rel in self._wds_entries(split)]
+        return [self._shard_url(rel) for rel, e in self._wds_entries(split).items() if e["count"]]
 
     def _shard_url(self, rel: str) -> str:
         if self.location.local:
@@ -210,9 +210,9 @@ class LatentStore:
         self._need("webdataset")
         self.split_info(split)
         return {
-            f["path"]: f
+            f["path"]: {**f, "count": sh["count"]}
             for sh in self.manifest["shards"]
-            if sh["split"] == split and sh["count"] > 0
+            if sh["split"] == split
             for f in sh["files"]["webdataset"]
         }
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from latentcache.errors import ConfigError, StoreCorruptError, StoreExistsError
 from latentcache.store.location import StoreLocation, check_rel, locate
 from latentcache.store.manifest import MANIFEST_NAME, load_manifest, parse_manifest
+from latentcache.store.wds_store import WDS_DIR
 from latentcache.store.zarr_store import ZARR_DIR
 
 __all__ = [
@@ -130,7 +131,7 @@ def _split_of(path: str, splits: list[str]) -> str | None:
     for s in splits:
         if parts[0] == ZARR_DIR and len(parts) > 2 and parts[1] == s:
             return s
-        if parts[0] == "wds" and len(parts) == 2 and parts[1].startswith(f"{s}-"):
+        if parts[0] == WDS_DIR and len(parts) == 2 and parts[1].startswith(f"{s}-"):
             return s
     return None
 
@@ -234,14 +235,15 @@ def _copy_all(src, dest, plan: list[FileCopy], bar, jobs: int):
     """(item, copied) per file, ``jobs`` at a time; the first failure cancels the rest."""
     from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:  # on a failure or Ctrl-C: queued files are dropped, those in flight finish
         futures = {pool.submit(_copy_file, src, dest, item, bar): item for item in plan}
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for f in pending:
-            f.cancel()
-        for f in sorted(done, key=lambda f: futures[f].path):
-            f.result()  # raises the first failure (by path: a stable message)
-        return [(futures[f], f.result()) for f in futures if f in done]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    for f in sorted(done, key=lambda f: futures[f].path):
+        f.result()  # raises the first failure (by path: a stable message)
+    return [(futures[f], f.result()) for f in futures if f in done]
 
 
 def _intact(dest: StoreLocation, item: FileCopy) -> bool:

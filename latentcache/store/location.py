@@ -80,12 +80,14 @@ class StoreLocation:
         return self.fs.exists(self.join(rel))
 
     def size(self, rel: str) -> int | None:
-        """The file's size, or None when it is absent."""
+        """The file's size, None when it is absent, -1 when the server does not say."""
         try:
             info = self.fs.info(self.join(rel))
         except (FileNotFoundError, OSError):
             return None
-        return None if info.get("type") == "directory" else info.get("size")
+        if info.get("type") == "directory":
+            return None
+        return -1 if info.get("size") is None else int(info["size"])
 
     def writable(self) -> None:
         if self.scheme in READ_ONLY:

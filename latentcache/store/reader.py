@@ -159,7 +159,7 @@ class LatentStore:
         size = self.location.size(entry["path"])
         if size is None:
             return "missing"
-        if size != entry["bytes"]:
+        if size not in (-1, entry["bytes"]):  # -1: unknown until read
             return f"{size} bytes, manifest says {entry['bytes']}"
         with self.open_file(entry["path"]) as f:
             got, n = sha256_bounded(f, entry["bytes"])

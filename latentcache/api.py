@@ -60,12 +60,10 @@ def encode(
 
 
 def card(path: str | os.PathLike) -> str:
-    """The dataset card ``latentcache inspect`` prints."""
-    from pathlib import Path
-
+    """The dataset card ``latentcache inspect`` prints (``path``: a folder or a URL)."""
     from latentcache.store.card import format_card
 
-    return format_card(open_store(path).manifest, Path(path))
+    return format_card(open_store(path).manifest, str(path))
 
 
 def verify(path: str | os.PathLike, redecode: bool = False, codec=None):

@@ -50,6 +50,9 @@ class EncodeConfig:
                 raise ConfigError(
                     f'Invalid {name} "{getattr(self, name)}", should be an integer >= {low}'
                 )
+        from latentcache.store.location import require_local
+
+        require_local(self.out)
 
     @property
     def effective_batch_size(self) -> int:

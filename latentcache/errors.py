@@ -10,6 +10,7 @@ __all__ = [
     "StoreExistsError",
     "StoreLockedError",
     "StoreCorruptError",
+    "StoreNotFoundError",
     "CodecMismatchError",
     "SampleError",
 ]
@@ -41,6 +42,10 @@ class StoreLockedError(LatentCacheError, BlockingIOError):
 
 class StoreCorruptError(LatentCacheError, OSError):
     """A store's files do not match its manifest."""
+
+
+class StoreNotFoundError(LatentCacheError, FileNotFoundError):
+    """A store (its manifest) or a file its manifest lists is missing."""
 
 
 class CodecMismatchError(LatentCacheError, ValueError):

@@ -13,6 +13,8 @@ COMMANDS = [
     ("latentcache.cli.store_cmd", "encode"),
     ("latentcache.cli.store_cmd", "inspect"),
     ("latentcache.cli.store_cmd", "verify"),
+    ("latentcache.cli.store_cmd", "pull"),
+    ("latentcache.cli.store_cmd", "push"),
     ("latentcache.cli.train_cmd", "train"),
     ("latentcache.cli.train_cmd", "evaluate"),
     ("latentcache.cli.codec_cmd", "codec"),

@@ -1,9 +1,11 @@
-"""``encode``, ``inspect`` and ``verify``: making a store and checking one."""
+"""``encode``, ``inspect``, ``verify``, ``pull`` and ``push``: making, checking and copying a store.
+
+Stores are read from a local path or a URL (file://, memory://, http(s)://, s3://, gs://);
+``encode`` writes to local or shared POSIX folders only, ``push`` copies to object stores."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -15,7 +17,7 @@ from latentcache.cli.common import (
     setup_logging,
 )
 
-__all__ = ["encode", "inspect", "verify"]
+__all__ = ["encode", "inspect", "verify", "pull", "push"]
 
 FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("zarr", "webdataset")}
 
@@ -163,23 +165,20 @@ def _summary(result) -> str:
 
 
 @click.command()
-@click.argument("store", type=click.Path(file_okay=False))
+@click.argument("store")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
 @handle_errors
 def inspect(store, as_json):
-    """Print a store's dataset card: codec, counts, bpp per split, failures."""
+    """Print a store's dataset card (STORE: a folder or URL): codec, counts, bpp per split, failures."""
     from latentcache.store.card import format_card
     from latentcache.store.manifest import read_manifest
 
-    try:
-        m = read_manifest(store)
-    except FileNotFoundError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps(m, indent=1, sort_keys=True) if as_json else format_card(m, Path(store)))
+    m = read_manifest(store)
+    click.echo(json.dumps(m, indent=1, sort_keys=True) if as_json else format_card(m, store))
 
 
 @click.command()
-@click.argument("store", type=click.Path(file_okay=False))
+@click.argument("store")
 @click.option(
     "--redecode",
     is_flag=True,
@@ -194,10 +193,7 @@ def verify(store, redecode, arch, quality, metric, codec_source, checkpoint, ver
     from latentcache.store.reader import open_store
     from latentcache.store.verify import verify_store
 
-    try:
-        st = open_store(store)
-    except FileNotFoundError as exc:
-        raise click.ClickException(str(exc)) from None
+    st = open_store(store)
     codec = _codec_for(st, checkpoint, codec_source) if redecode else None
     report = verify_store(st, redecode=redecode, codec=codec)
     for problem in report.problems:
@@ -225,3 +221,51 @@ def _codec_for(st, checkpoint, codec_source):
             f"this store was made with codec weights {st.codec.get('checkpoint') or '(in memory)'}: pass them with --checkpoint"
         )
     return load_codec(spec)
+
+
+def _transfer_summary(verb: str, src: str, result) -> str:
+    from latentcache.store.card import format_bytes
+
+    return (
+        f"{verb} {result.copied} files ({format_bytes(result.bytes_copied)}), "
+        f"{result.skipped} already intact, from {src} to {result.dest}; "
+        f"splits {', '.join(result.splits)}\n"
+        f"manifest sha256 {result.manifest_sha256}; check it with `latentcache verify {result.dest}`"
+    )
+
+
+@click.command()
+@click.argument("src")
+@click.argument("dest")
+@click.option(
+    "--split",
+    "splits",
+    multiple=True,
+    help="Copy only this split (repeatable); the copy's manifest covers those splits.",
+)
+@click.option("-v", "--verbose", count=True)
+@handle_errors
+def pull(src, dest, splits, verbose):
+    """Copy the store at SRC (folder or URL) to DEST, checking every file's sha256.
+
+    Re-running resumes: intact files are skipped. The manifest is written last."""
+    setup_logging(verbose)
+    from latentcache.store.transfer import TransferConfig, run_pull
+
+    result = run_pull(TransferConfig(src=src, dest=dest, splits=tuple(splits)))
+    click.echo(_transfer_summary("pulled", src, result))
+
+
+@click.command()
+@click.argument("src")
+@click.argument("dest")
+@click.option("-v", "--verbose", count=True)
+@handle_errors
+def push(src, dest, verbose):
+    """Copy the store SRC to DEST (e.g. s3://bucket/path, gs://..., file://...), checking every
+    file's sha256. Re-running resumes; the manifest is written last."""
+    setup_logging(verbose)
+    from latentcache.store.transfer import TransferConfig, run_push
+
+    result = run_push(TransferConfig(src=src, dest=dest))
+    click.echo(_transfer_summary("pushed", src, result))

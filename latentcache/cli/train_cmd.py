@@ -36,7 +36,7 @@ def _is_main_rank() -> bool:
 
 
 @click.command()
-@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.argument("store")  # a folder or a URL (file, memory, http(s), s3, gs)
 @click.option(
     "--model",
     "-m",
@@ -165,7 +165,7 @@ def train(
 
     config = TrainConfig(
         store=store,
-        out=out or str(Path("runs") / f"{Path(store).name}-{model}"),
+        out=out or str(Path("runs") / f"{Path(store.rstrip('/')).name}-{model}"),
         model=model,
         model_kwargs=parse_model_opts(model_opt),
         epochs=epochs,
@@ -205,7 +205,7 @@ def train(
 
 @click.command("eval")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.argument("store")  # a folder or a URL
 @click.option("--split", default="test", show_default=True)
 @click.option(
     "--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True

@@ -220,17 +220,11 @@ class LatentStream(IterableDataset):
         return read
 
     def _read_tars(self, urls: list[str], stride: int, offset: int) -> Iterator[dict]:
-        import webdataset as wds
-
         if not urls:
             return
-        ds = wds.WebDataset(
-            urls, shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False
-        )
         keep = (*self.spec.fields, "label", "key", "latent_shape")
-        for i, raw in enumerate(ds):
-            if i % stride == offset:
-                sample = self.store.decode_wds_sample(raw)
+        for i, sample in enumerate(self.store.wds_samples(self.spec.split, urls)):
+            if i % stride == offset:  # checked against the manifest (store.wds_store)
                 yield {k: sample[k] for k in keep}
 
 

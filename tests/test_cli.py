@@ -136,7 +136,7 @@ def test_inspect_prints_the_card_and_json(cli_store):
         and "train" in res.output
     )
     res = run("inspect", cli_store, "--json")
-    assert json.loads(res.output)["totals"]["stored"] == 18
+    assert json.loads(res.stdout)["totals"]["stored"] == 18
 
 
 def test_verify_intact_and_redecode(cli_store, tiny_checkpoint):

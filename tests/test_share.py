@@ -72,7 +72,7 @@ def test_train_and_eval_read_a_store_straight_from_a_url(
     assert (out / "last.pt").is_file() and f"{out}: 1 epochs" in result.output
     scored = CliRunner().invoke(cli, ["eval", str(out), served, "--format", fmt, "--json"])
     assert scored.exit_code == 0, scored.output
-    assert 0.0 <= json.loads(scored.output)["top1"] <= 1.0
+    assert 0.0 <= json.loads(scored.stdout)["top1"] <= 1.0
 
 
 def test_pull_from_loopback_http_is_a_verified_byte_identical_copy(

@@ -11,6 +11,8 @@ __all__ = [
     "StoreLockedError",
     "StoreCorruptError",
     "CodecMismatchError",
+    "CodecFileError",
+    "RunNotFoundError",
     "SampleError",
 ]
 
@@ -45,6 +47,14 @@ class StoreCorruptError(LatentCacheError, OSError):
 
 class CodecMismatchError(LatentCacheError, ValueError):
     """A store or checkpoint was made by a different codec than the one asked for."""
+
+
+class CodecFileError(LatentCacheError, ValueError):
+    """A codec weights file cannot be used; the message names the file and the reason."""
+
+
+class RunNotFoundError(LatentCacheError, FileNotFoundError):
+    """A folder given as a training run is not one (no checkpoint or config in it)."""
 
 
 class SampleError(LatentCacheError, ValueError):

@@ -117,7 +117,7 @@ def encode(
     spec = codec_spec_from_options(arch, quality, metric, codec_source, checkpoint)
     config = EncodeConfig(
         dataset=dataset,
-        out=out or f"stores/{dataset}-q{spec.quality}",
+        out=out or _default_out(dataset, spec),
         data_root=data_root,
         dataset_options={"split_set": split_set} if split_set is not None else {},
         codec=spec,
@@ -136,6 +136,12 @@ def encode(
 
     result = run_encode(config)
     click.echo(_summary(result))
+
+
+def _default_out(dataset: str, spec) -> str:
+    if spec.quality is not None:
+        return f"stores/{dataset}-q{spec.quality}"
+    return f"stores/{dataset}-{Path(spec.checkpoint).stem if spec.checkpoint else spec.source}"
 
 
 def _summary(result) -> str:
@@ -212,18 +218,18 @@ def verify(store, redecode, arch, quality, metric, codec_source, checkpoint, ver
 
 def _codec_for(st, checkpoint, codec_source):
     """The store's own codec: its checkpoint (--checkpoint), the demo codec or the zoo."""
-    from dataclasses import replace
-
     from latentcache.codec.load import load_codec
     from latentcache.codec.spec import CodecSpec
 
-    spec = CodecSpec.from_dict({**st.codec, "checkpoint": None, "source": "zoo"})
+    c = st.codec
     if checkpoint:
-        spec = replace(spec, source="checkpoint", checkpoint=checkpoint)
-    elif st.codec["source"] == "demo" or codec_source == "demo":
-        spec = replace(spec, source="demo")
-    elif st.codec["source"] in ("checkpoint", "model"):
+        return load_codec(CodecSpec(arch=c["arch"], source="checkpoint", checkpoint=checkpoint))
+    if c["source"] == "demo" or codec_source == "demo":
+        return load_codec(CodecSpec(source="demo"))
+    if c["source"] in ("checkpoint", "model"):
         raise click.ClickException(
-            f"this store was made with codec weights {st.codec.get('checkpoint') or '(in memory)'}: pass them with --checkpoint"
+            f"this store was made with codec weights {c.get('checkpoint') or '(in memory)'}: pass them with --checkpoint"
         )
-    return load_codec(spec)
+    return load_codec(
+        CodecSpec(arch=c["arch"], quality=c["quality"], metric=c["metric"], source="zoo")
+    )

@@ -209,7 +209,7 @@ def load_eval_images(files: list[Path], root: Path) -> list[EvalImage]:
 def codec_label(codec) -> str:
     spec = codec.spec
     where = Path(spec.checkpoint).name if spec.checkpoint else spec.source
-    return f"{spec.arch} q{spec.quality} ({where})"
+    return f"{spec.arch} q{spec.quality if spec.quality is not None else '?'} ({where})"
 
 
 def _codec_entry(codec, images: list[EvalImage], jpeg: dict[int, list[dict]]) -> dict:

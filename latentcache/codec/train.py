@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentcache.codec.spec import ARCHITECTURES, CodecSpec
+from latentcache.codec.spec import ARCHITECTURES, LAMBDAS, CodecSpec, lambda_for
 from latentcache.errors import ConfigError
 
 __all__ = [
@@ -50,22 +50,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# CompressAI's λ per quality 1..8 (compressai/models/vbr.py; docs "Training": MSE table).
-LAMBDAS = {
-    "mse": (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800),
-    "ms-ssim": (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.00),
-}
 INITS = ("scratch", "zoo", "checkpoint")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
-def lambda_for(metric: str, quality: int) -> float:
-    """CompressAI's λ for ``metric`` at ``quality`` (1..8)."""
-    if metric not in LAMBDAS:
-        raise ConfigError(f'Invalid metric "{metric}", should be one of {sorted(LAMBDAS)}')
-    if not 1 <= quality <= 8:
-        raise ConfigError(f'Invalid quality "{quality}", should be between (1, 8)')
-    return LAMBDAS[metric][quality - 1]
 
 
 def _positive(name: str, value: float, minimum: float = 1) -> None:
@@ -227,11 +213,9 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
 
         model = model_architectures[config.arch](*config.widths)
     else:
-        spec = replace(
-            config.spec(),
-            source=config.init,
-            checkpoint=config.init_checkpoint,
-        )
+        spec = replace(config.spec(), source=config.init, checkpoint=config.init_checkpoint)
+        if config.init == "checkpoint":  # the starting point keeps its own labels
+            spec = replace(spec, quality=None, metric=None)
         model = load_codec(spec).model
     for p in model.parameters():
         p.requires_grad_(True)

@@ -145,7 +145,7 @@ def _default_out(dataset: str, spec) -> str:
 
 
 def _summary(result) -> str:
-    from latentcache.store.card import format_bytes, ordered_splits, store_bytes
+    from latentcache.store.card import failure_lines, format_bytes, ordered_splits, store_bytes
 
     m, t = result.manifest, result.manifest["totals"]
     lines = [
@@ -157,11 +157,7 @@ def _summary(result) -> str:
         lines.append(
             f"  {name:<9} {s['stored']:>7} stored, {s['failed']:>5} failed, mean true bpp {bpp}"
         )
-    reasons = {}
-    for f in m["failures"]:
-        reasons[f["reason"]] = reasons.get(f["reason"], 0) + 1
-    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:10]:
-        lines.append(f"  skipped {n} x {reason}")
+    lines += failure_lines(m["failures"], pointer=f"latentcache inspect {result.path} --json")
     lines.append(
         f"store {result.path} ({format_bytes(store_bytes(result.path))}); see `latentcache inspect {result.path}`"
     )

@@ -6,6 +6,8 @@ from collections import Counter
 from pathlib import Path
 
 __all__ = [
+    "FAILURES_LISTED",
+    "failure_lines",
     "format_card",
     "format_codec",
     "format_bytes",
@@ -38,6 +40,20 @@ def ordered_splits(m: dict) -> list[tuple[str, dict]]:
     """The manifest's splits as train, validate, test, then any others (JSON sorts them)."""
     order = {"train": 0, "validate": 1, "test": 2}
     return sorted(m["splits"].items(), key=lambda kv: (order.get(kv[0], 9), kv[0]))
+
+
+FAILURES_LISTED = 20  # failed files named one by one before "and N more"
+
+
+def failure_lines(failures: list[dict], pointer: str, limit: int = FAILURES_LISTED) -> list[str]:
+    """Every failed file with its reason, up to ``limit``, then how many more and where."""
+    if not failures:
+        return []
+    lines = [f"failed files ({len(failures)}):"]
+    lines += [f"  {f.get('path') or f.get('key')}: {f['reason']}" for f in failures[:limit]]
+    if len(failures) > limit:
+        lines.append(f"  and {len(failures) - limit} more: `{pointer}` lists them all")
+    return lines
 
 
 def _fmt(v, spec=".4f") -> str:

@@ -17,6 +17,7 @@ are ignored. Classes are the union of the class folder names, sorted; order is d
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import logging
 import os
@@ -158,9 +159,16 @@ def make_index(
 
 
 def manifest_dir() -> Path:
-    """``$LATENTCACHE_MANIFESTS`` or the ``data_manifests/`` folder of the source tree."""
+    """``$LATENTCACHE_MANIFESTS``, else the copy packaged in an installed wheel
+    (``latentcache/data_manifests/``, read through importlib.resources), else the
+    ``data_manifests/`` folder at the top of the source tree (editable installs, checkouts)."""
     env = os.environ.get("LATENTCACHE_MANIFESTS")
-    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "data_manifests"
+    if env:
+        return Path(env).expanduser()
+    packaged = importlib.resources.files("latentcache") / "data_manifests"
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "data_manifests"
 
 
 def read_split_manifest(name: str) -> tuple[list[str], dict]:
@@ -171,8 +179,8 @@ def read_split_manifest(name: str) -> tuple[list[str], dict]:
         manifest = json.loads((folder / "splits.json").read_text())
     except FileNotFoundError as exc:
         raise DatasetNotFoundError(
-            f"split manifest {exc.filename} not found; it ships in data_manifests/ of the "
-            f"latentcache source tree (set LATENTCACHE_MANIFESTS to that folder)"
+            f"split manifest {exc.filename} not found; it ships with latentcache (data_manifests/ "
+            f"of the source tree, packaged in the wheel); set LATENTCACHE_MANIFESTS to such a folder"
         ) from exc
     return classes, manifest
 

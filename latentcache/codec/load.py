@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from latentcache.atomic import atomic_write
 from latentcache.codec.spec import DEFAULT_ARCH, CodecSpec, lambda_for, qualities_with_widths
 from latentcache.codec.weights import CHECKPOINT_FORMAT, check_fits, read_weights
 from latentcache.errors import (
@@ -299,8 +300,6 @@ def save_codec_checkpoint(
         **extra,
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        torch.save(payload, f)
     return path

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from latentcache.atomic import atomic_write
 from latentcache.codec.spec import ARCHITECTURES, LAMBDAS, CodecSpec, lambda_for
 from latentcache.errors import ConfigError
 
@@ -261,10 +262,8 @@ def _save_state(path: Path, step: int, model, optimizers, scheduler, generator, 
         "scheduler": scheduler.state_dict(),
         "generator": generator.get_state(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        torch.save(payload, f)
 
 
 def _load_state(path: Path, model, optimizers, scheduler, generator, config) -> int:
@@ -446,6 +445,5 @@ def _halve_checkpoint(path: Path) -> None:
         for k, v in payload["state_dict"].items()
     }
     payload["weights_dtype"] = "float16"
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        torch.save(payload, f)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from latentcache.atomic import atomic_write
 from latentcache.errors import CodecMismatchError, RunNotFoundError, StoreCorruptError
 
 __all__ = [
@@ -60,12 +61,8 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     """Write ``state`` to ``path`` atomically (temporary name, fsync, rename)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as f:
         torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
     return path
 
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from latentcache.codec.spec import CodecSpec
 from latentcache.errors import ConfigError
-from latentcache.pipeline.images import DEFAULT_MAX_PIXELS
+from latentcache.images import DEFAULT_MAX_PIXELS
 from latentcache.store.scales import DEFAULT_SCALES_REPR, SCALES_REPRS
 
 __all__ = ["EncodeConfig", "FORMATS"]

@@ -196,7 +196,7 @@ def _summary(rows: list[dict]) -> dict:
 
 def load_eval_images(files: list[Path], root: Path) -> list[EvalImage]:
     """Decode ``files`` to RGB with the encode stage's loader (EXIF, any mode -> RGB)."""
-    from latentcache.pipeline.images import load_image
+    from latentcache.images import load_image
 
     images = []
     for path in files:

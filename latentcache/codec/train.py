@@ -33,6 +33,7 @@ import torch
 from latentcache.atomic import atomic_write
 from latentcache.codec.spec import ARCHITECTURES, LAMBDAS, CodecSpec, lambda_for
 from latentcache.errors import ConfigError
+from latentcache.images import IMAGE_EXTENSIONS, list_images
 
 __all__ = [
     "LAMBDAS",
@@ -52,7 +53,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 INITS = ("scratch", "zoo", "checkpoint")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def _positive(name: str, value: float, minimum: float = 1) -> None:
@@ -147,9 +147,9 @@ def list_image_files(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = list_images(folder)
     if not files:
-        raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
+        raise ConfigError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
     return files
 
 
@@ -167,7 +167,7 @@ def load_training_images(
     files: list[Path], root: Path, crop: int
 ) -> tuple[list[torch.Tensor], list[TrainingImage]]:
     """Decode ``files`` to (3, H, W) uint8 tensors, each at least ``crop`` on its shorter side."""
-    from latentcache.pipeline.images import load_image
+    from latentcache.images import load_image
 
     tensors, records = [], []
     for path in files:

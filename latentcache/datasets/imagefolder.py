@@ -24,13 +24,13 @@ import os
 from pathlib import Path
 
 from latentcache.datasets.base import (
-    IMAGE_EXTENSIONS,
     DatasetIndex,
     Sample,
     register_dataset,
     unique_keys,
 )
 from latentcache.errors import ConfigError, DatasetNotFoundError
+from latentcache.images import IMAGE_EXTENSIONS, is_image_name, list_images
 
 __all__ = [
     "SPLIT_FOLDERS",
@@ -55,28 +55,12 @@ def _visible_dirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively), sorted; hidden files and folders skipped."""
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            path = Path(dirpath, name)
-            if _is_image_name(name) and path.is_file():
-                found.append(path)
-    return sorted(found)
-
-
-def _is_image_name(name: str) -> bool:
-    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
-
-
 def _count_ignored(folder: Path) -> int:
     """Visible regular files under ``folder`` that are not images (logged, not indexed)."""
     count = 0
     for _dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        count += sum(not n.startswith(".") and not _is_image_name(n) for n in filenames)
+        count += sum(not n.startswith(".") and not is_image_name(n) for n in filenames)
     return count
 
 

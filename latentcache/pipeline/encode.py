@@ -24,7 +24,7 @@ from pathlib import Path
 
 from latentcache.config import EncodeConfig
 from latentcache.datasets.base import DatasetIndex, build_index
-from latentcache.pipeline.images import header_size
+from latentcache.images import header_size
 from latentcache.pipeline.manifest_builder import build_manifest
 from latentcache.pipeline.shard import (
     ShardSettings,

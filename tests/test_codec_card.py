@@ -124,11 +124,32 @@ def test_codec_train_checkpoint_labels_reach_the_card(images, trained, tmp_path)
 
 @pytest.mark.parametrize(
     ("flag", "value", "recorded"),
-    [("--quality", "8", "5"), ("--metric", "mse", "ms-ssim"), ("--arch", "mbt2018-mean", "bmshj")],
+    [("--quality", "8", "5"), ("--metric", "mse", "ms-ssim")],
 )
 def test_conflicting_flag_is_refused_naming_both(images, trained, tmp_path, flag, value, recorded):
     res = encode(images, tmp_path / "o", "--checkpoint", trained, flag, value)
-    one_line_error(res, trained, value, recorded)
+    one_line_error(res, trained, f"records {flag[2:]} {recorded}, but {flag[2:]} {value} was")
+
+
+def test_conflicting_arch_is_refused_naming_both(images, trained, tmp_path):
+    args = ["codec", "eval", "--images", images, "--checkpoint", trained, "--out", tmp_path / "r"]
+    res = run(*args, "--arch", "mbt2018-mean")
+    one_line_error(res, "records arch bmshj2018-hyperprior, but arch mbt2018-mean was asked")
+
+
+def test_mbt2018_mean_is_refused_up_front(images, tmp_path):
+    """Named on the command line, or recorded in a checkpoint: one line with the supported list."""
+    from compressai.models import MeanScaleHyperprior
+
+    from latentcache.codec.load import save_codec_checkpoint
+    from latentcache.codec.spec import CodecSpec
+
+    needles = ('"mbt2018-mean"', "Supported: ['bmshj2018-hyperprior']")
+    one_line_error(encode(images, tmp_path / "a", "--arch", "mbt2018-mean"), *needles)
+    model = MeanScaleHyperprior(16, 24)
+    path = save_codec_checkpoint(tmp_path / "m.pt", model, CodecSpec(arch="mbt2018-mean"))
+    one_line_error(encode(images, tmp_path / "b", "--checkpoint", path), *needles)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_agreeing_flag_is_accepted(images, trained, tmp_path):

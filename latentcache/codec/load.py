@@ -157,8 +157,8 @@ def _resolve_recorded(spec: CodecSpec, meta: dict, path: Path) -> tuple[CodecSpe
         asked, recorded = getattr(spec, name), meta.get(name)
         if asked is not None and recorded is not None and asked != recorded:
             raise CodecMismatchError(
-                f"codec checkpoint {path} records {name} {recorded!r}, but {name} {asked!r} was "
-                f"asked for: omit --{name} (the checkpoint's own is used) or pass {recorded!r}"
+                f"codec checkpoint {path} records {name} {recorded}, but {name} {asked} was "
+                f"asked for: omit --{name} (the checkpoint's own is used) or pass {recorded}"
             )
     resolved = replace(
         spec,

@@ -12,6 +12,12 @@
     gaussian_conditional.compress(y, indexes) ─► y_strings
     gaussian_conditional.decompress(y_strings, indexes) ─► y_hat   (checked == round(y))
 
+Mean-scale hyperpriors (mbt2018-mean, CompressAI's ``MeanScaleHyperprior``): ``h_s`` gives 2M
+channels, split as CompressAI does into ``scales_hat, means_hat = h_s(z_hat).chunk(2, 1)``;
+y is coded as ``round(y - means_hat)``, so ``y_hat = symbols + means_hat`` (not an integer).
+:func:`extract_latents` reads both kinds from the bytes; :func:`encode_batch` (the store's
+encoder) takes scale-only hyperpriors.
+
 ``h_s`` runs per image on the CPU because that is what a decoder does: a batched or GPU
 convolution may round differently, pick another scale-table index and make the bitstream
 undecodable elsewhere (CompressAI issues #54, #279, #309). The bitstreams are exactly what
@@ -27,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from latentcache.errors import SampleError
+from latentcache.errors import ConfigError, SampleError
 
 __all__ = [
     "Latents",
@@ -36,6 +42,7 @@ __all__ = [
     "encode_batch",
     "extract_latents",
     "decode_y",
+    "hyperprior_params",
     "scales_from_z_hat",
     "true_bpp",
     "rans_encode",
@@ -154,30 +161,53 @@ def pad_image(x: torch.Tensor, min_div: int = 64) -> torch.Tensor:
     return F.pad(x, pad, mode="constant", value=0)
 
 
-def scales_from_z_hat(model, z_hat: torch.Tensor) -> torch.Tensor:
-    """``h_s(z_hat)`` one image at a time on the CPU (what any decoder computes)."""
+def hyperprior_params(model, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``h_s(z_hat)`` one image at a time on the CPU (what any decoder computes), as
+    ``(scales_hat, means_hat)``; ``means_hat`` is None for a scale-only hyperprior."""
     with torch.no_grad():
-        return torch.cat([model.h_s(z_hat[i : i + 1].float().cpu()) for i in range(len(z_hat))])
+        params = torch.cat([model.h_s(z_hat[i : i + 1].float().cpu()) for i in range(len(z_hat))])
+    m = int(model.M)
+    if params.size(1) == m:
+        return params, None
+    if params.size(1) == 2 * m:  # MeanScaleHyperprior: gaussian_params.chunk(2, 1)
+        scales_hat, means_hat = params.chunk(2, 1)
+        return scales_hat.contiguous(), means_hat.contiguous()
+    raise SampleError(f"h_s gives {params.size(1)} channels; expected M={m} or 2M={2 * m}")
+
+
+def scales_from_z_hat(model, z_hat: torch.Tensor) -> torch.Tensor:
+    """``scales_hat`` of :func:`hyperprior_params`."""
+    return hyperprior_params(model, z_hat)[0]
 
 
 def decode_y(
-    model, y_strings: list[bytes], scales_hat: torch.Tensor
+    model,
+    y_strings: list[bytes],
+    scales_hat: torch.Tensor,
+    means_hat: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Entropy-decode ``y_hat`` (float) and return it with the indexes used."""
+    """Entropy-decode ``y_hat`` (float; symbols + ``means_hat`` when given) and its indexes."""
     gc = model.gaussian_conditional
     indexes = build_indexes(gc, scales_hat)
-    return gc.dequantize(rans_decode(gc, y_strings, indexes), None, torch.float), indexes
+    return gc.dequantize(rans_decode(gc, y_strings, indexes), means_hat, torch.float), indexes
 
 
-def extract_latents(model, y_strings, z_strings, z_shape) -> dict[str, torch.Tensor]:
-    """Bytes -> ``z_hat``, ``scales_hat``, ``y_hat``: everything but ``g_s``."""
+def extract_latents(model, y_strings, z_strings, z_shape) -> dict[str, torch.Tensor | None]:
+    """Bytes -> ``z_hat``, ``scales_hat``, ``means_hat`` (None for scale-only hyperpriors) and
+    ``y_hat``: everything but ``g_s``."""
     with torch.no_grad():
         z_hat = decompress_z(
             model.entropy_bottleneck, list(z_strings), tuple(int(v) for v in z_shape)
         )
-        scales_hat = scales_from_z_hat(model, z_hat)
-        y_hat, indexes = decode_y(model, list(y_strings), scales_hat)
-    return {"z_hat": z_hat, "scales_hat": scales_hat, "y_hat": y_hat, "indexes": indexes}
+        scales_hat, means_hat = hyperprior_params(model, z_hat)
+        y_hat, indexes = decode_y(model, list(y_strings), scales_hat, means_hat)
+    return {
+        "z_hat": z_hat,
+        "scales_hat": scales_hat,
+        "means_hat": means_hat,
+        "y_hat": y_hat,
+        "indexes": indexes,
+    }
 
 
 def _likelihood_bits(
@@ -207,6 +237,10 @@ def encode_batch(
     ``x``: (B, 3, Hp, Wp) in [0, 1], padded to /64; ``sizes``: each image's unpadded (H, W).
     Returns one :class:`Latents` per image, or the :class:`SampleError` that image failed with.
     """
+    from compressai.models import MeanScaleHyperprior
+
+    if isinstance(model, MeanScaleHyperprior):
+        raise ConfigError("encode_batch takes scale-only hyperpriors (no means_hat in the stores)")
     with torch.no_grad():
         g_a, h_a = model.g_a.to(device), model.h_a.to(device)
         y = g_a(x.to(device))

@@ -285,3 +285,20 @@ def test_train_resume_on_a_folder_that_is_not_a_run(tmp_path):
     (tmp_path / "run" / "photo.png").write_bytes(b"x")
     res = run("train", tmp_path, "--out", tmp_path / "run", "--resume")
     one_line_error(res, "is not a training run", str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"quality": 11}, 'records an invalid label: Invalid quality "11"'),
+        ({"lineage": {"parent_weights_sha256": torch.zeros(2)}}, "lineage is not a dict of plain"),
+        ({"lambda": [0.1]}, "its lambda is a list"),
+    ],
+)
+def test_hostile_checkpoint_records_are_one_line(images, tmp_path, extra, message):
+    from latentcache.codec.load import CHECKPOINT_FORMAT
+
+    payload = {"format": CHECKPOINT_FORMAT, "arch": "bmshj2018-hyperprior", "quality": 2}
+    payload |= {"state_dict": make_tiny_model().state_dict(), **extra}
+    torch.save(payload, tmp_path / "bad.pt")
+    one_line_error(encode(images, tmp_path / "o", "--checkpoint", tmp_path / "bad.pt"), message)

@@ -160,19 +160,39 @@ def _resolve_recorded(spec: CodecSpec, meta: dict, path: Path) -> tuple[CodecSpe
                 f"codec checkpoint {path} records {name} {recorded}, but {name} {asked} was "
                 f"asked for: omit --{name} (the checkpoint's own is used) or pass {recorded}"
             )
-    resolved = replace(
-        spec,
-        arch=meta.get("arch") or spec.arch or DEFAULT_ARCH,
-        quality=meta.get("quality", spec.quality),
-        metric=meta.get("metric", spec.metric),
-    )
-    lmbda = meta.get("lambda", meta.get("lmbda"))
+    try:
+        resolved = replace(
+            spec,
+            arch=meta.get("arch") or spec.arch or DEFAULT_ARCH,
+            quality=meta.get("quality", spec.quality),
+            metric=meta.get("metric", spec.metric),
+        )
+    except ConfigError as exc:
+        raise CodecFileError(f"codec checkpoint {path} records an invalid label: {exc}") from None
+    lmbda, lineage = meta.get("lambda", meta.get("lmbda")), meta.get("lineage")
+    if lmbda is not None and (isinstance(lmbda, bool) or not isinstance(lmbda, (int, float))):
+        raise CodecFileError(f"codec checkpoint {path}: its lambda is a {type(lmbda).__name__}")
+    if lineage is not None and not (isinstance(lineage, dict) and _is_json_data(lineage)):
+        raise CodecFileError(f"codec checkpoint {path}: its lineage is not a dict of plain values")
     provenance = {
         "quality_source": "checkpoint" if meta.get("quality") is not None else "unknown",
         "lmbda": float(lmbda) if lmbda is not None else None,
-        "lineage": meta.get("lineage"),
+        "lineage": lineage,
     }
     return resolved, provenance
+
+
+def _is_json_data(value, depth: int = 0) -> bool:
+    """Plain JSON values only (a recorded lineage goes into the store's manifest as is)."""
+    if depth > 8:
+        return False
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_json_data(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json_data(v, depth + 1) for k, v in value.items())
+    return False
 
 
 def _check_quality_label(spec: CodecSpec, widths: tuple[int, int], path) -> None:

@@ -265,11 +265,18 @@ def _finish(
     return Codec(spec, model, sha, extra, quality_source, lmbda, lineage)
 
 
-def codec_from_model(model: torch.nn.Module, spec: CodecSpec | None = None) -> Codec:
-    """Wrap an in-memory CompressAI model (tests, notebooks). ``spec.source`` becomes 'model';
-    its quality label is the caller's (``quality_source`` 'user'). A model without
-    entropy-coder tables is ``update(force=True)``d."""
-    spec = replace(spec or CodecSpec(), source="model", checkpoint=None)
+def codec_from_model(
+    model: torch.nn.Module,
+    spec: CodecSpec | None = None,
+    *,
+    lmbda: float | None = None,
+    lineage: dict | None = None,
+) -> Codec:
+    """Wrap an in-memory CompressAI model (tests, notebooks, fine-tuning). ``spec.source``
+    becomes 'model'; its quality label is the caller's (``quality_source`` 'user'; 'unknown'
+    without one), as are ``lmbda`` and ``lineage``. A model without entropy-coder tables is
+    ``update(force=True)``d."""
+    spec = replace(spec or CodecSpec(source="model"), source="model", checkpoint=None)
     spec = replace(spec, arch=spec.arch or DEFAULT_ARCH)
     if model.gaussian_conditional._offset.numel() == 0:  # trained but never update()d
         logger.info("model has no entropy-coder tables; running update(force=True)")
@@ -283,7 +290,8 @@ def codec_from_model(model: torch.nn.Module, spec: CodecSpec | None = None) -> C
             spec.quality,
             spec.widths,
         )
-    return _finish(spec, model, {}, "user" if spec.quality is not None else "unknown")
+    label = "user" if spec.quality is not None else "unknown"
+    return _finish(spec, model, {}, label, lmbda, lineage)
 
 
 def load_codec(spec: CodecSpec) -> Codec:

@@ -100,6 +100,8 @@ class TrainConfig:
         _positive("crop", self.crop, 64)
         if self.crop % 64:
             raise ConfigError(f'Invalid crop "{self.crop}", should be a multiple of 64')
+        if self.metric == "ms-ssim" and self.crop < 192:  # MS-SSIM's 4 downsamplings need > 160
+            raise ConfigError(f'Invalid crop "{self.crop}" for ms-ssim, should be >= 192')
         if self.lmbda is not None and self.lmbda <= 0:
             raise ConfigError(f'Invalid lambda "{self.lmbda}", should be > 0')
 

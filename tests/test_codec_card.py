@@ -302,3 +302,13 @@ def test_hostile_checkpoint_records_are_one_line(images, tmp_path, extra, messag
     payload |= {"state_dict": make_tiny_model().state_dict(), **extra}
     torch.save(payload, tmp_path / "bad.pt")
     one_line_error(encode(images, tmp_path / "o", "--checkpoint", tmp_path / "bad.pt"), message)
+
+
+def test_card_of_a_store_older_than_provenance_says_so():
+    from latentcache.store.card import format_codec
+
+    old = {"arch": "bmshj2018-hyperprior", "quality": 8, "metric": "mse", "source": "checkpoint"}
+    old |= {"checkpoint": "c.pt", "weights_sha256": "0" * 64, "N": 128, "M": 192}
+    text = "\n".join(format_codec(old))
+    assert "quality 8 (mse), N=128 M=192" in text and "predates codec provenance" in text
+    assert "lambda unknown" in text and "lineage" not in text

@@ -42,7 +42,7 @@ FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("za
     "-o",
     type=click.Path(file_okay=False),
     default=None,
-    help="Output store folder [default: stores/<dataset>-q<quality>].",
+    help="Output store folder [default: stores/<dataset>-q<quality>, or -<checkpoint name>].",
 )
 @click.option(
     "--format", "fmt", type=click.Choice(sorted(FORMAT_CHOICES)), default="both", show_default=True

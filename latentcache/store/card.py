@@ -21,6 +21,7 @@ _QUALITY_FROM = {
     "checkpoint": "recorded in the checkpoint",
     "user": "given by the user; the widths match it in CompressAI's table",
     "unknown": "not recorded in the weights",
+    None: "as given at encode, unchecked (the store predates codec provenance)",
 }
 
 
@@ -71,7 +72,7 @@ def _lineage(lin: dict) -> str:
 def format_codec(c: dict) -> list[str]:
     """The card's codec lines: what it is, where its labels came from, its weights, lineage."""
     quality = "unknown" if c.get("quality") is None else c["quality"]
-    source = c.get("quality_source", "user")  # stores older than provenance: as typed
+    source = c.get("quality_source")
     lam = c.get("lambda")
     lines = [
         f"codec        {c['arch']} quality {quality} ({c.get('metric') or 'metric unknown'}), "

@@ -69,3 +69,22 @@ def test_scale_only_hyperprior_has_no_means(tiny_model, photo):
         out = tiny_model.compress(photo)
     got = extract_latents(tiny_model, out["strings"][0], out["strings"][1], tuple(out["shape"]))
     assert got["means_hat"] is None and torch.equal(got["y_hat"], torch.round(got["y_hat"]))
+
+
+def test_encode_batch_codes_mean_scale_as_stock_compress(mean_scale_model, photo):
+    """latentcache's encoder on a mean-scale codec: stock compress's bytes, means_hat beside."""
+    from latentcache.codec.latents import encode_batch
+
+    model = mean_scale_model
+    (lat,) = encode_batch(model, photo, [(150, 200)])
+    assert not isinstance(lat, Exception), lat
+    with torch.no_grad():
+        out = model.compress(photo)
+        got = extract_latents(model, out["strings"][0], out["strings"][1], tuple(out["shape"]))
+    assert lat.y_string == out["strings"][0][0] and lat.z_string == out["strings"][1][0]
+    assert lat.means_hat is not None and torch.equal(
+        torch.from_numpy(lat.means_hat), got["means_hat"][0]
+    )
+    y_hat = torch.from_numpy(lat.y_hat).float() + torch.from_numpy(lat.means_hat)  # symbols + means
+    assert torch.equal(y_hat, got["y_hat"][0])
+    assert lat.bpp == (len(lat.y_string) + len(lat.z_string)) * 8 / (150 * 200)

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "latentcache-codec"
 MAX_LISTED = 4  # key names quoted in one message
+MAX_WEIGHTS_BYTES = 2 << 30  # CompressAI's largest zoo file is under 100 MB
 _TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
 # The entropy coder's tables: empty until update() fills them from the trained weights.
 TABLE_KEYS = tuple(
@@ -53,6 +54,12 @@ def _load_torch_file(path: Path):
     """torch.load with weights_only=True; a file that is not torch.save's output says so."""
     if not path.is_file():
         raise WeightsNotFoundError(f"codec checkpoint not found: {path}")
+    size = path.stat().st_size
+    if size > MAX_WEIGHTS_BYTES:
+        raise CodecFileError(
+            f"codec checkpoint {path}: {size} bytes, over the {MAX_WEIGHTS_BYTES} bytes a codec "
+            f"weights file may have"
+        )
     with open(path, "rb") as f:
         head = f.read(4)
     if not (head == b"PK\x03\x04" or head[:2] == b"\x80\x02"):  # zip archive | legacy pickle

@@ -7,9 +7,9 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 
-from latentcache.codec.spec import CodecSpec
+from latentcache.codec.spec import CodecSpec, check_encodable
 from latentcache.errors import ConfigError
-from latentcache.pipeline.images import DEFAULT_MAX_PIXELS
+from latentcache.images import DEFAULT_MAX_PIXELS
 from latentcache.store.scales import DEFAULT_SCALES_REPR, SCALES_REPRS
 
 __all__ = ["EncodeConfig", "FORMATS"]
@@ -38,6 +38,7 @@ class EncodeConfig:
     command: str = ""
 
     def __post_init__(self) -> None:
+        check_encodable(self.codec.arch)
         bad = [f for f in self.formats if f not in FORMATS]
         if bad or not self.formats:
             raise ConfigError(f"Invalid format {bad or self.formats}, should be among {FORMATS}")

@@ -12,6 +12,8 @@ __all__ = [
     "StoreCorruptError",
     "StoreNotFoundError",
     "CodecMismatchError",
+    "CodecFileError",
+    "RunNotFoundError",
     "SampleError",
 ]
 
@@ -50,6 +52,14 @@ class StoreNotFoundError(LatentCacheError, FileNotFoundError):
 
 class CodecMismatchError(LatentCacheError, ValueError):
     """A store or checkpoint was made by a different codec than the one asked for."""
+
+
+class CodecFileError(LatentCacheError, ValueError):
+    """A codec weights file cannot be used; the message names the file and the reason."""
+
+
+class RunNotFoundError(LatentCacheError, FileNotFoundError):
+    """A folder given as a training run is not one (no checkpoint or config in it)."""
 
 
 class SampleError(LatentCacheError, ValueError):

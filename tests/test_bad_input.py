@@ -12,8 +12,8 @@ from PIL import Image
 from latentcache.config import EncodeConfig
 from latentcache.datasets.base import Sample
 from latentcache.errors import SampleError
+from latentcache.images import load_image
 from latentcache.pipeline.encode import run_encode
-from latentcache.pipeline.images import load_image
 from latentcache.store import open_store
 from latentcache.store.zarr_store import read_rows
 

@@ -54,19 +54,21 @@ def codec_options(fn):
     options = [
         click.option(
             "--arch",
-            default="bmshj2018-hyperprior",
-            show_default=True,
-            help="CompressAI zoo architecture.",
+            default=None,
+            help="CompressAI zoo architecture [default: bmshj2018-hyperprior; a checkpoint's own].",
         ),
         click.option(
             "--quality",
             "-q",
             type=int,
             default=None,
-            help="Codec quality 1..8 [default: 8; the demo codec's own].",
+            help="Codec quality 1..8 [default: 8 for the zoo; a checkpoint's own].",
         ),
         click.option(
-            "--metric", type=click.Choice(["mse", "ms-ssim"]), default="mse", show_default=True
+            "--metric",
+            type=click.Choice(["mse", "ms-ssim"]),
+            default=None,
+            help="[default: mse for the zoo; a checkpoint's own].",
         ),
         click.option(
             "--codec",
@@ -89,11 +91,10 @@ def codec_options(fn):
 
 
 def codec_spec_from_options(arch, quality, metric, codec_source, checkpoint):
+    """The codec asked for; labels not given stay None (the weights' own, or the zoo's default)."""
     from latentcache.codec.spec import CodecSpec
 
     source = "checkpoint" if checkpoint else codec_source
-    if quality is None:
-        quality = 3 if source == "demo" else 8
     return CodecSpec(
         arch=arch, quality=quality, metric=metric, source=source, checkpoint=checkpoint
     )

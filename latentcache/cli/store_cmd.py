@@ -6,6 +6,7 @@ Stores are read from a local path or a URL (file://, memory://, http(s)://, s3:/
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -44,7 +45,7 @@ FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("za
     "-o",
     type=click.Path(file_okay=False),
     default=None,
-    help="Output store folder [default: stores/<dataset>-q<quality>].",
+    help="Output store folder [default: stores/<dataset>-q<quality>, or -<checkpoint name>].",
 )
 @click.option(
     "--format", "fmt", type=click.Choice(sorted(FORMAT_CHOICES)), default="both", show_default=True
@@ -119,7 +120,7 @@ def encode(
     spec = codec_spec_from_options(arch, quality, metric, codec_source, checkpoint)
     config = EncodeConfig(
         dataset=dataset,
-        out=out or f"stores/{dataset}-q{spec.quality}",
+        out=out or _default_out(dataset, spec),
         data_root=data_root,
         dataset_options={"split_set": split_set} if split_set is not None else {},
         codec=spec,
@@ -140,8 +141,14 @@ def encode(
     click.echo(_summary(result))
 
 
+def _default_out(dataset: str, spec) -> str:
+    if spec.quality is not None:
+        return f"stores/{dataset}-q{spec.quality}"
+    return f"stores/{dataset}-{Path(spec.checkpoint).stem if spec.checkpoint else spec.source}"
+
+
 def _summary(result) -> str:
-    from latentcache.store.card import format_bytes, ordered_splits, store_bytes
+    from latentcache.store.card import failure_lines, format_bytes, ordered_splits, store_bytes
 
     m, t = result.manifest, result.manifest["totals"]
     lines = [
@@ -153,11 +160,7 @@ def _summary(result) -> str:
         lines.append(
             f"  {name:<9} {s['stored']:>7} stored, {s['failed']:>5} failed, mean true bpp {bpp}"
         )
-    reasons = {}
-    for f in m["failures"]:
-        reasons[f["reason"]] = reasons.get(f["reason"], 0) + 1
-    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:10]:
-        lines.append(f"  skipped {n} x {reason}")
+    lines += failure_lines(m["failures"], pointer=f"latentcache inspect {result.path} --json")
     lines.append(
         f"store {result.path} ({format_bytes(store_bytes(result.path))}); see `latentcache inspect {result.path}`"
     )
@@ -206,21 +209,21 @@ def verify(store, redecode, arch, quality, metric, codec_source, checkpoint, ver
 
 def _codec_for(st, checkpoint, codec_source):
     """The store's own codec: its checkpoint (--checkpoint), the demo codec or the zoo."""
-    from dataclasses import replace
-
     from latentcache.codec.load import load_codec
     from latentcache.codec.spec import CodecSpec
 
-    spec = CodecSpec.from_dict({**st.codec, "checkpoint": None, "source": "zoo"})
+    c = st.codec
     if checkpoint:
-        spec = replace(spec, source="checkpoint", checkpoint=checkpoint)
-    elif st.codec["source"] == "demo" or codec_source == "demo":
-        spec = replace(spec, source="demo")
-    elif st.codec["source"] in ("checkpoint", "model"):
+        return load_codec(CodecSpec(arch=c["arch"], source="checkpoint", checkpoint=checkpoint))
+    if c["source"] == "demo" or codec_source == "demo":
+        return load_codec(CodecSpec(source="demo"))
+    if c["source"] in ("checkpoint", "model"):
         raise click.ClickException(
-            f"this store was made with codec weights {st.codec.get('checkpoint') or '(in memory)'}: pass them with --checkpoint"
+            f"this store was made with codec weights {c.get('checkpoint') or '(in memory)'}: pass them with --checkpoint"
         )
-    return load_codec(spec)
+    return load_codec(
+        CodecSpec(arch=c["arch"], quality=c["quality"], metric=c["metric"], source="zoo")
+    )
 
 
 def _transfer_summary(verb: str, src: str, result) -> str:

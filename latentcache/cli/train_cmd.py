@@ -162,6 +162,7 @@ def train(
     """Train a classifier on STORE's latents (never runs the codec)."""
     setup_logging(max(verbose, 1) if _is_main_rank() else 0)
     from latentcache.train import TrainConfig, run_training
+    from latentcache.train.checkpoint import check_run_folder
 
     config = TrainConfig(
         store=store,
@@ -195,6 +196,8 @@ def train(
         resume=resume,
         command=command_line(click.get_current_context()),
     )
+    if resume:
+        check_run_folder(config.out)
     result = run_training(config)
     if _is_main_rank():
         top1 = result.get("eval_top1", result.get("train_top1"))

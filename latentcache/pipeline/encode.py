@@ -22,9 +22,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from latentcache.codec.spec import check_encodable
 from latentcache.config import EncodeConfig
 from latentcache.datasets.base import DatasetIndex, build_index
-from latentcache.pipeline.images import header_size
+from latentcache.images import header_size
 from latentcache.pipeline.manifest_builder import build_manifest
 from latentcache.pipeline.shard import (
     ShardSettings,
@@ -182,6 +183,7 @@ def run_encode(config: EncodeConfig, codec=None) -> EncodeResult:
         from latentcache.codec.load import load_codec
 
         codec = load_codec(config.codec)
+    check_encodable(codec.spec.arch)  # a checkpoint may record another architecture
     path = Path(config.out)
     tasks = plan_shards(index, config.shard_size)
     latent_hw = _latent_hw(index) if "zarr" in config.formats else {}

@@ -22,7 +22,7 @@ import numpy as np
 
 from latentcache.datasets.base import Sample
 from latentcache.errors import SampleError
-from latentcache.pipeline.images import LoadedImage, load_image
+from latentcache.images import LoadedImage, load_image
 from latentcache.store.manifest import file_entry, write_json_atomic
 from latentcache.store.records import EncodedSample, SampleFailure
 from latentcache.store.scales import scales_payload, scales_to_float

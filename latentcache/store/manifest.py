@@ -21,6 +21,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from latentcache.atomic import write_json_atomic
 from latentcache.errors import StoreCorruptError, StoreNotFoundError
 
 __all__ = [
@@ -68,17 +69,6 @@ def file_entry(path: Path, root: Path) -> dict:
         "bytes": path.stat().st_size,
         "sha256": file_sha256(path),
     }
-
-
-def write_json_atomic(path: Path, obj: dict) -> None:
-    """Temporary name, fsync, rename; sorted keys so equal content is equal bytes."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, sort_keys=True, indent=1)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def library_versions() -> dict[str, str]:

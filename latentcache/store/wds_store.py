@@ -31,7 +31,6 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from latentcache.atomic import atomic_write
 from latentcache.errors import StoreCorruptError
 from latentcache.store.records import EncodedSample
 from latentcache.store.scales import scales_array_name
@@ -124,16 +124,10 @@ def write_tar(path: Path, samples: list[EncodedSample], scales_repr: str) -> Non
     """Write ``samples`` to ``path`` atomically (temporary name, fsync, rename)."""
     import webdataset as wds
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     scales_name = scales_array_name(scales_repr)
-    with open(tmp, "wb") as f:
-        with wds.TarWriter(f, encoder=False, mtime=0) as sink:
-            for s in samples:
-                sink.write(_sample_dict(s, scales_name))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_write(path) as f, wds.TarWriter(f, encoder=False, mtime=0) as sink:
+        for s in samples:
+            sink.write(_sample_dict(s, scales_name))
 
 
 @dataclass(frozen=True)

@@ -190,7 +190,7 @@ class LatentStore:
             try:
                 a = group[name]
             except KeyError:
-                raise StoreNotFoundError(f"{where}: missing from {self.url}") from None
+                raise StoreCorruptError(f"{where}/zarr.json: missing from {self.url}") from None
             if a.dtype != np.dtype(spec.dtype):
                 raise StoreCorruptError(f"{where}: dtype {a.dtype}, manifest says {spec.dtype}")
             c, (h, w) = spec.channels, spec.max_hw

@@ -193,6 +193,11 @@ def subset_manifest(manifest: dict, splits: list[str], src_url: str, src_sha: st
     out["splits"] = {s: manifest["splits"][s] for s in splits}
     out["shards"] = [sh for sh in manifest["shards"] if sh["split"] in splits]
     out["failures"] = [f for f in manifest["failures"] if f.get("split") in splits]
+    if "zarr_metadata" in manifest:  # the root's, and the kept splits' group and arrays'
+        others = list(manifest["splits"])
+        out["zarr_metadata"] = [
+            e for e in manifest["zarr_metadata"] if _split_of(e["path"], others) in (None, *splits)
+        ]
     totals = dict(manifest["totals"])
     for key in ("indexed", "stored", "failed", "bitstream_bytes"):
         totals[key] = sum(int(out["splits"][s].get(key, 0)) for s in splits)

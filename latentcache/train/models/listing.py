@@ -30,5 +30,8 @@ def describe_models(channels: int, num_classes: int) -> list[str]:
         rows.append((name, "+".join(entry.inputs), f"{params / 1e6:.2f}M", what))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     head = f"# M={channels} channels, {num_classes} classes"
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3] for r in rows]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
+        for r in rows
+    ]
     return [head] + [line.rstrip() for line in lines]

@@ -269,7 +269,7 @@ class Trainer:
             loader,
             self.prepare,
             optimizer,
-            generator=augment_generator(self.config.seed, epoch, self.dist.rank),
+            generator=self.augment_generator(epoch),
             label_smoothing=self.config.label_smoothing,
             scaler=self.scaler,
             amp=self.amp,
@@ -277,6 +277,10 @@ class Trainer:
             progress=self.config.progress and self.dist.is_main,
         )
         return _reduce_train_stats(stats) if self.dist.enabled else stats
+
+    def augment_generator(self, epoch: int) -> torch.Generator:
+        """This rank's crops and flips for ``epoch`` (:func:`augment_generator`)."""
+        return augment_generator(self.config.seed, epoch, self.dist.rank)
 
     def evaluate(self, loader) -> ClassificationMeter:
         return evaluate(self.model, loader, self.prepare, len(self.data.classes), self.amp)

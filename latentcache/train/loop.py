@@ -141,7 +141,8 @@ def build_model(config: TrainConfig, data: RunData, resume: dict | None) -> tupl
     """The classifier with its starting weights: resumed, ``--init``, ImageNet or random;
     returns it with the record of where the weights came from."""
     torch.manual_seed(config.seed)
-    model = build_classifier(config, data.store.num_channels, len(data.classes))
+    fresh = config.replace(pretrained="off") if config.init or resume else config  # overwritten
+    model = build_classifier(fresh, data.store.num_channels, len(data.classes))
     record = dict(model.initialised_from)
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -254,7 +255,8 @@ class Trainer:
             scheduler.step()
             if eval_loader is not None:
                 meter = self.evaluate(eval_loader)
-                record |= {f"eval_{k}": meter.summary()[k] for k in ("top1", "top5", "loss")}
+                summary = meter.summary()
+                record |= {f"eval_{k}": summary[k] for k in ("top1", "top5", "loss")}
             score = record.get("eval_top1", record["train_top1"])
             is_best, best = score > best, max(score, best)
             if main:

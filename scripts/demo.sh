@@ -25,6 +25,7 @@ step "3/5 the codec against JPEG on the test patches (true bpp, PSNR)"
 latentcache codec eval $CODEC --images "$OUT/data/demo/test" --out "$OUT/codec-eval"
 
 step "4/5 train a classifier on the latents (cResNet-39 at 1/4 width on 8x8 y_hat)"
+rm -rf "$OUT/run"   # a fresh run each time: train refuses a folder that already holds one
 latentcache train "$OUT/store" --model cresnet39 --model-opt base_width=16 \
   --epochs "$EPOCHS" --resize 0 --crop 0 --batch-size 32 --optimizer adamw --device cpu \
   --out "$OUT/run"

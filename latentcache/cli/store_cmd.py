@@ -89,6 +89,16 @@ FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("za
     default=None,
     help="Decompression-bomb limit in pixels [default: Pillow's 89,478,485].",
 )
+@click.option(
+    "--order",
+    type=click.Choice(["shuffled", "index"]),
+    default="shuffled",
+    show_default=True,
+    help="Row order of every split: a seeded permutation, or the dataset index's (class-sorted) order.",
+)
+@click.option(
+    "--order-seed", type=int, default=0, show_default=True, help="Seed of the shuffled row order."
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at --out.")
 @click.option("-v", "--verbose", count=True)
 @handle_errors
@@ -110,6 +120,8 @@ def encode(
     scheduler,
     device,
     max_pixels,
+    order,
+    order_seed,
     overwrite,
     verbose,
 ):
@@ -131,6 +143,8 @@ def encode(
         workers=workers,
         scheduler=scheduler,
         device=device,
+        order=order,
+        order_seed=order_seed,
         overwrite=overwrite,
         command=command_line(click.get_current_context()),
         **({"max_pixels": max_pixels} if max_pixels else {}),

@@ -2,7 +2,7 @@
 
 ::
 
-    EncodeConfig ─► build_index ─► plan shards (split, rows) ─► StoreWriter (lock, resume)
+    EncodeConfig ─► build_index ─► plan shards (split, rows in seeded order) ─► StoreWriter (lock, resume)
          │                                   │ skip shards already committed
          │ load_codec once, scatter to workers ▼
          └──────────────► Dask (LocalCluster | scheduler address | in-process): encode_shard per shard
@@ -18,12 +18,15 @@ import logging
 import math
 import os
 import sys
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from latentcache.codec.spec import check_encodable
-from latentcache.config import EncodeConfig
+from latentcache.config import DEFAULT_ORDER_SEED, DEFAULT_ROW_ORDER, EncodeConfig
 from latentcache.datasets.base import DatasetIndex, build_index
 from latentcache.images import header_size
 from latentcache.pipeline.manifest_builder import build_manifest
@@ -38,7 +41,7 @@ from latentcache.store.manifest import write_manifest
 from latentcache.store.writer import StoreWriter
 from latentcache.store.zarr_store import create_split
 
-__all__ = ["EncodeResult", "plan_shards", "run_encode"]
+__all__ = ["EncodeResult", "order_samples", "plan_shards", "run_encode"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +54,29 @@ class EncodeResult:
     resumed: bool
 
 
-def plan_shards(index: DatasetIndex, shard_size: int) -> list[ShardTask]:
-    """Per split, consecutive runs of ``shard_size`` samples in index order."""
+def order_samples(samples: list, order: str, seed: int, split: str) -> list:
+    """The split's samples in the order their rows are written.
+
+    ``index``: as the dataset lists them (sorted by class for most adapters);
+    ``shuffled``: a permutation drawn from ``(seed, crc32(split))``, so the same seed and
+    index give the same order on any machine (WebDataset's advice: shuffle before sharding).
+    """
+    if order == "index":
+        return list(samples)
+    rng = np.random.default_rng([seed, zlib.crc32(split.encode())])
+    return [samples[i] for i in rng.permutation(len(samples))]
+
+
+def plan_shards(
+    index: DatasetIndex,
+    shard_size: int,
+    order: str = DEFAULT_ROW_ORDER,
+    seed: int = DEFAULT_ORDER_SEED,
+) -> list[ShardTask]:
+    """Per split, consecutive runs of ``shard_size`` samples in row order (:func:`order_samples`)."""
     tasks = []
     for split in index.split_names:
-        samples = index.split(split)
+        samples = order_samples(index.split(split), order, seed, split)
         for i, start in enumerate(range(0, len(samples), shard_size)):
             chunk = tuple(samples[start : start + shard_size])
             tasks.append(ShardTask(split, i, start, start + len(chunk), chunk))
@@ -185,7 +206,7 @@ def run_encode(config: EncodeConfig, codec=None) -> EncodeResult:
         codec = load_codec(config.codec)
     check_encodable(codec.spec.arch)  # a checkpoint may record another architecture
     path = Path(config.out)
-    tasks = plan_shards(index, config.shard_size)
+    tasks = plan_shards(index, config.shard_size, config.order, config.order_seed)
     latent_hw = _latent_hw(index) if "zarr" in config.formats else {}
     with StoreWriter(
         path, _plan_record(config, index, codec, latent_hw), config.overwrite

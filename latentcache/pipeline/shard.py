@@ -25,7 +25,7 @@ from latentcache.errors import SampleError
 from latentcache.images import LoadedImage, load_image
 from latentcache.store.manifest import file_entry, write_json_atomic
 from latentcache.store.records import EncodedSample, SampleFailure
-from latentcache.store.scales import scales_payload, scales_to_float
+from latentcache.store.scales import scale_floor, scales_payload, scales_to_float
 from latentcache.store.wds_store import WDS_DIR, tar_name, write_tar
 from latentcache.store.writer import commit_path
 from latentcache.store.zarr_store import shard_files, write_rows
@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-LOG_SCALE_FLOOR = 0.11  # GaussianConditional's scale lower bound
 
 
 @dataclass(frozen=True)
@@ -152,8 +151,9 @@ def _record(
     ), lat
 
 
-def _stats(pairs, scales_repr: str, scale_table) -> dict:
-    """Partial sums for the split's normalization statistics (what the reader hands out)."""
+def _stats(pairs, scales_repr: str, scale_table, floor: float) -> dict:
+    """Partial sums for the split's normalization statistics; sigma-hat floored at the
+    codec's own lower bound (``scale_floor``), as training normalizes it."""
     acc = dict.fromkeys(("n", "y_sum", "y_sq", "s_sum", "s_sq"), 0.0)
     for rec, lat in pairs:
         y = rec.y_hat.astype(np.float64)
@@ -162,7 +162,7 @@ def _stats(pairs, scales_repr: str, scale_table) -> dict:
             if scales_repr in ("z_hat", "float32")
             else scales_to_float(rec.scales, scales_repr, scale_table)
         )
-        ls = np.log(np.maximum(s.astype(np.float64), LOG_SCALE_FLOOR))
+        ls = np.log(np.maximum(s.astype(np.float64), floor))
         acc["n"] += y.size
         acc["y_sum"] += y.sum()
         acc["y_sq"] += (y * y).sum()
@@ -199,7 +199,7 @@ def compute_shard(task: ShardTask, codec, settings: ShardSettings) -> dict:
             "bpp_estimate": [r.bpp_estimate for r in stored],
             "bitstream_bytes": sum(len(r.y_string) + len(r.z_string) for r in stored),
             "latent_shapes": sorted({tuple(r.latent_shape) for r in stored}),
-            "stats": _stats(pairs, settings.scales_repr, table),
+            "stats": _stats(pairs, settings.scales_repr, table, scale_floor(codec.model)),
         },
     }
 

@@ -24,7 +24,12 @@ import numpy as np
 from latentcache.errors import ConfigError, StoreCorruptError, StoreNotFoundError
 from latentcache.store.location import StoreLocation, locate
 from latentcache.store.manifest import load_manifest, sha256_bounded
-from latentcache.store.scales import scales_array_name, scales_dtype, scales_to_float
+from latentcache.store.scales import (
+    DEFAULT_SCALE_FLOOR,
+    scales_array_name,
+    scales_dtype,
+    scales_to_float,
+)
 from latentcache.store.wds_store import ArraySpec, SampleLimits, iter_tar_samples, parse_sample
 from latentcache.store.zarr_store import ZARR_DIR, ZARR_LAYOUT, read_rows
 
@@ -56,11 +61,15 @@ class ZarrSplit:
 
     def read(self, start: int, stop: int, bitstreams: bool = False) -> dict[str, np.ndarray]:
         """The valid rows in [start, stop): key, label, bpp, y_hat, scales_hat (float32), latent_shape."""
-        names = [*_FIELDS, self._scales] + (
-            ["y_string", "z_string", "z_shape"] if bitstreams else []
-        )
-        out = read_rows(self.group, start, stop, names)
-        out["scales_hat"] = self.store.scales_to_float(out.pop(self._scales))
+        z_hat = self._scales == "z_hat"
+        extra = ["y_string", "z_string", "z_shape"] if bitstreams else []
+        if z_hat and not bitstreams:
+            extra = ["z_shape"]  # h_s runs on each row cropped to its real size
+        out = read_rows(self.group, start, stop, [*_FIELDS, self._scales, *extra])
+        z_shapes = out.get("z_shape") if z_hat else None
+        if not bitstreams:
+            out.pop("z_shape", None)
+        out["scales_hat"] = self.store.scales_to_float(out.pop(self._scales), z_shapes)
         out["label"] = out["label"].astype(np.int64)
         return out
 
@@ -126,6 +135,11 @@ class LatentStore:
         return list(self.manifest["formats"])
 
     @property
+    def scale_floor(self) -> float:
+        """The codec's lower bound on sigma-hat (stores before it was recorded: 0.11)."""
+        return float(self.manifest.get("scale_floor", DEFAULT_SCALE_FLOOR))
+
+    @property
     def scales_repr(self) -> str:
         return self.manifest["scales_repr"]
 
@@ -136,9 +150,10 @@ class LatentStore:
             )
         return dict(self.manifest["splits"][split])
 
-    def scales_to_float(self, stored: np.ndarray) -> np.ndarray:
+    def scales_to_float(self, stored: np.ndarray, z_shapes=None) -> np.ndarray:
+        """Float32 scales_hat; a z_hat store needs each row's ``z_shapes`` when padded."""
         h_s = self._codec.model.h_s if self._codec is not None else None
-        return scales_to_float(stored, self.scales_repr, self._table, h_s)
+        return scales_to_float(stored, self.scales_repr, self._table, h_s, z_shapes)
 
     def zarr_root(self):
         """The store's Zarr v3 root group, read-only (every Zarr read goes through here)."""
@@ -260,7 +275,8 @@ class LatentStore:
 
     def _float_scales(self, out: dict) -> dict:
         stored = out.pop(scales_array_name(self.scales_repr))
-        out["scales_hat"] = self.scales_to_float(stored)
+        z_shape = out["info"].get("z_shape") if self.scales_repr == "z_hat" else None
+        out["scales_hat"] = self.scales_to_float(stored, z_shape)
         return out
 
     def _limits_any_split(self) -> SampleLimits:

@@ -4,7 +4,8 @@ horizontal flip; a deterministic center crop for evaluation.
 ::
 
     batch {"y_hat": (B, M, h, w) int16, "scales_hat": (B, M, h, w) float32}
-      └► normalize: y_hat standardized; scales_hat (0.11..256) -> log -> standardized
+      └► normalize: y_hat standardized; scales_hat floored at the store's scale_floor (the
+         codec's lower bound, 0.11) -> log -> standardized
       └► cat along channels (B, 2M, h, w)      one tensor, so one crop and one flip
       └► resize (B, 2M, 32, 32) ─► crop 28 (+ flip) ─► split back per input
 
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from latentcache.errors import ConfigError
+from latentcache.store.scales import DEFAULT_SCALE_FLOOR
 
 __all__ = [
     "AugmentConfig",
@@ -34,7 +36,9 @@ __all__ = [
     "center_crop",
 ]
 
-SCALES_FLOOR = 1e-6  # scales_hat is >= 0.11 from the scale table; guard log(0) in padding
+# sigma-hat floor when the store predates its recorded ``scale_floor``; normalization uses
+# ``LatentStats.scales_floor`` (the store's floor), the same as its statistics did
+SCALES_FLOOR = DEFAULT_SCALE_FLOOR
 STD_FLOOR = 1e-3  # a constant channel (an untrained hyperprior's scales) standardizes to 0
 
 
@@ -57,12 +61,17 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class LatentStats:
-    """Normalization statistics: scalars, or one value per channel (tuples of M floats)."""
+    """Normalization statistics: scalars, or one value per channel (tuples of M floats).
+
+    ``scales_floor``: the codec's lower bound on sigma-hat (the store's ``scale_floor``);
+    log(sigma-hat) is taken after flooring there, exactly as the store's statistics were.
+    """
 
     y_hat_mean: float | tuple[float, ...] = 0.0
     y_hat_std: float | tuple[float, ...] = 1.0
     log_scales_mean: float | tuple[float, ...] = 0.0
     log_scales_std: float | tuple[float, ...] = 1.0
+    scales_floor: float = SCALES_FLOOR
 
     @classmethod
     def from_dict(cls, d: Mapping) -> LatentStats:
@@ -75,7 +84,10 @@ class LatentStats:
         missing = [n for n in names if n not in d]
         if missing:
             raise ConfigError(f"store stats lack {missing}; have {sorted(d)}")
-        return cls(**{n: conv(d[n]) for n in names})
+        floor = float(d.get("scales_floor", SCALES_FLOOR))
+        if not floor > 0:
+            raise ConfigError(f"scales_floor={floor}: should be > 0 (the codec's scale bound)")
+        return cls(**{n: conv(d[n]) for n in names}, scales_floor=floor)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -102,7 +114,9 @@ def normalize_inputs(
             x = _standardize(x, stats.y_hat_mean, stats.y_hat_std)
         elif name == "scales_hat":
             x = _standardize(
-                torch.log(x.clamp_min(SCALES_FLOOR)), stats.log_scales_mean, stats.log_scales_std
+                torch.log(x.clamp_min(stats.scales_floor)),
+                stats.log_scales_mean,
+                stats.log_scales_std,
             )
         out.append(x)
     return out

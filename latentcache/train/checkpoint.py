@@ -1,5 +1,7 @@
-"""Checkpoints: model, optimizer, scheduler, epoch, config, codec identity, class names and
-normalization stats, in one ``torch.save`` dict that loads with ``weights_only=True``.
+"""Checkpoints: model, optimizer, scheduler, epoch, config, codec identity, class names,
+normalization stats (with the store's sigma-hat floor) and ``initialised_from`` (ImageNet
+file and sha256, another run, or random), in one ``torch.save`` dict that loads with
+``weights_only=True``.
 
 A checkpoint remembers the codec that made its training latents; :func:`check_codec`
 refuses a store made by another codec (architecture, quality, metric, weights).

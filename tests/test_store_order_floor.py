@@ -83,7 +83,7 @@ def test_encode_cli_takes_the_order(tmp_path, texture_root, tiny_checkpoint):
     from latentcache.cli.main import cli
 
     args = ["encode", "--dataset", "imagefolder", "--data-root", str(texture_root)]
-    args += ["--checkpoint", str(tiny_checkpoint), "--quality", "1", "--workers", "0"]
+    args += ["--checkpoint", str(tiny_checkpoint), "--workers", "0"]
     args += ["--format", "zarr", "--order-seed", "7", "--out", str(tmp_path / "s")]
     done = CliRunner().invoke(cli, args)
     assert done.exit_code == 0, done.output

@@ -124,7 +124,7 @@ def _torfason2018() -> None:
         Preset(
             "torfason2018-control",
             "torfason2018",
-            {"mode": "codec", "classifier": None, "beta": 1.0, "gamma": 1.0, "epochs": 9},
+            {"mode": "codec", "beta": 1.0, "gamma": 1.0, "epochs": 9},
             "Sec. 6.1 control: the compression network fine-tuned alone on its own loss "
             "(here CompressAI's lambda*255^2*MSE + bpp at the codec's lambda), 9 epochs as A.8 "
             "(their SGD 0.0025 /10 every 3 epochs; here Adam 1e-4); then a cResNet trained "

@@ -227,3 +227,12 @@ def test_a_classifier_of_another_codec_is_refused(parent, tmp_path) -> None:
     )
     with pytest.raises(CodecMismatchError, match="weights_sha256"):
         run_finetune(_config(parent, tmp_path / "x", codec=_spec(other)))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_joint_on_the_gpu_with_amp(parent, tmp_path) -> None:
+    out = tmp_path / "gpu"
+    summary = run_finetune(_config(parent, out, device="cuda", amp=True, gamma=1.0))
+    assert load_codec(_spec(out / "codec.pt")).weights_sha256 == summary["codec"]["weights_sha256"]
+    assert summary["finetuned"]["bpp_true_mean"] > 0 and summary["finetuned"]["failed"] == 0

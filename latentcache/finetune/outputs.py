@@ -162,7 +162,7 @@ def finish(parts, eval_loader, train_bpp: float | None) -> dict:
         summary["frozen"] = measure_from_bytes(parts.parent.model, old, state, *args)
         summary["finetuned"] = measure_from_bytes(new.model, parts.classifier, state, *args)
     (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, sort_keys=True))
-    logger.info("\n%s", format_summary(summary))
+    logger.debug("\n%s", format_summary(summary))
     return summary
 
 

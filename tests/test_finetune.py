@@ -236,3 +236,25 @@ def test_joint_on_the_gpu_with_amp(parent, tmp_path) -> None:
     summary = run_finetune(_config(parent, out, device="cuda", amp=True, gamma=1.0))
     assert load_codec(_spec(out / "codec.pt")).weights_sha256 == summary["codec"]["weights_sha256"]
     assert summary["finetuned"]["bpp_true_mean"] > 0 and summary["finetuned"]["failed"] == 0
+
+
+def test_cli_runs_a_preset_and_prints_the_summary(parent, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from latentcache.cli.main import cli
+
+    out = tmp_path / "cli"
+    args = [
+        "finetune", "--dataset", "imagefolder", "--data-root", str(parent["data_root"]),
+        "--checkpoint", str(parent["checkpoint"]), "--preset", "chamain2021-cft-q1-b1",
+        "--classifier", str(parent["run"]), "--epochs", "1", "--max-batches", "1",
+        "--batch-size", "4", "--device", "cpu", "--json", "--out", str(out),
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{") :])
+    config = json.loads((out / "finetune.json").read_text())
+    assert config["preset"] == "chamain2021-cft-q1-b1" and config["mode"] == "codec"
+    assert config["epochs"] == 1 and config["beta"] == 1.0  # explicit options beat the preset
+    assert "--preset chamain2021-cft-q1-b1" in config["command"]
+    assert summary["finetuned"]["bpp_true_mean"] > 0

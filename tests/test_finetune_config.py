@@ -35,6 +35,11 @@ def test_config_round_trips_json() -> None:
     config = FinetuneConfig(dataset="demo", out="x", classifier="r", beta=0.3, codec_epochs=2)
     assert FinetuneConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert config.codec_trains_in(1) and not config.codec_trains_in(2)
+    # BatchNorm statistics: fixed while the codec trains, updated in the classifier-only epoch
+    assert not config.bn_updates_in(1) and config.bn_updates_in(2)
+    assert FinetuneConfig(dataset="d", out="x", classifier="r", mode="task").bn_updates_in(0)
+    assert not config.replace(classifier_bn="fixed").bn_updates_in(2)
+    assert not config.replace(mode="codec").bn_updates_in(2)
 
 
 def test_presets_carry_the_papers_settings() -> None:

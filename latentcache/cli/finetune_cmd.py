@@ -17,7 +17,7 @@ __all__ = ["finetune"]
 # option name -> FinetuneConfig field, for the options a preset may fill
 _TUNABLE = (
     "mode", "classifier", "beta", "gamma", "lmbda", "epochs", "codec_epochs", "batch_size", "lr",
-    "classifier_lr", "classifier_optimizer", "aux_lr", "scales_repr",
+    "classifier_lr", "classifier_optimizer", "classifier_bn", "aux_lr", "scales_repr",
 )  # fmt: skip
 
 
@@ -64,6 +64,9 @@ def _resolve(preset: str | None, given: dict) -> tuple[dict, int | None]:
 @click.option("--lr", type=float, default=None, help="Codec Adam lr [default: 1e-4].")
 @click.option("--classifier-lr", type=float, default=None, help="[default: --lr]")
 @click.option("--classifier-optimizer", type=click.Choice(["adam", "sgd"]), default=None)
+@click.option("--classifier-bn", type=click.Choice(["auto", "update", "fixed"]), default=None,
+              help="Classifier BatchNorm statistics while it trains [default: auto: fixed while "
+              "the codec trains, updated otherwise].")  # fmt: skip
 @click.option("--aux-lr", type=float, default=None, help="Quantiles' Adam [default: 1e-3].")
 @click.option("--scales", "scales_repr", type=click.Choice(["index", "float16", "float32", "z_hat"]),
               default=None, help="How the stores keep sigma-hat [default: index].")  # fmt: skip

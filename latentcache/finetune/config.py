@@ -9,11 +9,15 @@ from latentcache.codec.spec import CodecSpec
 from latentcache.errors import ConfigError
 from latentcache.store.scales import DEFAULT_SCALES_REPR, SCALES_REPRS
 
-__all__ = ["FinetuneConfig", "MODES", "CLASSIFIER_OPTIMIZERS"]
+__all__ = ["FinetuneConfig", "MODES", "CLASSIFIER_OPTIMIZERS", "CLASSIFIER_BN"]
 
 # mode -> (codec trains, classifier trains): chamain2021's T-FT, C-FT and J-FT
 MODES = {"task": (False, True), "codec": (True, False), "joint": (True, True)}
 CLASSIFIER_OPTIMIZERS = ("adam", "sgd")
+# the classifier's BatchNorm running statistics while it trains; "auto": fixed while the codec
+# trains (J-FT), updated otherwise (T-FT). Fixed, train and test normalise alike: with batch
+# statistics a jointly trained codec and classifier can code classes relative to the batch.
+CLASSIFIER_BN = ("auto", "update", "fixed")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -43,6 +47,7 @@ class FinetuneConfig:
     classifier_lr: float | None = None  # None: lr
     classifier_optimizer: str = "adam"
     momentum: float = 0.9  # sgd only
+    classifier_bn: str = "auto"
     aux_lr: float = 1e-3  # the entropy bottleneck's quantiles, on their own Adam
     clip_max_norm: float = 1.0  # on the codec's gradients; 0: off
     scales_repr: str = DEFAULT_SCALES_REPR  # "index": sigma-hat quantised to the scale table
@@ -61,6 +66,7 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         self._choice("mode", MODES)
         self._choice("classifier_optimizer", CLASSIFIER_OPTIMIZERS)
+        self._choice("classifier_bn", CLASSIFIER_BN)
         self._choice("scales_repr", SCALES_REPRS)
         self._choice("device", DEVICES)
         for name, low in (("epochs", 1), ("batch_size", 1), ("workers", 0)):
@@ -115,6 +121,12 @@ class FinetuneConfig:
     def codec_trains_in(self, epoch: int) -> bool:
         """Epochs count from 0; chamain2021's J-FT trains the task model one epoch longer."""
         return self.trains_codec and (self.codec_epochs is None or epoch < self.codec_epochs)
+
+    def bn_updates_in(self, epoch: int) -> bool:
+        """Whether the classifier's BatchNorm running statistics move in this epoch."""
+        if not self.trains_classifier or self.classifier_bn == "fixed":
+            return False
+        return self.classifier_bn == "update" or not self.codec_trains_in(epoch)
 
     def replace(self, **changes) -> FinetuneConfig:
         return FinetuneConfig.from_dict({**self.to_dict(), **changes})

@@ -264,10 +264,16 @@ def _step(parts: Parts, batch: dict, opts, scaler, codec_on: bool, generator) ->
     return record
 
 
-def _set_modes(parts: Parts, codec_on: bool) -> None:
-    parts.model.train(codec_on)
-    if parts.classifier is not None:  # C-FT: eval mode, BatchNorm statistics stay put
-        parts.classifier.train(parts.config.trains_classifier)
+def _set_modes(parts: Parts, epoch: int) -> None:
+    cfg = parts.config
+    parts.model.train(cfg.codec_trains_in(epoch))
+    if parts.classifier is None:
+        return
+    parts.classifier.train(cfg.trains_classifier)  # C-FT: eval mode, BatchNorm statistics stay put
+    if cfg.trains_classifier and not cfg.bn_updates_in(epoch):
+        for m in parts.classifier.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()  # normalise with the running statistics, as at test time
 
 
 def _train_epoch(parts: Parts, loader, opts, scaler, epoch: int) -> dict:
@@ -277,7 +283,7 @@ def _train_epoch(parts: Parts, loader, opts, scaler, epoch: int) -> dict:
     generator = torch.Generator().manual_seed(seed)  # the latent crops and flips
     loader.batch_sampler.set_epoch(epoch)
     codec_on = cfg.codec_trains_in(epoch)
-    _set_modes(parts, codec_on)
+    _set_modes(parts, epoch)
     total = min(len(loader), cfg.max_batches or len(loader))
     records, start = [], time.perf_counter()
     with _progress(total, cfg.progress, f"finetune {epoch + 1}/{cfg.epochs}") as bar:

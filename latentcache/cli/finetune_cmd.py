@@ -52,7 +52,7 @@ def _resolve(preset: str | None, given: dict) -> tuple[dict, int | None]:
               help="task: classifier only; codec: codec only (classifier frozen); joint: both "
               "[default: joint].")  # fmt: skip
 @click.option("--classifier", type=click.Path(file_okay=False), default=None,
-              help="`latentcache train` run folder trained on the parent codec's store.")  # fmt: skip
+              help="`latentcache train` run folder (its last.pt) trained on the parent codec's store.")  # fmt: skip
 @click.option("--beta", type=float, default=None, help="Weight of the rate (bpp) [default: 1].")
 @click.option("--gamma", type=float, default=None,
               help="Weight of lambda*255^2*MSE(g_s(y_hat), x) [default: 0].")  # fmt: skip

@@ -18,6 +18,7 @@ COMMANDS = [
     ("latentcache.cli.train_cmd", "train"),
     ("latentcache.cli.train_cmd", "evaluate"),
     ("latentcache.cli.codec_cmd", "codec"),
+    ("latentcache.cli.finetune_cmd", "finetune"),
 ]
 
 

@@ -48,7 +48,7 @@ class ImageSplit(torch.utils.data.Dataset):
     """One split's images as padded uint8 tensors; ``buckets`` group rows of one padded size."""
 
     def __init__(self, root: Path, samples: list[Sample]) -> None:
-        from latentcache.pipeline.images import header_size
+        from latentcache.images import header_size
 
         self.root, self.samples = Path(root), list(samples)
         self.buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
@@ -64,7 +64,7 @@ class ImageSplit(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, tuple[int, int]]:
         from latentcache.codec.latents import pad_image
         from latentcache.errors import SampleError
-        from latentcache.pipeline.images import load_image
+        from latentcache.images import load_image
 
         s = self.samples[i]
         try:

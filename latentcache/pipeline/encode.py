@@ -116,6 +116,7 @@ def _settings(
         latent_hw=latent_hw,
         torch_threads=FLOAT_THREADS,
         run_token=run_token,
+        pipelined=config.device != "cpu",  # on the CPU both stages would share the same cores
     )
 
 

@@ -79,11 +79,7 @@ class ShardSettings:
     latent_hw: dict  # split -> [h, w] the Zarr arrays hold
     torch_threads: int = FLOAT_THREADS  # pinned: floats (and so bytes) depend on it
     run_token: str = ""  # the run this task belongs to; its commit is refused once stale
-
-    @property
-    def pipelined(self) -> bool:
-        """g_a on an accelerator overlaps the CPU coder; on the CPU they share the cores."""
-        return self.device != "cpu"
+    pipelined: bool = False  # g_a of the next batch while a CPU thread codes this one (GPU)
 
 
 def _load(sample: Sample, root: Path, max_pixels: int) -> LoadedImage:

@@ -160,6 +160,8 @@ def _dask_client(config: EncodeConfig):
     (each: one encode thread and one write thread), closed on exit, Ctrl-C included."""
     from distributed import Client, LocalCluster
 
+    from latentcache.pipeline.workers import WorkerSetup
+
     if not logger.isEnabledFor(logging.DEBUG):  # distributed logs every worker start at INFO
         logging.getLogger("distributed").setLevel(logging.ERROR)
     if config.scheduler:
@@ -184,6 +186,7 @@ def _dask_client(config: EncodeConfig):
         ) as cluster,
         Client(cluster) as client,
     ):
+        client.register_plugin(WorkerSetup(logging.getLogger("distributed").level))
         yield client
 
 

@@ -3,8 +3,8 @@ against the in-process path, side by side in one run on the same images.
 
     python benchmarks/encode_scaling.py [--images 48] [--size 256] [--shard-size 8] [--codec demo|random] [--repeats 2]
 
-Contenders, alternated, best of ``--repeats`` each (the first run of a cluster also pays its
-workers' imports and the codec's arrival; best-of drops it):
+Contenders, each warmed up by one untimed encode (workers import their modules, build the
+entropy coder's tables), then alternated, best of ``--repeats`` each:
 
 - in-process (``--workers 0``): shard k written by one thread while shard k+1 encodes;
 - Dask, 1 worker and Dask, 2 workers: LocalClusters started once, before the timings, with the
@@ -88,6 +88,8 @@ def main() -> None:
                 for n, c in clusters.items()
             },
         }
+        for where in contenders.values():  # warm-up, untimed
+            encode_once(codec, root, tmp / "store", args.shard_size, **where)
         best: dict[str, float] = {}
         tasks = 0
         for _ in range(args.repeats):  # alternate, to share the machine's noise

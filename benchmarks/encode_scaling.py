@@ -47,20 +47,6 @@ def encode_once(codec, root: Path, out: Path, shard_size: int, **where) -> tuple
     return result.timings["encode_s"], result.encoded_now
 
 
-def start_cluster(n_workers: int):
-    from distributed import LocalCluster
-
-    from latentcache.pipeline.encode import DASK_RESOURCES
-
-    return LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=sum(DASK_RESOURCES.values()),
-        resources=DASK_RESOURCES,
-        processes=True,
-        dashboard_address=None,
-    )
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=48)
@@ -71,6 +57,8 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
+    from latentcache.pipeline.workers import local_cluster
+
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="lc-scaling-"))
     clusters = {}
@@ -79,7 +67,7 @@ def main() -> None:
         codec, what = bench_codec(args.codec)
         load0 = os.getloadavg()
         t0 = time.perf_counter()
-        clusters = {n: start_cluster(n) for n in (1, 2)}
+        clusters = {n: local_cluster(n, dashboard=None) for n in (1, 2)}
         startup = time.perf_counter() - t0
         contenders = {
             "in-process (--workers 0)": dict(workers=0),

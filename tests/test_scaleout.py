@@ -48,15 +48,9 @@ from latentcache.store.writer import (
 @pytest.fixture(scope="module")
 def cluster():
     """A real LocalCluster of 2 worker processes, each one encode and one write slot."""
-    from distributed import LocalCluster
+    from latentcache.pipeline.workers import local_cluster
 
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=2,
-        resources=enc.DASK_RESOURCES,
-        processes=True,
-        dashboard_address="127.0.0.1:0",
-    ) as c:
+    with local_cluster(2, dashboard="127.0.0.1:0") as c:
         yield c
 
 
@@ -326,3 +320,11 @@ def test_resume_removes_temporary_files_of_an_interrupted_run(tmp_path):
         assert again.resumed
     assert not any(f.exists() for f in left) and keep.exists()
     assert remove_temporary_files(out) == 0
+
+
+def test_cluster_workers_run_with_glibc_malloc_defaults_and_one_encode_slot(cluster):
+    with Client(cluster) as client:
+        env = client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
+        assert set(env.values()) == {None}  # it made the codec's convolutions 1.45x slower
+        workers = client.scheduler_info()["workers"].values()
+        assert [w["resources"] for w in workers] == [{"encode": 1, "write": 1}] * 2

@@ -47,7 +47,6 @@ from latentcache.store.zarr_store import create_split
 __all__ = ["EncodeResult", "available_cores", "plan_shards", "run_encode"]
 
 logger = logging.getLogger(__name__)
-DASK_RESOURCES = {"encode": 1, "write": 1}  # per worker: one shard encoding, one being written
 
 
 @dataclass(frozen=True)
@@ -158,9 +157,9 @@ def _run_local(tasks, codec, settings, bar) -> None:
 def _dask_client(config: EncodeConfig):
     """A client of ``config.scheduler``, or of a LocalCluster of ``config.workers`` processes
     (each: one encode thread and one write thread), closed on exit, Ctrl-C included."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    from latentcache.pipeline.workers import WorkerSetup
+    from latentcache.pipeline.workers import WorkerSetup, local_cluster
 
     if not logger.isEnabledFor(logging.DEBUG):  # distributed logs every worker start at INFO
         logging.getLogger("distributed").setLevel(logging.ERROR)
@@ -176,16 +175,7 @@ def _dask_client(config: EncodeConfig):
             FLOAT_THREADS,
             cores,
         )
-    with (
-        LocalCluster(
-            n_workers=config.workers,
-            threads_per_worker=sum(DASK_RESOURCES.values()),
-            resources=DASK_RESOURCES,
-            processes=True,
-            dashboard_address=config.dashboard,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with local_cluster(config.workers, config.dashboard) as cluster, Client(cluster) as client:
         client.register_plugin(WorkerSetup(logging.getLogger("distributed").level))
         yield client
 
@@ -201,9 +191,11 @@ def _dashboard_link(client) -> str | None:
 def _overlaps_writes(client) -> bool:
     """Every worker offers both resources (a LocalCluster of ours, or workers started with
     ``--resources "encode=1 write=1" --nthreads 2``)."""
+    from latentcache.pipeline.workers import RESOURCES
+
     workers = client.scheduler_info()["workers"].values()
     return bool(workers) and all(
-        all(w.get("resources", {}).get(r, 0) >= 1 for r in DASK_RESOURCES) for w in workers
+        all(w.get("resources", {}).get(r, 0) >= 1 for r in RESOURCES) for w in workers
     )
 
 

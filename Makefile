@@ -32,6 +32,7 @@ test: setup tensorstore
 
 bench: setup
 	$(BIN)/python benchmarks/encode.py
+	$(BIN)/python benchmarks/encode_scaling.py
 	@if [ -f benchmarks/train_input.py ]; then $(BIN)/python benchmarks/train_input.py; fi
 
 lint: setup

@@ -39,6 +39,7 @@ class EncodeConfig:
     overwrite: bool = False
     workers: int = 1  # 0: run in this process without Dask
     scheduler: str | None = None  # None: a LocalCluster; else a Dask scheduler address
+    dashboard: str = "127.0.0.1:8787"  # the LocalCluster's dashboard (a free port if taken)
     device: str = "cpu"  # where g_a / h_a run; entropy coding and h_s stay on the CPU
     command: str = ""
 

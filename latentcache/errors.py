@@ -9,6 +9,7 @@ __all__ = [
     "WeightsNotFoundError",
     "StoreExistsError",
     "StoreLockedError",
+    "StaleRunError",
     "StoreCorruptError",
     "StoreNotFoundError",
     "CodecMismatchError",
@@ -40,6 +41,10 @@ class StoreExistsError(LatentCacheError, FileExistsError):
 
 class StoreLockedError(LatentCacheError, BlockingIOError):
     """Another encoder holds the store's lock."""
+
+
+class StaleRunError(LatentCacheError, RuntimeError):
+    """A task of an earlier encode run tried to commit into a store that a later run now owns."""
 
 
 class StoreCorruptError(LatentCacheError, OSError):

@@ -70,12 +70,17 @@ FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("za
 @click.option(
     "--workers",
     type=int,
-    default=1,
-    show_default=True,
-    help="Dask LocalCluster worker processes; 0 runs in this process.",
+    default=None,
+    help="Dask LocalCluster worker processes, one torch thread each; 0 runs in this process [default: the available cores].",
 )
 @click.option(
     "--scheduler", default=None, help="Address of an existing Dask scheduler (a real cluster)."
+)
+@click.option(
+    "--dashboard",
+    default="127.0.0.1:8787",
+    show_default=True,
+    help="Address of the LocalCluster's Dask dashboard (a free port if taken); its link is printed.",
 )
 @click.option(
     "--device",
@@ -118,6 +123,7 @@ def encode(
     batch_size,
     workers,
     scheduler,
+    dashboard,
     device,
     max_pixels,
     order,
@@ -128,6 +134,7 @@ def encode(
     """Encode a dataset into a latent store: bitstreams, true bpp, y_hat and scales_hat."""
     setup_logging(verbose)
     from latentcache.config import EncodeConfig
+    from latentcache.pipeline.encode import available_cores, run_encode
 
     spec = codec_spec_from_options(arch, quality, metric, codec_source, checkpoint)
     config = EncodeConfig(
@@ -140,8 +147,9 @@ def encode(
         shard_size=shard_size,
         scales_repr=scales_repr,
         batch_size=batch_size,
-        workers=workers,
+        workers=available_cores() if workers is None else workers,
         scheduler=scheduler,
+        dashboard=dashboard,
         device=device,
         order=order,
         order_seed=order_seed,
@@ -149,9 +157,9 @@ def encode(
         command=command_line(click.get_current_context()),
         **({"max_pixels": max_pixels} if max_pixels else {}),
     )
-    from latentcache.pipeline.encode import run_encode
-
-    result = run_encode(config)
+    result = run_encode(
+        config, on_dashboard=lambda link: click.echo(f"Dask dashboard: {link}", err=True)
+    )
     click.echo(_summary(result))
 
 

@@ -40,6 +40,8 @@ __all__ = [
     "build_indexes",
     "pad_image",
     "encode_batch",
+    "analyze_batch",
+    "code_batch",
     "extract_latents",
     "decode_y",
     "hyperprior_params",
@@ -232,14 +234,9 @@ def _as_int16(t: torch.Tensor, what: str) -> np.ndarray:
     return a.astype(np.int16)
 
 
-def encode_batch(
-    model, x: torch.Tensor, sizes: list[tuple[int, int]], device: str = "cpu"
-) -> list[Latents | SampleError]:
-    """Compress a batch of same-size padded images and extract their latents from the bytes.
-
-    ``x``: (B, 3, Hp, Wp) in [0, 1], padded to /64; ``sizes``: each image's unpadded (H, W).
-    Returns one :class:`Latents` per image, or the :class:`SampleError` that image failed with.
-    """
+def analyze_batch(model, x: torch.Tensor, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """``g_a`` and ``h_a`` on ``device`` (batched): ``y`` (B, M, h, w) and ``z`` (B, N, h/4, w/4),
+    returned on the CPU in float32, ready for :func:`code_batch`."""
     from compressai.models import MeanScaleHyperprior
 
     mean_scale = isinstance(model, MeanScaleHyperprior)
@@ -247,7 +244,14 @@ def encode_batch(
         g_a, h_a = model.g_a.to(device), model.h_a.to(device)
         y = g_a(x.to(device))
         z = h_a(y if mean_scale else torch.abs(y)).float().cpu()  # as each model's compress()
-        y = y.float().cpu()
+        return y.float().cpu(), z
+
+
+def code_batch(
+    model, y: torch.Tensor, z: torch.Tensor, sizes: list[tuple[int, int]]
+) -> list[Latents | SampleError]:
+    """Entropy-code ``y`` and ``z`` and extract the latents from the bytes (CPU, float32)."""
+    with torch.no_grad():
         z_strings = compress_z(model.entropy_bottleneck, z)
         z_hat = decompress_z(
             model.entropy_bottleneck, z_strings, tuple(z.shape[-2:])
@@ -261,6 +265,17 @@ def encode_batch(
     y_q = torch.round(y if means_hat is None else y - means_hat)
     coded = (y_hat, y_q, scales_hat, means_hat, indexes, z_hat)
     return [_one(i, *coded, y_strings, z_strings, sizes, est_bits) for i in range(len(sizes))]
+
+
+def encode_batch(
+    model, x: torch.Tensor, sizes: list[tuple[int, int]], device: str = "cpu"
+) -> list[Latents | SampleError]:
+    """Compress a batch of same-size padded images and extract their latents from the bytes.
+
+    ``x``: (B, 3, Hp, Wp) in [0, 1], padded to /64; ``sizes``: each image's unpadded (H, W).
+    Returns one :class:`Latents` per image, or the :class:`SampleError` that image failed with.
+    """
+    return code_batch(model, *analyze_batch(model, x, device), sizes)
 
 
 def _one(

@@ -16,6 +16,8 @@ COMMANDS = [
     ("latentcache.cli.train_cmd", "train"),
     ("latentcache.cli.train_cmd", "evaluate"),
     ("latentcache.cli.codec_cmd", "codec"),
+    ("latentcache.cli.recipe_cmd", "run"),
+    ("latentcache.cli.recipe_cmd", "report"),
 ]
 
 

@@ -17,7 +17,9 @@ def _seeds(value: str | None) -> tuple[int, ...] | None:
     try:
         seeds = tuple(int(s) for s in value.split(",") if s.strip())
     except ValueError:
-        raise click.BadParameter(f"{value!r}: expected integers like 0,1,2", param_hint="--seeds") from None
+        raise click.BadParameter(
+            f"{value!r}: expected integers like 0,1,2", param_hint="--seeds"
+        ) from None
     if not seeds or min(seeds) < 0:
         raise click.BadParameter(f"{value!r}: expected integers >= 0", param_hint="--seeds")
     return seeds
@@ -34,14 +36,37 @@ def _print_plan(report) -> None:
 
 @click.command()
 @click.argument("recipe")
-@click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
-              help="Run folder [default: runs/<recipe name>].")
-@click.option("--dry-run", is_flag=True, help="List the stages, their keys, cached or not, and what is missing.")
-@click.option("--force", multiple=True, metavar="STAGE",
-              help="Re-run this stage kind (encode, decode, train, eval, report) or stage id even if cached.")
-@click.option("--only", multiple=True, metavar="STAGE", help="Run only these stages (kind or id); others must be cached.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run folder [default: runs/<recipe name>].",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="List the stages, their keys, cached or not, and what is missing.",
+)
+@click.option(
+    "--force",
+    multiple=True,
+    metavar="STAGE",
+    help="Re-run this stage kind (encode, decode, train, eval, report) or stage id even if cached.",
+)
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="STAGE",
+    help="Run only these stages (kind or id); others must be cached.",
+)
 @click.option("--seeds", default=None, help="Training seeds, e.g. 0,1,2 [default: the recipe's].")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None, help="The dataset folder [default: the recipe's].")
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="The dataset folder [default: the recipe's].",
+)
 @click.option("-v", "--verbose", count=True)
 @handle_errors
 def run(recipe, out, dry_run, force, only, seeds, data_root, verbose):
@@ -52,8 +77,12 @@ def run(recipe, out, dry_run, force, only, seeds, data_root, verbose):
 
     spec = load_recipe(recipe)
     options = RunOptions(
-        out=out or str(Path("runs") / spec.name), dry_run=dry_run, force=tuple(force),
-        only=tuple(only), seeds=_seeds(seeds), data_root=data_root,
+        out=out or str(Path("runs") / spec.name),
+        dry_run=dry_run,
+        force=tuple(force),
+        only=tuple(only),
+        seeds=_seeds(seeds),
+        data_root=data_root,
     )
     result = run_recipe(spec, options)
     click.echo(f"{spec.name} ({spec.source}) -> {options.out}")

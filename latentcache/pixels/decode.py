@@ -87,7 +87,9 @@ def _decode_split(store, split: str, codec, out: Path) -> tuple[list[dict], floa
             rel = f"{split}/{key}.png"
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(rgb).save(out / rel)
-            samples.append({"key": str(key), "path": rel, "label": int(rows["label"][i]), "split": split})
+            samples.append(
+                {"key": str(key), "path": rel, "label": int(rows["label"][i]), "split": split}
+            )
     return samples, seconds
 
 
@@ -120,7 +122,9 @@ def run_decode(config: DecodeConfig, codec=None) -> dict:
         got, t = _decode_split(store, split, codec, out)
         samples += got
         seconds += t
-        logger.info("decoded %d %s images (%.1f ms each)", len(got), split, 1e3 * t / max(len(got), 1))
+        logger.info(
+            "decoded %d %s images (%.1f ms each)", len(got), split, 1e3 * t / max(len(got), 1)
+        )
     index = {
         "format": "latentcache-images",
         "version": 1,

@@ -259,7 +259,9 @@ def evaluate_image_run(
     model.load_state_dict(state["model"])
     model.to(dev)
     start = time.perf_counter()
-    meter = evaluate(model, _loader(config, root, samples, split, False), _prepare(dev), len(classes))
+    meter = evaluate(
+        model, _loader(config, root, samples, split, False), _prepare(dev), len(classes)
+    )
     return meter.summary(classes) | {
         "split": split,
         "checkpoint": path.name,

@@ -24,7 +24,9 @@ def _canonical(obj) -> bytes:
 
 def stage_key(kind: str, config: dict, inputs: dict) -> str:
     """sha256 of (kind, resolved config, input identities)."""
-    return hashlib.sha256(_canonical({"kind": kind, "config": config, "inputs": inputs})).hexdigest()
+    return hashlib.sha256(
+        _canonical({"kind": kind, "config": config, "inputs": inputs})
+    ).hexdigest()
 
 
 def file_sha256(path: str | os.PathLike) -> str:

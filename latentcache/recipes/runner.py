@@ -72,7 +72,9 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return not self.missing and not any(o.status in ("failed", "blocked") for o in self.outcomes)
+        return not self.missing and not any(
+            o.status in ("failed", "blocked") for o in self.outcomes
+        )
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -172,7 +174,9 @@ class _Runner:
         self.outcomes: dict[str, StageOutcome] = {}
 
     def step(self, stage: Stage) -> StageOutcome:
-        blocked = [d for d in stage.deps if self.outcomes[d].status in ("failed", "blocked", "not run")]
+        blocked = [
+            d for d in stage.deps if self.outcomes[d].status in ("failed", "blocked", "not run")
+        ]
         if blocked:
             d = self.outcomes[blocked[0]]
             why = f"needs {d.id}, which {'was not run (outside --only)' if d.status == 'not run' else d.status}"
@@ -192,14 +196,22 @@ class _Runner:
         if self.options.only and not _matches(stage, self.options.only):
             return StageOutcome(stage.id, stage.kind, "not run", key, reason="outside --only")
         if self.options.dry_run:
-            return StageOutcome(stage.id, stage.kind, "would run", key, reason="forced" if forced else "")
+            return StageOutcome(
+                stage.id, stage.kind, "would run", key, reason="forced" if forced else ""
+            )
         resume = bool(record and record.get("status") == "running" and record.get("key") == key)
         return self._execute(stage, folder, key, inputs, resume)
 
     def _execute(self, stage: Stage, folder: Path, key: str, inputs: dict, resume: bool):
         if not resume and folder.exists():
             shutil.rmtree(folder)  # a stale output of another key: this run's own folder
-        base = {"id": stage.id, "kind": stage.kind, "key": key, "config": stage.config, "inputs": inputs}
+        base = {
+            "id": stage.id,
+            "kind": stage.kind,
+            "key": key,
+            "config": stage.config,
+            "inputs": inputs,
+        }
         write_record(folder, base | {"status": "running"})
         deps = {d: self.records[d] for d in stage.deps}
         ctx = StageContext(folder, deps, resume, self.shared, stage.meta)

@@ -189,9 +189,13 @@ def _codec(table: dict, where: str) -> dict:
     if arch not in ARCHITECTURES:
         raise ConfigError(f'{where}: invalid arch "{arch}". Available: {sorted(ARCHITECTURES)}')
     if source not in WEIGHT_SOURCES or source == "model":
-        raise ConfigError(f'{where}: invalid codec source "{source}", should be zoo|demo|checkpoint')
+        raise ConfigError(
+            f'{where}: invalid codec source "{source}", should be zoo|demo|checkpoint'
+        )
     if (source == "checkpoint") != ("checkpoint" in table):
-        raise ConfigError(f"{where}: [codec] checkpoint is needed exactly when source is checkpoint")
+        raise ConfigError(
+            f"{where}: [codec] checkpoint is needed exactly when source is checkpoint"
+        )
     return {"arch": arch, "source": source, "checkpoint": table.get("checkpoint")}
 
 

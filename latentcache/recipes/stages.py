@@ -61,9 +61,7 @@ def _none_if_zero(opts: dict) -> dict:
     return {k: (None if k in ("resize", "crop") and v == 0 else v) for k, v in opts.items()}
 
 
-def latent_train_config(
-    entry: ModelEntry, store: str, out: str, seed: int, resume: bool = False
-):
+def latent_train_config(entry: ModelEntry, store: str, out: str, seed: int, resume: bool = False):
     """The TrainConfig of a latent model: the recipe's options, its preset/init/pretrained
     passed through by name, this seed. The one place a recipe becomes a TrainConfig."""
     from latentcache.train.config import TrainConfig
@@ -78,7 +76,14 @@ def latent_train_config(
         )
     options = {"progress": False, **_none_if_zero(entry.options), **extra}
     return TrainConfig.from_dict(
-        {**options, "store": store, "out": out, "model": entry.model, "seed": seed, "resume": resume}
+        {
+            **options,
+            "store": store,
+            "out": out,
+            "model": entry.model,
+            "seed": seed,
+            "resume": resume,
+        }
     )
 
 
@@ -159,9 +164,9 @@ def _store_summary(manifest: dict, index) -> dict:
 
 def _run_encode(recipe: Recipe, setting: Setting):
     def run(ctx: StageContext) -> dict:
-        from latentcache.pipeline.encode import run_encode
-
         import time
+
+        from latentcache.pipeline.encode import run_encode
 
         config = encode_config(recipe, setting, str(ctx.dir / "store"), overwrite=not ctx.resume)
         start = time.perf_counter()
@@ -180,7 +185,9 @@ def _run_decode(setting: Setting, encode_id: str):
         from latentcache.pixels.decode import DecodeConfig, run_decode
 
         store = str(Path(ctx.deps[encode_id]["dir"]) / "store")
-        index = run_decode(DecodeConfig(store, str(ctx.dir / "images")), ctx.shared["codecs"][setting.name])
+        index = run_decode(
+            DecodeConfig(store, str(ctx.dir / "images")), ctx.shared["codecs"][setting.name]
+        )
         return {
             "decode_ms_per_image": index["decode_ms_per_image"],
             "images": len(index["samples"]),
@@ -262,7 +269,9 @@ def _result_row(recipe, entry, ctx, got, split, train_id, encode_id, decode_id) 
         "train_seconds": train["result"]["train_seconds"],
         "epochs": train["result"]["epochs"],
         "encode_ms_per_image": enc.get("encode_ms_per_image"),
-        "decode_ms_per_image": ctx.deps[decode_id]["result"]["decode_ms_per_image"] if decode_id else None,
+        "decode_ms_per_image": ctx.deps[decode_id]["result"]["decode_ms_per_image"]
+        if decode_id
+        else None,
         "bitstream_bytes_per_image": enc.get("bitstream_bytes_per_image"),
         "store_bytes_per_image": enc.get("store_bytes_per_image"),
         "source_bytes_per_image": enc.get("source_bytes_per_image")
@@ -283,7 +292,9 @@ def _run_report(recipe: Recipe, run_dir: Path):
 # ---------------------------------------------------------------- the graph
 
 
-def _train_eval(recipe: Recipe, entry: ModelEntry, tag: str, seed: int, source_id, encode_id, decode_id):
+def _train_eval(
+    recipe: Recipe, entry: ModelEntry, tag: str, seed: int, source_id, encode_id, decode_id
+):
     train_id = f"train-{tag}-{entry.name}-s{seed}"
     meta = {"quality": None, "metric": None, "seed": seed}
     if tag != "original":
@@ -298,15 +309,24 @@ def _train_eval(recipe: Recipe, entry: ModelEntry, tag: str, seed: int, source_i
     except ConfigError as exc:
         cfg, problem = {"error": str(exc)}, str(exc)
     train = Stage(
-        train_id, "train", _key_config(cfg), (source_id,) if source_id else (),
-        _run_train(entry, recipe, seed, source_id), meta, problem=problem,
+        train_id,
+        "train",
+        _key_config(cfg),
+        (source_id,) if source_id else (),
+        _run_train(entry, recipe, seed, source_id),
+        meta,
+        problem=problem,
     )
     if entry.input == "original":
         train.external = {"dataset_index_sha256": None}  # filled in by the runner
     deps = tuple(d for d in (train_id, encode_id, decode_id) if d)
     ev = Stage(
-        f"eval-{tag}-{entry.name}-s{seed}", "eval", {"eval": recipe.eval, "model": entry.name},
-        deps, _run_eval(recipe, entry, train_id, encode_id, decode_id), meta,
+        f"eval-{tag}-{entry.name}-s{seed}",
+        "eval",
+        {"eval": recipe.eval, "model": entry.name},
+        deps,
+        _run_eval(recipe, entry, train_id, encode_id, decode_id),
+        meta,
     )
     return [train, ev]
 
@@ -318,20 +338,37 @@ def build_stages(recipe: Recipe, run_dir: Path) -> list[Stage]:
     for setting in recipe.settings:
         enc_id = f"encode-{setting.name}"
         enc_cfg = encode_config(recipe, setting, "").content_dict()
-        stages.append(Stage(enc_id, "encode", enc_cfg, (), _run_encode(recipe, setting),
-                            {"quality": setting.quality, "metric": setting.metric},
-                            {"codec_sha256": None, "dataset_index_sha256": None}))
+        stages.append(
+            Stage(
+                enc_id,
+                "encode",
+                enc_cfg,
+                (),
+                _run_encode(recipe, setting),
+                {"quality": setting.quality, "metric": setting.metric},
+                {"codec_sha256": None, "dataset_index_sha256": None},
+            )
+        )
         dec_id = None
         if any(m.input == "decoded" for m in recipe.models):
             dec_id = f"decode-{setting.name}"
-            stages.append(Stage(dec_id, "decode", recipe.decode, (enc_id,), _run_decode(setting, enc_id)))
+            stages.append(
+                Stage(dec_id, "decode", recipe.decode, (enc_id,), _run_decode(setting, enc_id))
+            )
         for entry in recipe.models:
             if entry.input == "original":
                 continue
             source = enc_id if entry.input == "latents" else dec_id
             for seed in recipe.seeds:
-                pair = _train_eval(recipe, entry, setting.name, seed, source, enc_id,
-                                   dec_id if entry.input == "decoded" else None)
+                pair = _train_eval(
+                    recipe,
+                    entry,
+                    setting.name,
+                    seed,
+                    source,
+                    enc_id,
+                    dec_id if entry.input == "decoded" else None,
+                )
                 stages += pair
                 evals.append(pair[1].id)
     for entry in recipe.models:

@@ -64,8 +64,15 @@ def summarize(rows: list[dict]) -> list[dict]:
         line = dict(zip(_GROUP, key, strict=True))
         for metric in ("top1", "top5", "bpp", "train_seconds"):
             line[metric], line[f"{metric}_std"] = _mean_std([r[metric] for r in rs])
-        for name in ("encode_ms_per_image", "decode_ms_per_image", "bitstream_bytes_per_image",
-                     "source_bytes_per_image", "epochs", "split", "count"):
+        for name in (
+            "encode_ms_per_image",
+            "decode_ms_per_image",
+            "bitstream_bytes_per_image",
+            "source_bytes_per_image",
+            "epochs",
+            "split",
+            "count",
+        ):
             line[name] = rs[0].get(name)
         stores = rs[0].get("store_bytes_per_image") or {}
         line["store_bytes_per_image"] = stores.get("zarr", stores.get("webdataset"))
@@ -88,9 +95,11 @@ def _kb(v) -> str:
 
 
 def _table(lines: list[dict]) -> list[str]:
-    head = ("| dataset | model | input | q | metric | mean true bpp | top-1 % | top-5 % | seeds "
-            "| train s | encode ms/img | decode ms/img | store KiB/img | bitstream KiB/img "
-            "| source KiB/img |")
+    head = (
+        "| dataset | model | input | q | metric | mean true bpp | top-1 % | top-5 % | seeds "
+        "| train s | encode ms/img | decode ms/img | store KiB/img | bitstream KiB/img "
+        "| source KiB/img |"
+    )
     out = [head, "|" + "---|" * 15]
     for r in lines:
         out.append(
@@ -120,12 +129,22 @@ def _ours_for(point: dict, lines: list[dict]) -> dict | None:
 
 
 def _paper_table(papers: list[dict], lines: list[dict]) -> list[str]:
-    out = ["| source | row | model | input | q / bpp | paper top-1 % | paper top-5 % "
-           "| ours top-1 % | ours top-5 % |", "|" + "---|" * 9]
+    out = [
+        "| source | row | model | input | q / bpp | paper top-1 % | paper top-5 % "
+        "| ours top-1 % | ours top-5 % |",
+        "|" + "---|" * 9,
+    ]
     for p in papers:
         ours = _ours_for(p, lines)
-        rate = f"{p['bpp']} bpp" if p.get("bpp") is not None else (
-            f"q{p['quality']} {p.get('metric') or ''}".strip() if p.get("quality") else "original")
+        rate = (
+            f"{p['bpp']} bpp"
+            if p.get("bpp") is not None
+            else (
+                f"q{p['quality']} {p.get('metric') or ''}".strip()
+                if p.get("quality")
+                else "original"
+            )
+        )
         out.append(
             f"| {p['source']} | {p['label']} | {p['model']} | {p['input']} | {rate} "
             f"| {p['top1'] if p.get('top1') is not None else '–'} "
@@ -145,7 +164,9 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(f, fieldnames=names)
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in r.items()})
+            writer.writerow(
+                {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in r.items()}
+            )
 
 
 def _paper_x(point: dict, lines: list[dict]) -> tuple[float | None, bool]:
@@ -153,9 +174,13 @@ def _paper_x(point: dict, lines: list[dict]) -> tuple[float | None, bool]:
     if point.get("bpp") is not None:
         return float(point["bpp"]), False
     for r in lines:
-        if (r["dataset"] == point["dataset"] and r["input"] == "latents"
-                and r["quality"] == point.get("quality")
-                and point.get("metric") in (None, r["metric"]) and r["bpp"] is not None):
+        if (
+            r["dataset"] == point["dataset"]
+            and r["input"] == "latents"
+            and r["quality"] == point.get("quality")
+            and point.get("metric") in (None, r["metric"])
+            and r["bpp"] is not None
+        ):
             return r["bpp"], True
     return None, False
 
@@ -177,9 +202,14 @@ def plot_rate_accuracy(lines: list[dict], papers: list[dict], path: Path) -> Pat
                 ax.axhline(100 * rs[0][metric], ls="--", lw=1.2, color="gray", label=label)
                 continue
             rs = sorted(rs, key=lambda r: r["bpp"] or 0.0)
-            ax.errorbar([r["bpp"] for r in rs], [100 * r[metric] for r in rs],
-                        yerr=[100 * (r[f"{metric}_std"] or 0) for r in rs],
-                        marker="o", capsize=3, label=label)
+            ax.errorbar(
+                [r["bpp"] for r in rs],
+                [100 * r[metric] for r in rs],
+                yerr=[100 * (r[f"{metric}_std"] or 0) for r in rs],
+                marker="o",
+                capsize=3,
+                label=label,
+            )
         _draw_papers(ax, papers, lines, metric)
         ax.set_xlabel("mean true bpp (bytes of the bitstreams × 8 / pixels)")
         ax.set_ylabel(f"{'top-1' if metric == 'top1' else 'top-5'} accuracy (%)")
@@ -203,9 +233,15 @@ def _draw_papers(ax, papers: list[dict], lines: list[dict], metric: str) -> None
         x, placed = _paper_x(p, lines)
         if x is None:
             continue
-        ax.scatter([x], [p[metric]], marker=markers[i % len(markers)], facecolors="none",
-                   edgecolors="C%d" % (i % 10), s=60,
-                   label=label + (" at our bpp" if placed else ""))
+        ax.scatter(
+            [x],
+            [p[metric]],
+            marker=markers[i % len(markers)],
+            facecolors="none",
+            edgecolors=f"C{i % 10}",
+            s=60,
+            label=label + (" at our bpp" if placed else ""),
+        )
 
 
 def build_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
@@ -220,14 +256,25 @@ def build_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> P
     if lines:
         plot_rate_accuracy(lines, papers, out / "accuracy_vs_bpp.png")
         md += ["![top-1 and top-5 against mean true bpp](accuracy_vs_bpp.png)", ""]
-    md += ["## Ours", "", "Mean ± std over seeds; accuracies on the eval split; storage per image "
-           "(store: the Zarr layout; bitstream: y and z strings; source: the original files).", ""]
+    md += [
+        "## Ours",
+        "",
+        "Mean ± std over seeds; accuracies on the eval split; storage per image "
+        "(store: the Zarr layout; bitstream: y and z strings; source: the original files).",
+        "",
+    ]
     md += _table(lines) if lines else ["(no finished evaluations yet)"]
     if papers:
         md += ["", "## The papers' numbers beside ours", ""] + _paper_table(papers, lines)
-        md += ["", "Paper points without a published rate are drawn at our mean true bpp for "
-               "the same quality and metric."]
-    md += ["", "Tables as CSV: [summary.csv](summary.csv) (one line per setting), "
-           "[results.csv](results.csv) (one line per seed)."]
+        md += [
+            "",
+            "Paper points without a published rate are drawn at our mean true bpp for "
+            "the same quality and metric.",
+        ]
+    md += [
+        "",
+        "Tables as CSV: [summary.csv](summary.csv) (one line per setting), "
+        "[results.csv](results.csv) (one line per seed).",
+    ]
     (out / REPORT_NAME).write_text("\n".join(md) + "\n")
     return out

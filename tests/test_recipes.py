@@ -304,3 +304,19 @@ def test_decode_writes_what_stock_decompress_reconstructs(
         decoded = np.asarray(Image.open(images / sample["path"]))
         expected, _ = codec_roundtrip(tiny_model, source)  # stock compress + decompress
         assert decoded.shape == source.shape and np.array_equal(decoded, expected)
+
+
+# ---------------------------------------------------------------- the demo recipe, end to end
+
+
+@pytest.mark.slow
+def test_demo_recipe_runs_end_to_end_offline_and_a_rerun_is_cached(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("LATENTCACHE_OFFLINE", "1")
+    args = ["run", "demo", "--out", str(tmp_path / "demo"), "--data-root", str(tmp_path / "data")]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert "9 stages ran, 0 cached" in first.output
+    summary = (tmp_path / "demo" / "report" / "summary.csv").read_text().splitlines()
+    assert len(summary) == 4  # header + latents, decoded, original
+    second = CliRunner().invoke(cli, args)
+    assert second.exit_code == 0 and "0 stages ran, 9 cached" in second.output

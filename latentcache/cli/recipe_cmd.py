@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
@@ -73,6 +74,7 @@ def run(recipe, out, dry_run, force, only, seeds, data_root, verbose):
     """Run RECIPE (a pipelines/*.toml file or a recipe name such as demo): encode -> [decode]
     -> train -> eval -> report, reusing every stage whose config and inputs are unchanged."""
     setup_logging(max(verbose, 1))
+    warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")
     from latentcache.recipes import RunOptions, load_recipe, run_recipe
 
     spec = load_recipe(recipe)

@@ -320,3 +320,22 @@ def test_demo_recipe_runs_end_to_end_offline_and_a_rerun_is_cached(tmp_path, mon
     assert len(summary) == 4  # header + latents, decoded, original
     second = CliRunner().invoke(cli, args)
     assert second.exit_code == 0 and "0 stages ran, 9 cached" in second.output
+
+
+def test_seeds_make_one_training_per_seed_and_the_report_gives_mean_and_std(
+    first_run, texture_root, tiny_checkpoint
+) -> None:
+    from latentcache.report.rate_accuracy import summarize
+
+    base, out, _ = first_run
+    plan = run_recipe(
+        load_recipe(base / "tiny.toml"), RunOptions(out=str(out), dry_run=True, seeds=(0, 1, 2))
+    )
+    trains = [o.id for o in plan.outcomes if o.id.startswith("train-q1-mse-cres")]
+    assert trains == [f"train-q1-mse-cres-s{s}" for s in (0, 1, 2)]
+    assert next(o for o in plan.outcomes if o.id == "train-q1-mse-cres-s0").status == "cached"
+    row = json.loads(next((out / "stages").glob("eval-q1-mse-cres-s0/result.json")).read_text())
+    rows = [row | {"seed": s, "top1": t} for s, t in ((0, 0.5), (1, 0.7), (2, 0.9))]
+    (line,) = summarize(rows)
+    assert line["seeds"] == [0, 1, 2] and line["top1"] == pytest.approx(0.7)
+    assert line["top1_std"] == pytest.approx(0.2)

@@ -213,7 +213,8 @@ class _Runner:
             "inputs": inputs,
         }
         write_record(folder, base | {"status": "running"})
-        deps = {d: self.records[d] for d in stage.deps}
+        # dependency folders from this run's --out (a moved run folder keeps working)
+        deps = {d: self.records[d] | {"dir": str(self.out / "stages" / d)} for d in stage.deps}
         ctx = StageContext(folder, deps, resume, self.shared, stage.meta)
         logger.info("running %s%s", stage.id, " (resuming)" if resume else "")
         start = time.perf_counter()
@@ -232,7 +233,6 @@ class _Runner:
             "seconds": seconds,
             "identity": result.pop("identity"),
             "result": result,
-            "dir": str(folder),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         write_record(folder, record)

@@ -223,24 +223,31 @@ def plot_rate_accuracy(lines: list[dict], papers: list[dict], path: Path) -> Pat
 
 
 def _draw_papers(ax, papers: list[dict], lines: list[dict], metric: str) -> None:
+    """One marker and colour per paper row (source, label, model), its points across rates."""
     markers = "sD^vP*Xh"
-    for i, p in enumerate(p for p in papers if p.get(metric) is not None):
-        label = f"{p['source']}: {p['label']} ({p['model']}"
-        label += f", q{p['quality']})" if p.get("quality") else ")"
-        if p["input"] == "original" and p.get("bpp") is None:
-            ax.axhline(p[metric], ls=":", lw=1, color="black", label=label)
+    rows: dict[tuple, list[dict]] = defaultdict(list)
+    for p in papers:
+        if p.get(metric) is not None:
+            rows[(p["dataset"], p["source"], p["label"], p["model"], p["input"])].append(p)
+    for g, ((dataset, source, label, model, inp), points) in enumerate(rows.items()):
+        text = f"{source}: {label} ({model} on {inp}, {dataset})"
+        if inp == "original" and all(p.get("bpp") is None for p in points):
+            ax.axhline(points[0][metric], ls=":", lw=1, color="black", label=text)
             continue
-        x, placed = _paper_x(p, lines)
-        if x is None:
+        xy = [(*_paper_x(p, lines), p[metric]) for p in points]
+        xy = sorted((x, y, placed) for x, placed, y in xy if x is not None)
+        if not xy:
             continue
-        ax.scatter(
-            [x],
-            [p[metric]],
-            marker=markers[i % len(markers)],
-            facecolors="none",
-            edgecolors=f"C{i % 10}",
-            s=60,
-            label=label + (" at our bpp" if placed else ""),
+        placed = any(pl for _, _, pl in xy)
+        ax.plot(
+            [x for x, _, _ in xy],
+            [y for _, y, _ in xy],
+            ls=":",
+            marker=markers[g % len(markers)],
+            mfc="none",
+            ms=8,
+            color=f"C{(g + 5) % 10}",
+            label=text + (" (at our bpp for its quality)" if placed else ""),
         )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -233,6 +234,7 @@ def _run_eval(recipe: Recipe, entry: ModelEntry, train_id: str, encode_id: str |
         opts = {"split": "test", "checkpoint": "best", "device": "auto", **recipe.eval}
         run_dir = Path(ctx.deps[train_id]["dir"]) / "run"
         kw = {k: opts[k] for k in ("checkpoint", "batch_size", "device") if k in opts}
+        start = time.perf_counter()
         if entry.input == "latents":
             from latentcache.train import evaluate_run
 
@@ -242,6 +244,7 @@ def _run_eval(recipe: Recipe, entry: ModelEntry, train_id: str, encode_id: str |
             from latentcache.pixels.train import evaluate_image_run
 
             got = evaluate_image_run(run_dir, opts["split"], **kw)
+        got["eval_ms_per_image"] = 1e3 * (time.perf_counter() - start) / max(got["count"], 1)
         row = _result_row(recipe, entry, ctx, got, opts["split"], train_id, encode_id, decode_id)
         (ctx.dir / "result.json").write_text(json.dumps(row, indent=1, sort_keys=True))
         return row | {"identity": file_sha256(ctx.dir / "result.json")}
@@ -265,6 +268,7 @@ def _result_row(recipe, entry, ctx, got, split, train_id, encode_id, decode_id) 
         "top1": got["top1"],
         "top5": got["top5"],
         "count": got["count"],
+        "eval_ms_per_image": got["eval_ms_per_image"],  # inference, with data loading
         "bpp": enc.get("bpp", {}).get(split),
         "train_seconds": train["result"]["train_seconds"],
         "epochs": train["result"]["epochs"],

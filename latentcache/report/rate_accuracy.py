@@ -66,6 +66,7 @@ def summarize(rows: list[dict]) -> list[dict]:
             line[metric], line[f"{metric}_std"] = _mean_std([r[metric] for r in rs])
         for name in (
             "encode_ms_per_image",
+            "eval_ms_per_image",
             "decode_ms_per_image",
             "bitstream_bytes_per_image",
             "source_bytes_per_image",
@@ -97,16 +98,17 @@ def _kb(v) -> str:
 def _table(lines: list[dict]) -> list[str]:
     head = (
         "| dataset | model | input | q | metric | mean true bpp | top-1 % | top-5 % | seeds "
-        "| train s | encode ms/img | decode ms/img | store KiB/img | bitstream KiB/img "
+        "| train s | eval ms/img | encode ms/img | decode ms/img | store KiB/img | bitstream KiB/img "
         "| source KiB/img |"
     )
-    out = [head, "|" + "---|" * 15]
+    out = [head, "|" + "---|" * 16]
     for r in lines:
         out.append(
             f"| {r['dataset']} | {r['model']} | {r['input']} | {r['quality'] or '–'} "
             f"| {r['metric'] or '–'} | {_fmt(r['bpp'], digits=3)} "
             f"| {_fmt(r['top1'], r['top1_std'], pct=True)} | {_fmt(r['top5'], r['top5_std'], pct=True)} "
             f"| {len(r['seeds'])} | {_fmt(r['train_seconds'], r['train_seconds_std'])} "
+            f"| {_fmt(r['eval_ms_per_image'])} "
             f"| {_fmt(r['encode_ms_per_image'])} | {_fmt(r['decode_ms_per_image'])} "
             f"| {_kb(r['store_bytes_per_image'])} | {_kb(r['bitstream_bytes_per_image'])} "
             f"| {_kb(r['source_bytes_per_image'])} |"
@@ -266,8 +268,11 @@ def build_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> P
     md += [
         "## Ours",
         "",
-        "Mean ± std over seeds; accuracies on the eval split; storage per image "
-        "(store: the Zarr layout; bitstream: y and z strings; source: the original files).",
+        "Mean ± std over seeds; accuracies on the eval split. Compute: train s is the wall "
+        "time of training (with its per-epoch validation), eval ms/img the inference on the eval "
+        "split (with loading), encode ms/img the encode stage (g_a, entropy coding, h_s, "
+        "entropy decoding, writing), decode ms/img g_s for the pixel baseline. Storage per "
+        "image: store (the Zarr layout), bitstream (y and z strings), source (the original files).",
         "",
     ]
     md += _table(lines) if lines else ["(no finished evaluations yet)"]

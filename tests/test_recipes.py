@@ -151,6 +151,13 @@ def test_bad_recipes_fail_with_the_value_and_the_valid_range() -> None:
         parse_recipe(base | {"model": [{"model": "resnet50", "input": "pixels"}]})
     with pytest.raises(ConfigError, match="No recipe"):
         load_recipe("no-such-recipe")
+    from latentcache.recipes.stages import image_train_config
+
+    pixel = parse_recipe(
+        base | {"model": [{"model": "resnet50", "input": "original", "preset": "x"}]}
+    )
+    with pytest.raises(ConfigError, match="preset/init apply to latent models"):
+        image_train_config(pixel.models[0], pixel, None, "out", 0)
 
 
 # ---------------------------------------------------------------- the cache

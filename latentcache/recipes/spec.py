@@ -82,7 +82,7 @@ class ModelEntry:
     input: str = "latents"
     preset: str | None = None
     init: str | None = None
-    pretrained: str | None = None
+    pretrained: str | bool | None = None  # ImageNet weights: "auto", true, false
     options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -93,10 +93,21 @@ def image_train_config(entry: ModelEntry, recipe: Recipe, images: str | None, ou
     from latentcache.pixels.train import ImageTrainConfig
 
     source = "original" if entry.input == "original" else "decoded"
+    if entry.preset or entry.init:
+        raise ConfigError(
+            f'model "{entry.name}": preset/init apply to latent models; give the image '
+            "training options of a pixel baseline in its [model.options]"
+        )
+    options = dict(entry.options)
+    if entry.pretrained is not None:
+        options["model_kwargs"] = {
+            **options.get("model_kwargs", {}),
+            "pretrained": entry.pretrained,
+        }
     return ImageTrainConfig.from_dict(
         {
             "progress": False,
-            **entry.options,
+            **options,
             "source": source,
             "images": images if source == "decoded" else recipe.data_root,
             "dataset": recipe.dataset if source == "original" else None,

@@ -147,7 +147,11 @@ def preflight(recipe: Recipe, stages: list[Stage], dry_run: bool) -> tuple[dict,
     except (DatasetNotFoundError, ConfigError) as exc:
         missing.append(f"dataset: {exc}")
     shared["codecs"] = _load_codecs(recipe, dry_run, missing)
-    missing += sorted({f"{s.id}: {s.problem}" for s in stages if s.problem})
+    problems: dict[str, list[str]] = {}
+    for s in stages:
+        if s.problem:
+            problems.setdefault(s.problem, []).append(s.id)
+    missing += [f"{why} (stages {', '.join(ids)})" for why, ids in problems.items()]
     return shared, missing
 
 

@@ -71,9 +71,10 @@ def latent_train_config(entry: ModelEntry, store: str, out: str, seed: int, resu
     extra = {k: getattr(entry, k) for k in ("preset", "init", "pretrained") if getattr(entry, k)}
     unsupported = sorted(set(extra) - supported)
     if unsupported:
+        named = ", ".join(f'{k} "{extra[k]}"' for k in unsupported)
         raise ConfigError(
-            f'model "{entry.name}": {unsupported} {[extra[k] for k in unsupported]} need a '
-            f"latentcache whose training accepts them (TrainConfig has no {unsupported} field)"
+            f'model "{entry.name}": {named} needs a latentcache whose training accepts it '
+            f"(TrainConfig has no {unsupported} field)"
         )
     options = {"progress": False, **_none_if_zero(entry.options), **extra}
     return TrainConfig.from_dict(

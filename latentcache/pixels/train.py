@@ -221,6 +221,8 @@ def run_image_training(config: ImageTrainConfig, codec: dict | None = None) -> d
             save_checkpoint(out / "best.pt", state)
         with open(metrics, "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
+        parts = " ".join(f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float))
+        logger.info("epoch %d/%d %s", epoch + 1, config.epochs, parts)
     plot_training_curves(metrics, out / "curves.png")
     return {"run_dir": str(out), "epochs": config.epochs, "best_top1": best, **record}
 

@@ -19,6 +19,8 @@ COMMANDS = [
     ("latentcache.cli.train_cmd", "evaluate"),
     ("latentcache.cli.codec_cmd", "codec"),
     ("latentcache.cli.finetune_cmd", "finetune"),
+    ("latentcache.cli.recipe_cmd", "run"),
+    ("latentcache.cli.recipe_cmd", "report"),
 ]
 
 

@@ -178,7 +178,7 @@ class LatentStream(IterableDataset):
         order = np.random.default_rng([spec.seed, self.epoch]) if spec.shuffle else None
         if spec.fmt == "zarr":
             read = self._zarr_units(
-                order, slot_fraction(spec.rank, spec.world_size, worker, quotas)
+                order, slot_fraction(spec.rank, spec.world_size, worker, quotas or [1] * workers)
             )
         else:
             read = self._wds_units(order, spec.rank * workers + worker, spec.world_size * workers)

@@ -52,6 +52,7 @@ class ImageTrainConfig:
     lr: float = 0.01
     optimizer: str = "sgd"
     momentum: float = 0.9
+    nesterov: bool = True  # as TrainConfig: SGD's Nesterov momentum (train.schedule)
     weight_decay: float = 1e-4
     schedule: str = "cosine"
     step_size: int = 10

@@ -130,10 +130,13 @@ def _key_config(d: dict) -> dict:
 def _codec_spec(recipe: Recipe, setting: Setting):
     from latentcache.codec.spec import CodecSpec
 
+    # A checkpoint's labels come from its weights (the card never restates a typed label that
+    # the weights may contradict); the setting's quality and metric then only name the stage.
+    from_file = recipe.codec["source"] == "checkpoint"
     return CodecSpec(
         arch=recipe.codec["arch"],
-        quality=setting.quality,
-        metric=setting.metric,
+        quality=None if from_file else setting.quality,
+        metric=None if from_file else setting.metric,
         source=recipe.codec["source"],
         checkpoint=recipe.codec.get("checkpoint"),
     )

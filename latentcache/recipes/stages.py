@@ -76,17 +76,12 @@ def latent_train_config(entry: ModelEntry, store: str, out: str, seed: int, resu
             f'model "{entry.name}": {named} needs a latentcache whose training accepts it '
             f"(TrainConfig has no {unsupported} field)"
         )
+    extra = {k: v for k, v in extra.items() if k != "preset"}
     options = {"progress": False, **_none_if_zero(entry.options), **extra}
-    return TrainConfig.from_dict(
-        {
-            **options,
-            "store": store,
-            "out": out,
-            "model": entry.model,
-            "seed": seed,
-            "resume": resume,
-        }
-    )
+    options |= {"store": store, "out": out, "model": entry.model, "seed": seed, "resume": resume}
+    if hasattr(TrainConfig, "from_options"):  # defaults < the preset's settings < options
+        return TrainConfig.from_options(options, preset=entry.preset)
+    return TrainConfig.from_dict(options)
 
 
 def image_train_config(entry: ModelEntry, recipe: Recipe, images: str | None, out: str, seed: int):

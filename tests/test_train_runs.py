@@ -21,12 +21,12 @@ from latentcache.cli.main import cli
 from latentcache.config import EncodeConfig
 from latentcache.errors import ConfigError
 from latentcache.pipeline.encode import run_encode
+from latentcache.store.manifest import file_sha256
 from latentcache.train import TrainConfig, run_training
 from latentcache.train.checkpoint import load_checkpoint
 from latentcache.train.init import HEAD_PREFIX
 from latentcache.train.loop import build_model, open_run_data
 from latentcache.train.models import create_classifier
-from latentcache.train.models.common import file_sha256
 from latentcache.train.models.listing import count_parameters
 from latentcache.train.presets import PRESETS, list_presets
 

@@ -12,7 +12,6 @@ baseline's input), with stock CompressAI ``decompress`` — the one place ``g_s`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from latentcache.errors import CodecMismatchError, ConfigError
+from latentcache.store.manifest import file_sha256
 
 __all__ = ["DecodeConfig", "run_decode", "read_image_index", "INDEX_NAME"]
 
@@ -42,14 +42,6 @@ class DecodeConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _decode_one(model, y: bytes, z: bytes, z_shape, size) -> np.ndarray:

@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["stage_key", "file_sha256", "read_record", "write_record", "RECORD_NAME"]
+__all__ = ["stage_key", "read_record", "write_record", "RECORD_NAME"]
 
 RECORD_NAME = "stage.json"
 
@@ -27,14 +27,6 @@ def stage_key(kind: str, config: dict, inputs: dict) -> str:
     return hashlib.sha256(
         _canonical({"kind": kind, "config": config, "inputs": inputs})
     ).hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_record(stage_dir: Path) -> dict | None:

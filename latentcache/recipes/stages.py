@@ -21,8 +21,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from latentcache.errors import ConfigError
-from latentcache.recipes.cache import file_sha256
 from latentcache.recipes.spec import ModelEntry, Recipe, Setting
+from latentcache.store.manifest import file_sha256
 
 __all__ = ["Stage", "StageContext", "build_stages", "latent_train_config", "image_train_config"]
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from torch import nn
 
 from latentcache.errors import ConfigError
+from latentcache.store.manifest import file_sha256
 from latentcache.train.checkpoint import codec_identity, load_checkpoint
 from latentcache.train.config import TrainConfig
 from latentcache.train.models import CLASSIFIERS, LATENT_INPUTS, create_classifier
-from latentcache.train.models.common import file_sha256
 
 __all__ = ["HEAD_PREFIX", "build_classifier", "init_checkpoint_path", "load_init"]
 

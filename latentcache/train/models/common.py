@@ -3,7 +3,6 @@ ImageNet weights taken from torch hub's cache only (never downloaded here)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from torch import nn
 from torchvision.models import resnet as tv_resnet
 
 from latentcache.errors import ConfigError, WeightsNotFoundError
+from latentcache.store.manifest import file_sha256
 
 __all__ = [
     "make_stage",
@@ -19,7 +19,6 @@ __all__ = [
     "load_cached_imagenet",
     "resnet_trunk",
     "PRETRAINED_CHOICES",
-    "file_sha256",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,14 +67,6 @@ def init_weights(module: nn.Module) -> None:
 def _cached_files(arch: str) -> list[Path]:
     hub = Path(torch.hub.get_dir()) / "checkpoints"
     return [hub / Path(w.url).name for w in _WEIGHTS[arch]]
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_cached_imagenet(arch: str, pretrained: bool | str) -> tuple[dict | None, dict]:

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny_model
 
 from latentcache.codec.load import load_codec, save_codec_checkpoint
 from latentcache.codec.spec import CodecSpec
 from latentcache.errors import CodecMismatchError, ConfigError
 from latentcache.finetune import FinetuneConfig, run_finetune
 from latentcache.train.checkpoint import load_checkpoint
-from tests.conftest import make_tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

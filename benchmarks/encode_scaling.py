@@ -2,6 +2,7 @@
 against the in-process path, side by side in one run on the same images.
 
     python benchmarks/encode_scaling.py [--images 48] [--size 256] [--shard-size 8] [--codec demo|random] [--repeats 2]
+        [--more-workers 4 8] [--cuda]
 
 Contenders, each warmed up by one untimed encode (workers import their modules, build the
 entropy coder's tables), then alternated, best of ``--repeats`` each:
@@ -14,6 +15,9 @@ entropy coder's tables), then alternated, best of ``--repeats`` each:
 Timed: ``EncodeResult.timings["encode_s"]``, from the first task submitted to the last shard
 committed (the same span for every contender); the cluster start-up is printed apart. Every
 process runs the codec's float transforms on one torch thread (pinned, see README "Scale-out").
+``--more-workers N ...`` adds Dask clusters of N workers (machines with more cores), and
+``--cuda`` the same clusters with ``--device cuda`` (g_a and h_a batched on the GPU, entropy
+coding on the workers' CPU threads); both are printed as extra rows.
 Goals: 2 workers >= 1.7x the images/s of 1 worker on 2 cores; the Dask path's time per task
 <= 5 % over the in-process path's. On a shared machine the second core may not be free: the
 run also measures the machine's own ceiling, two pure-Python loops in 2 processes against the
@@ -77,6 +81,8 @@ def main() -> None:
     ap.add_argument("--shard-size", type=int, default=8)
     ap.add_argument("--codec", choices=["demo", "random"], default="demo")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--more-workers", type=int, nargs="*", default=[], help="extra cluster sizes")
+    ap.add_argument("--cuda", action="store_true", help="also each cluster with --device cuda")
     args = ap.parse_args()
     import torch
 
@@ -90,7 +96,8 @@ def main() -> None:
         codec, what = bench_codec(args.codec)
         load0, ceiling0 = os.getloadavg(), cpu_ceiling()
         t0 = time.perf_counter()
-        clusters = {n: local_cluster(n, dashboard=None) for n in (1, 2)}
+        sizes = (1, 2, *sorted(set(args.more_workers) - {1, 2}))
+        clusters = {n: local_cluster(n, dashboard=None) for n in sizes}
         startup = time.perf_counter() - t0
         contenders = {
             "in-process (--workers 0)": dict(workers=0),
@@ -99,6 +106,13 @@ def main() -> None:
                 for n, c in clusters.items()
             },
         }
+        if args.cuda:
+            contenders |= {
+                f"Dask, {n} worker{'s' * (n > 1)}, --device cuda": dict(
+                    scheduler=c.scheduler_address, device="cuda"
+                )
+                for n, c in clusters.items()
+            }
         for where in contenders.values():  # warm-up, untimed
             encode_once(codec, root, tmp / "store", args.shard_size, **where)
         best: dict[str, float] = {}
@@ -117,7 +131,7 @@ def main() -> None:
 
 def report(args, what, best, tasks, startup, load0, load1, ceiling) -> None:
     names = list(best)
-    local, one, two = (best[n] for n in names)
+    local, one, two = (best[n] for n in names[:3])
     print(
         f"{args.images} images {args.size}x{args.size}, {what}, {tasks} tasks of {args.shard_size} "
         f"images, {os.cpu_count()} cores, best of {args.repeats}; load average "
@@ -126,9 +140,13 @@ def report(args, what, best, tasks, startup, load0, load1, ceiling) -> None:
     print("| contender | seconds (tasks) | images/s | per task, s |\n|---|---|---|---|")
     for n in names:
         print(f"| {n} | {best[n]:.2f} | {args.images / best[n]:.2f} | {best[n] / tasks:.3f} |")
-    print(f"\nLocalClusters (1 + 2 workers) started in {startup:.1f} s (not in the timings)\n")
+    print(
+        f"\nLocalClusters ({', '.join(n.split(', ')[1] for n in names[1:] if 'cuda' not in n)}) started in {startup:.1f} s (not in the timings)\n"
+    )
     print("| measure | result | goal |\n|---|---|---|")
     print(f"| images/s, 2 workers / 1 worker | **{one / two:.2f}x** | >= 1.7x |")
+    for n in names[3:]:
+        print(f"| images/s, {n.removeprefix('Dask, ')} / 1 worker | {one / best[n]:.2f}x | |")
     print(
         f"| the machine's ceiling: 2 processes / 1 (pure Python, same run) | {ceiling:.2f}x | 2x |"
     )

@@ -54,20 +54,13 @@ class Parts:
 
     def __init__(self, config: FinetuneConfig, device: torch.device) -> None:
         from latentcache.codec.load import load_codec
-        from latentcache.codec.train import lambda_for
         from latentcache.datasets import build_index
 
         self.config, self.device = config, device
         self.index = build_index(config.dataset, config.data_root, **config.dataset_options)
         self.parent = load_codec(config.codec)
         check_architecture(self.parent.model)
-        extra = self.parent.extra
-        self.lmbda = float(
-            config.lmbda
-            or extra.get("lambda")
-            or extra.get("lmbda")
-            or lambda_for(self.parent.spec.metric, self.parent.spec.quality)
-        )
+        self.lmbda = _lambda(config, self.parent)
         self.model = copy.deepcopy(self.parent.model).to(device)
         self.classifier_state = _load_classifier_state(config, self.parent, self.index)
         self.classifier = None
@@ -76,6 +69,22 @@ class Parts:
             self.classifier = build_classifier(self.classifier_state, self.parent).to(device)
             self.transform = make_transform(self.classifier_state, train=True)
         self.eval_split = choose_eval_split(self.index, config.train_split, config.eval_split)
+
+
+def _lambda(config: FinetuneConfig, parent) -> float:
+    """--lambda, else the parent checkpoint's, else CompressAI's for its quality and metric."""
+    from latentcache.codec.train import lambda_for
+
+    extra, spec = parent.extra, parent.spec
+    given = config.lmbda or extra.get("lambda") or extra.get("lmbda")
+    if given:
+        return float(given)
+    if spec.metric is None or spec.quality is None:
+        raise ConfigError(
+            f"codec {spec.checkpoint or spec.source} records no lambda, quality or metric; "
+            "give lmbda (--lambda) for the rate-distortion weight"
+        )
+    return float(lambda_for(spec.metric, spec.quality))
 
 
 def _load_classifier_state(config: FinetuneConfig, parent, index) -> dict | None:

@@ -39,6 +39,12 @@ from latentcache.finetune.objective import (
     eval_forward,
     freeze,
 )
+from latentcache.finetune.pixels import (
+    PixelTransform,
+    build_pixel_classifier,
+    classifier_inputs,
+    is_pixel_run,
+)
 
 __all__ = ["run_finetune", "Parts", "load_parts", "STATE_NAME", "METRICS_NAME", "CONFIG_NAME"]
 
@@ -63,6 +69,12 @@ class Parts:
         self.lmbda = _lambda(config, self.parent)
         self.model = copy.deepcopy(self.parent.model).to(device)
         self.classifier_state = _load_classifier_state(config, self.parent, self.index)
+        self.pixels = is_pixel_run(self.classifier_state)  # T-FT of a decoded-pixel classifier
+        if self.pixels and config.mode != "task":
+            raise ConfigError(
+                f"classifier {config.classifier} reads decoded pixels: it fine-tunes in mode "
+                f"'task' (codec frozen), not {config.mode!r}"
+            )
         self.classifier = None
         self.transform = None
         if self.classifier_state is not None:
@@ -119,9 +131,11 @@ def _describe(identity: dict) -> str:
 
 
 def build_classifier(state: dict, codec) -> torch.nn.Module:
-    """The classifier a ``latentcache train`` checkpoint holds (latent inputs only)."""
+    """The classifier a ``latentcache train`` (latents) or ``train-images`` run holds."""
     from latentcache.train.models import LATENT_INPUTS, create_classifier
 
+    if is_pixel_run(state):
+        return build_pixel_classifier(state)
     cfg = state["config"]
     kwargs = {**cfg.get("model_kwargs", {}), "pretrained": False}
     model = create_classifier(cfg["model"], codec.widths[1], len(state["classes"]), **kwargs)
@@ -136,6 +150,8 @@ def make_transform(state: dict, train: bool):
     """The classifier's own normalisation (its training store's stats) and augmentation."""
     from latentcache.train.augment import AugmentConfig, LatentStats, LatentTransform
 
+    if is_pixel_run(state):
+        return PixelTransform(state, train)
     cfg = state["config"]
     augment = AugmentConfig(resize=cfg["resize"], crop=cfg["crop"], flip=cfg["flip"] and train)
     inputs = state.get("inputs") or list(cfg.get("model_kwargs", {}).get("inputs", ["y_hat"]))
@@ -240,6 +256,7 @@ def _step(parts: Parts, batch: dict, opts, scaler, codec_on: bool, generator) ->
         out = codec_forward(
             parts.model, x, cfg.scales_repr, codec_on and cfg.gamma > 0, _amp(parts)
         )
+    out.inputs = classifier_inputs(parts.model, out.inputs, batch["sizes"], parts.classifier_state)
     terms = compute_loss(
         out, x, labels, parts.classifier, parts.transform, generator,
         (cfg.beta, cfg.gamma, parts.lmbda), _amp(parts),
@@ -326,6 +343,7 @@ def evaluate_likelihood(parts: Parts, loader) -> dict:
     for batch in loader:
         x = batch["x"].to(parts.device)
         inputs, image_bits = eval_forward(parts.model, x, parts.config.scales_repr, _amp(parts))
+        inputs = classifier_inputs(parts.model, inputs, batch["sizes"], parts.classifier_state)
         bits += float(image_bits.sum())
         pixels += sum(h * w for h, w in batch["sizes"])
         if transform is not None:

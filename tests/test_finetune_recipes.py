@@ -52,6 +52,26 @@ crop = 6
 device = "cpu"
 model_kwargs = {{ base_width = 4 }}
 
+[[model]]
+name = "rn-decoded"
+model = "resnet50"
+input = "decoded"
+[model.options]
+epochs = 1
+batch_size = 6
+resize = 32
+crop = 24
+max_batches = 2
+model_kwargs = {{ pretrained = false }}
+device = "cpu"
+
+[[finetune]]
+name = "tft"
+classifier = "rn-decoded"
+mode = "task"
+epochs = 1
+options = {FT_OPTS}
+
 [[finetune]]
 name = "jft"
 classifier = "cres"
@@ -108,10 +128,14 @@ def test_finetune_chain_runs_to_the_report(ft_run) -> None:
     assert report.ok, [(o.id, o.reason) for o in report.outcomes if o.reason]
     kinds = {o.id: o.kind for o in report.outcomes}
     for ft in ("jft", "cft", "ctrl"):
-        assert kinds[f"finetune-q1-mse-{ft}-s0"] == "finetune"
+        assert kinds[f"finetune-q1-mse-{ft}-s0"] == "finetune" == kinds["finetune-q1-mse-tft-s0"]
         assert kinds[f"encode-q1-mse-{ft}-s0"] == "encode"
     assert {"eval-q1-mse-cres+jft-s0", "eval-q1-mse-cres+cft-s0"} <= set(kinds)
     assert kinds["train-q1-mse-cres+ctrl-s0"] == "train"  # the control's classifier from scratch
+    assert "encode-q1-mse-tft-s0" not in kinds  # T-FT of the pixel classifier: same codec
+    pix = json.loads((out / "stages" / "eval-q1-mse-rn-decoded+tft-s0" / "result.json").read_text())
+    assert pix["input"] == "decoded" and pix["finetune"]["mode"] == "task"
+    assert pix["bpp"] == _record(out, "encode-q1-mse")["result"]["bpp"]["test"]
     assert all(o.status == "ran" for o in report.outcomes)
     md = (out / "report" / "report.md").read_text()
     assert "## Fine-tuning against the frozen codec" in md
@@ -222,7 +246,7 @@ def test_fine_tuning_recipes_resolve_the_papers_settings() -> None:
 
 def test_bad_finetune_entries_fail_with_the_valid_values(tmp_path, texture_root, tiny_checkpoint):
     text = tiny_finetune_toml(texture_root, tiny_checkpoint)
-    with pytest.raises(ConfigError, match='classifier "nope" should name a latent'):
+    with pytest.raises(ConfigError, match='classifier "nope" should name a \\[\\[model\\]\\]'):
         (tmp_path / "a.toml").write_text(text.replace('classifier = "cres"\nmode = "joint"',
                                                       'classifier = "nope"\nmode = "joint"'))  # fmt: skip
         load_recipe(tmp_path / "a.toml")
@@ -230,6 +254,10 @@ def test_bad_finetune_entries_fail_with_the_valid_values(tmp_path, texture_root,
     stages = build_stages(load_recipe(tmp_path / "b.toml"), tmp_path)
     ctrl = next(s for s in stages if s.id == "finetune-q1-mse-ctrl-s0")
     assert "name it with then_train" in ctrl.problem
+    (tmp_path / "d.toml").write_text(text.replace('mode = "task"', 'mode = "joint"'))
+    stages = build_stages(load_recipe(tmp_path / "d.toml"), tmp_path)
+    tft = next(s for s in stages if s.id == "finetune-q1-mse-tft-s0")
+    assert "reads decoded pixels, so it fine-tunes in mode task, not joint" in tft.problem
     (tmp_path / "c.toml").write_text(text.replace('name = "jft"', 'name = "jft"\nbogus = 1'))
-    with pytest.raises(ConfigError, match=r"Unknown keys \['bogus'\] in .*\[\[finetune\]\] #1"):
+    with pytest.raises(ConfigError, match=r"Unknown keys \['bogus'\] in .*\[\[finetune\]\] #2"):
         load_recipe(tmp_path / "c.toml")

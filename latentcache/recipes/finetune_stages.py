@@ -9,7 +9,7 @@
                                                   ▼
                eval-<s>-<model>+<ft>-s<seed> (the fine-tuned classifier) ─┐
            or  train-<s>-<then>+<ft>-s<seed> ─► eval-… (torfason's control)├─► report
-                                                                          ┘
+    a pixel classifier (decoded): task mode; its eval reads decode-<s>    ┘
 Each eval row carries the true bpp of the re-encoded store (real bytes), the training
 likelihood bpp of the fine-tuning, and names its frozen-codec baseline row.
 """
@@ -188,12 +188,22 @@ def _stages_for(recipe: Recipe, entry: FinetuneEntry, setting: Setting, seed: in
     if not entry.classifier:
         return [ft, enc]  # the codec alone, nothing to evaluate: the report has its rate
     base = models[entry.classifier]
-    tuned = ModelEntry(name=f"{base.name}+{entry.name}", model=base.model, input="latents")
-    run_eval = _run_eval(recipe, tuned, ft_id, enc_id, None)
+    tuned = ModelEntry(name=f"{base.name}+{entry.name}", model=base.model, input=base.input)
+    out = [ft, enc]
+    dec_id = None
+    if base.input == "decoded":  # T-FT of a pixel classifier: the codec (and its images) stay
+        out, dec_id, enc_id = [ft], f"decode-{setting.name}", f"encode-{setting.name}"
+        if not problem and cfg.get("mode") != "task":
+            ft.problem = (
+                f'finetune "{entry.name}": classifier "{base.name}" reads decoded pixels, so '
+                f"it fine-tunes in mode task, not {cfg.get('mode')}"
+            )
+    run_eval = _run_eval(recipe, tuned, ft_id, enc_id, dec_id)
+    deps = tuple(d for d in (ft_id, enc_id, dec_id) if d)
     ev = Stage(f"eval-{setting.name}-{tuned.name}-s{seed}", "eval",
-               {"eval": recipe.eval, "model": tuned.name}, (ft_id, enc_id),
+               {"eval": recipe.eval, "model": tuned.name}, deps,
                _with_finetune(run_eval, ft_id, base.name), meta)  # fmt: skip
-    return [ft, enc, ev]
+    return out + [ev]
 
 
 def finetune_stages(recipe: Recipe) -> list:

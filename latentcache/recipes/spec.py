@@ -186,16 +186,17 @@ class Recipe:
 
     def _check_finetunes(self) -> None:
         latent = [m.name for m in self.models if m.input == "latents"]
+        decoded = [m.name for m in self.models if m.input == "decoded"]  # task mode only
         names = [f.name for f in self.finetunes]
         if len(set(names)) != len(names):
             raise ConfigError(f"recipe {self.name}: finetune names repeat: {names}")
         for f in self.finetunes:
-            for key in ("classifier", "then_train"):
+            for key, valid in (("classifier", latent + decoded), ("then_train", latent)):
                 value = getattr(f, key)
-                if value is not None and value not in latent:
+                if value is not None and value not in valid:
                     raise ConfigError(
                         f'recipe {self.name}: finetune "{f.name}" {key} "{value}" should name '
-                        f"a latent [[model]]: {latent}"
+                        f"a [[model]] among {valid}"
                     )
 
     def replace(self, **changes) -> Recipe:

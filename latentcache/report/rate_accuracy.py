@@ -304,7 +304,8 @@ def build_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> P
         md += [
             "",
             "True bpp is measured from the bytes of the store re-encoded with the fine-tuned "
-            "codec; the training likelihood bpp (last epoch, with noise) is for reference only.",
+            "codec (task mode on decoded pixels: the frozen codec's store, the codec unchanged); "
+            "the training likelihood bpp (last epoch, with noise) is for reference only.",
         ]
     if papers:
         md += ["", "## The papers' numbers beside ours", ""] + _paper_table(papers, lines)

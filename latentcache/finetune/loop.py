@@ -131,7 +131,7 @@ def _describe(identity: dict) -> str:
 
 
 def build_classifier(state: dict, codec) -> torch.nn.Module:
-    """The classifier a ``latentcache train`` (latents) or ``train-images`` run holds."""
+    """The classifier of a ``latentcache train`` run (latents) or of a decoded-pixel run."""
     from latentcache.train.models import LATENT_INPUTS, create_classifier
 
     if is_pixel_run(state):

@@ -1,4 +1,4 @@
-"""Task mode on decoded pixels: a pixel classifier (``train-images`` on a ``decode`` folder)
+"""Task mode on decoded pixels: a pixel classifier (``run_image_training`` on a ``decode`` folder, the recipes' decoded baseline)
 fine-tuned on the codec's own reconstruction ``g_s(y_hat)``, the codec frozen (T-FT).
 
 ::
@@ -7,7 +7,7 @@ fine-tuned on the codec's own reconstruction ``g_s(y_hat)``, the codec frozen (T
       ─► resize (shorter side), crop (random | center), flip (train) ─► ImageNet normalise
       ─► classifier (its ImageTrainConfig's resize, crop, flip)
 
-This is what ``decode`` writes as PNG and what ``train-images`` reads back, computed in one
+This is what ``decode`` writes as PNG and what ``run_image_training`` reads back, computed in one
 pass on tensors, so fine-tuning sees the images the classifier is evaluated on.
 """
 

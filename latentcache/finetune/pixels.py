@@ -1,5 +1,6 @@
-"""Task mode on decoded pixels: a pixel classifier (``run_image_training`` on a ``decode`` folder, the recipes' decoded baseline)
-fine-tuned on the codec's own reconstruction ``g_s(y_hat)``, the codec frozen (T-FT).
+"""Task mode on decoded pixels: a pixel classifier (the recipes' decoded baseline,
+``run_image_training`` on a ``decode`` folder) fine-tuned on the codec's own reconstruction
+``g_s(y_hat)``, the codec frozen (T-FT).
 
 ::
 

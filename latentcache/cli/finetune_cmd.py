@@ -32,14 +32,9 @@ def _list_presets() -> None:
 
 def _resolve(preset: str | None, given: dict) -> tuple[dict, int | None]:
     """(config fields, quality): explicit options, then the preset's, then the defaults."""
-    from latentcache.finetune import get_preset
+    from latentcache.finetune.presets import resolve_options
 
-    chosen = dict(get_preset(preset).options) if preset else {}
-    quality = chosen.pop("quality", None)
-    for key, value in given.items():
-        if value is not None:
-            chosen[key] = value
-    return chosen, quality
+    return resolve_options(preset, given)
 
 
 @click.command()

@@ -53,7 +53,7 @@ def _print_plan(report) -> None:
     "--force",
     multiple=True,
     metavar="STAGE",
-    help="Re-run this stage kind (encode, decode, train, eval, report) or stage id even if cached.",
+    help="Re-run this stage kind (encode, decode, train, finetune, eval, report) or stage id even if cached.",
 )
 @click.option(
     "--only",

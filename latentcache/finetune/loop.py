@@ -39,6 +39,12 @@ from latentcache.finetune.objective import (
     eval_forward,
     freeze,
 )
+from latentcache.finetune.pixels import (
+    PixelTransform,
+    build_pixel_classifier,
+    classifier_inputs,
+    is_pixel_run,
+)
 
 __all__ = ["run_finetune", "Parts", "load_parts", "STATE_NAME", "METRICS_NAME", "CONFIG_NAME"]
 
@@ -54,28 +60,43 @@ class Parts:
 
     def __init__(self, config: FinetuneConfig, device: torch.device) -> None:
         from latentcache.codec.load import load_codec
-        from latentcache.codec.train import lambda_for
         from latentcache.datasets import build_index
 
         self.config, self.device = config, device
         self.index = build_index(config.dataset, config.data_root, **config.dataset_options)
         self.parent = load_codec(config.codec)
         check_architecture(self.parent.model)
-        extra = self.parent.extra
-        self.lmbda = float(
-            config.lmbda
-            or extra.get("lambda")
-            or extra.get("lmbda")
-            or lambda_for(self.parent.spec.metric, self.parent.spec.quality)
-        )
+        self.lmbda = _lambda(config, self.parent)
         self.model = copy.deepcopy(self.parent.model).to(device)
         self.classifier_state = _load_classifier_state(config, self.parent, self.index)
+        self.pixels = is_pixel_run(self.classifier_state)  # T-FT of a decoded-pixel classifier
+        if self.pixels and config.mode != "task":
+            raise ConfigError(
+                f"classifier {config.classifier} reads decoded pixels: it fine-tunes in mode "
+                f"'task' (codec frozen), not {config.mode!r}"
+            )
         self.classifier = None
         self.transform = None
         if self.classifier_state is not None:
             self.classifier = build_classifier(self.classifier_state, self.parent).to(device)
             self.transform = make_transform(self.classifier_state, train=True)
         self.eval_split = choose_eval_split(self.index, config.train_split, config.eval_split)
+
+
+def _lambda(config: FinetuneConfig, parent) -> float:
+    """--lambda, else the parent checkpoint's, else CompressAI's for its quality and metric."""
+    from latentcache.codec.train import lambda_for
+
+    extra, spec = parent.extra, parent.spec
+    given = config.lmbda or extra.get("lambda") or extra.get("lmbda")
+    if given:
+        return float(given)
+    if spec.metric is None or spec.quality is None:
+        raise ConfigError(
+            f"codec {spec.checkpoint or spec.source} records no lambda, quality or metric; "
+            "give lmbda (--lambda) for the rate-distortion weight"
+        )
+    return float(lambda_for(spec.metric, spec.quality))
 
 
 def _load_classifier_state(config: FinetuneConfig, parent, index) -> dict | None:
@@ -110,9 +131,11 @@ def _describe(identity: dict) -> str:
 
 
 def build_classifier(state: dict, codec) -> torch.nn.Module:
-    """The classifier a ``latentcache train`` checkpoint holds (latent inputs only)."""
+    """The classifier of a ``latentcache train`` run (latents) or of a decoded-pixel run."""
     from latentcache.train.models import LATENT_INPUTS, create_classifier
 
+    if is_pixel_run(state):
+        return build_pixel_classifier(state)
     cfg = state["config"]
     kwargs = {**cfg.get("model_kwargs", {}), "pretrained": False}
     model = create_classifier(cfg["model"], codec.widths[1], len(state["classes"]), **kwargs)
@@ -127,6 +150,8 @@ def make_transform(state: dict, train: bool):
     """The classifier's own normalisation (its training store's stats) and augmentation."""
     from latentcache.train.augment import AugmentConfig, LatentStats, LatentTransform
 
+    if is_pixel_run(state):
+        return PixelTransform(state, train)
     cfg = state["config"]
     augment = AugmentConfig(resize=cfg["resize"], crop=cfg["crop"], flip=cfg["flip"] and train)
     inputs = state.get("inputs") or list(cfg.get("model_kwargs", {}).get("inputs", ["y_hat"]))
@@ -231,6 +256,7 @@ def _step(parts: Parts, batch: dict, opts, scaler, codec_on: bool, generator) ->
         out = codec_forward(
             parts.model, x, cfg.scales_repr, codec_on and cfg.gamma > 0, _amp(parts)
         )
+    out.inputs = classifier_inputs(parts.model, out.inputs, batch["sizes"], parts.classifier_state)
     terms = compute_loss(
         out, x, labels, parts.classifier, parts.transform, generator,
         (cfg.beta, cfg.gamma, parts.lmbda), _amp(parts),
@@ -317,6 +343,7 @@ def evaluate_likelihood(parts: Parts, loader) -> dict:
     for batch in loader:
         x = batch["x"].to(parts.device)
         inputs, image_bits = eval_forward(parts.model, x, parts.config.scales_repr, _amp(parts))
+        inputs = classifier_inputs(parts.model, inputs, batch["sizes"], parts.classifier_state)
         bits += float(image_bits.sum())
         pixels += sum(h * w for h, w in batch["sizes"])
         if transform is not None:

@@ -64,19 +64,20 @@ def write_classifier_run(parts, new_codec, out: Path) -> Path:
     train_config = dict(parent["config"]) | {
         "out": str(out),
         "epochs": cfg.epochs if cfg.trains_classifier else parent["config"].get("epochs"),
-        "command": cfg.command,
     }
+    if "command" in parent["config"]:  # latent runs record it; pixel runs do not
+        train_config["command"] = cfg.command
     state = {
         "model": {k: v.detach().cpu() for k, v in parts.classifier.state_dict().items()},
         "epoch": cfg.epochs,
         "config": train_config,
         "codec": codec_identity(new_codec.identity()),
         "classes": list(parent["classes"]),
-        "stats": parent["stats"],
         "inputs": list(parent.get("inputs") or parts.classifier.inputs),
-        "num_channels": int(new_codec.widths[1]),
         "finetune": {"config": cfg.to_dict(), "parent_run": str(cfg.classifier)},
     }
+    if not parts.pixels:  # a latent classifier: its store's statistics and channels
+        state |= {"stats": parent["stats"], "num_channels": int(new_codec.widths[1])}
     return save_checkpoint(out / RUN_CHECKPOINT, state)
 
 
@@ -96,6 +97,7 @@ def measure_from_bytes(
     """Real compress of every image; classifier on the latents decoded from the bytes."""
     from latentcache.codec.latents import encode_batch
     from latentcache.finetune.loop import make_transform
+    from latentcache.finetune.pixels import classifier_inputs
 
     table = codec_model.gaussian_conditional.scale_table.float()
     transform = make_transform(state, train=False) if classifier is not None else None
@@ -113,6 +115,8 @@ def measure_from_bytes(
         est += [r.bpp_estimate for r in results]
         if transform is not None:
             inputs = _classifier_inputs(results, table, scales_repr)
+            sizes = [batch["sizes"][i] for i in keep]
+            inputs = classifier_inputs(codec_model, inputs, sizes, state)
             xs = transform({k: v.to(device) for k, v in inputs.items()}, False, None)
             labels = batch["label"][keep].to(device)
             correct += int((classifier(*xs).argmax(1) == labels).sum())

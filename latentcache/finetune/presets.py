@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 
 from latentcache.errors import ConfigError
 
-__all__ = ["Preset", "PRESETS", "CHAMAIN2021_POINTS", "register_preset", "get_preset"]
+__all__ = [
+    "Preset",
+    "PRESETS",
+    "CHAMAIN2021_POINTS",
+    "register_preset",
+    "get_preset",
+    "resolve_options",
+]
 
 # chamain2021 Table 1: codec quality q and control parameter beta of C-FT and J-FT
 CHAMAIN2021_POINTS = ((1, 1.0), (2, 0.6675), (4, 0.3186), (4, 0.1))
@@ -53,6 +60,14 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ConfigError(f'Unknown preset "{name}". Available: {sorted(PRESETS)}')
     return PRESETS[name]
+
+
+def resolve_options(preset: str | None, given: dict) -> tuple[dict, int | None]:
+    """(FinetuneConfig fields, the preset's quality): ``given`` (None: unset) over the preset's."""
+    chosen = dict(get_preset(preset).options) if preset else {}
+    quality = chosen.pop("quality", None)
+    chosen |= {k: v for k, v in given.items() if v is not None}
+    return chosen, quality
 
 
 def _chamain2021() -> None:

@@ -9,6 +9,7 @@
         [encode] [decode] [eval]    options of those stages
         [[model]]                   classifier, input (latents | decoded | original), preset, options
         seeds                       one training run per seed
+        [[finetune]]                fine-tune codec and/or classifier (preset, mode, beta, ...)
         [[paper]]                   the published numbers, each with its table
 
 A recipe is found by path or by name (``demo``): ``$LATENTCACHE_PIPELINES``, the source
@@ -34,6 +35,7 @@ __all__ = [
     "INPUTS",
     "Setting",
     "ModelEntry",
+    "FinetuneEntry",
     "PaperPoint",
     "Recipe",
     "load_recipe",
@@ -43,13 +45,15 @@ __all__ = [
 
 INPUTS = ("latents", "decoded", "original")  # what a classifier reads
 _TOP = {"name", "title", "cites", "notes", "seeds", "dataset", "codec", "encode", "decode"}
-_TOP |= {"eval", "model", "paper"}
+_TOP |= {"eval", "model", "paper", "finetune"}
 _DATASET = {"name", "data_root", "options"}
 _CODEC = {"arch", "source", "checkpoint", "qualities", "metrics"}
 _ENCODE = {"formats", "shard_size", "scales_repr", "workers", "batch_size", "device"}
 _DECODE = {"device"}
 _EVAL = {"split", "checkpoint", "batch_size", "device"}
 _MODEL = {"name", "model", "input", "preset", "init", "pretrained", "options"}
+_FINETUNE = {"name", "preset", "classifier", "mode", "beta", "gamma", "epochs", "then_train"}
+_FINETUNE |= {"options"}
 _PAPER = {"source", "label", "model", "input", "quality", "metric", "bpp", "top1", "top5"}
 
 
@@ -92,6 +96,33 @@ class ModelEntry:
             )
         if not self.name or "/" in self.name:
             raise ConfigError(f'Invalid model name "{self.name}": non-empty, no "/"')
+
+
+@dataclass(frozen=True)
+class FinetuneEntry:
+    """Fine-tuning after the frozen-codec run: a preset (or mode, beta, gamma, epochs) applied
+    to ``classifier`` (a latent [[model]]; None: codec mode alone), then re-encoding.
+    ``then_train``: a latent [[model]] trained from scratch on the re-encoded store
+    (torfason2018's control) instead of evaluating the fine-tuned classifier."""
+
+    name: str
+    preset: str | None = None
+    classifier: str | None = None
+    mode: str | None = None
+    beta: float | None = None
+    gamma: float | None = None
+    epochs: int | None = None
+    then_train: str | None = None
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or "+" in self.name:
+            raise ConfigError(f'Invalid finetune name "{self.name}": non-empty, no "/" or "+"')
+
+    def given(self) -> dict:
+        """The FinetuneConfig fields this entry sets (they win over its preset's)."""
+        named = {k: getattr(self, k) for k in ("mode", "beta", "gamma", "epochs")}
+        return {k: v for k, v in named.items() if v is not None} | dict(self.options)
 
 
 @dataclass(frozen=True)
@@ -138,6 +169,7 @@ class Recipe:
     eval: dict = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     papers: tuple[PaperPoint, ...] = ()
+    finetunes: tuple[FinetuneEntry, ...] = ()
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -150,6 +182,22 @@ class Recipe:
             raise ConfigError(f"recipe {self.name}: model names repeat: {names}")
         if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
             raise ConfigError(f"recipe {self.name}: seeds {self.seeds} should be integers >= 0")
+        self._check_finetunes()
+
+    def _check_finetunes(self) -> None:
+        latent = [m.name for m in self.models if m.input == "latents"]
+        decoded = [m.name for m in self.models if m.input == "decoded"]  # task mode only
+        names = [f.name for f in self.finetunes]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"recipe {self.name}: finetune names repeat: {names}")
+        for f in self.finetunes:
+            for key, valid in (("classifier", latent + decoded), ("then_train", latent)):
+                value = getattr(f, key)
+                if value is not None and value not in valid:
+                    raise ConfigError(
+                        f'recipe {self.name}: finetune "{f.name}" {key} "{value}" should name '
+                        f"a [[model]] among {valid}"
+                    )
 
     def replace(self, **changes) -> Recipe:
         from dataclasses import replace
@@ -165,6 +213,7 @@ class Recipe:
         d["settings"] = tuple(Setting(**s) for s in d.get("settings", ()))
         d["models"] = tuple(ModelEntry(**m) for m in d.get("models", ()))
         d["papers"] = tuple(PaperPoint(**p) for p in d.get("papers", ()))
+        d["finetunes"] = tuple(FinetuneEntry(**f) for f in d.get("finetunes", ()))
         d["seeds"] = tuple(d.get("seeds", (0,)))
         d["cites"] = tuple(d.get("cites", ()))
         return cls(**d)
@@ -222,6 +271,10 @@ def parse_recipe(raw: dict, source: str = "") -> Recipe:
     for i, p in enumerate(raw.get("paper", [])):
         _check_keys(p, _PAPER, f"{where} [[paper]] #{i + 1}")
         papers.append(PaperPoint(**p))
+    finetunes = []
+    for i, f in enumerate(raw.get("finetune", [])):
+        _check_keys(f, _FINETUNE, f"{where} [[finetune]] #{i + 1}")
+        finetunes.append(FinetuneEntry(**{"name": f.get("preset") or "", **f}))
     cites = raw.get("cites", [])
     return Recipe(
         name=raw.get("name") or Path(source).stem,
@@ -239,6 +292,7 @@ def parse_recipe(raw: dict, source: str = "") -> Recipe:
         models=tuple(models),
         seeds=tuple(raw.get("seeds", [0])),
         papers=tuple(papers),
+        finetunes=tuple(finetunes),
         source=source,
     )
 

@@ -6,6 +6,7 @@
      (run_encode)     └► decode-<setting> ► train-… (decoded images)    ─► eval-… ─┼─► report
                          (run_decode)                                               │
     train-original-<model>-s<seed> (the source images) ───────────────► eval-… ─┘
+    [[finetune]]: train-… ─► finetune-… ─► encode-…-<ft> ─► eval-… (finetune_stages.py)
 
 Each stage has a resolved config (JSON), the stages it reads, and a function
 ``run(ctx) -> result``; :mod:`latentcache.recipes.runner` decides what runs.
@@ -28,7 +29,7 @@ __all__ = ["Stage", "StageContext", "build_stages", "latent_train_config", "imag
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("encode", "decode", "train", "eval", "report")
+KINDS = ("encode", "decode", "train", "eval", "report", "finetune")
 _NOT_CONFIG = ("out", "store", "images", "command", "progress", "resume")
 
 
@@ -391,6 +392,11 @@ def build_stages(recipe: Recipe, run_dir: Path) -> list[Stage]:
                 pair = _train_eval(recipe, entry, "original", seed, None, None, None)
                 stages += pair
                 evals.append(pair[1].id)
+    from latentcache.recipes.finetune_stages import finetune_stages
+
+    tuned = finetune_stages(recipe)  # [[finetune]]: fine-tune, re-encode, evaluate
+    stages += tuned
+    evals += [s.id for s in tuned if s.kind == "eval"]
     report_cfg = {"papers": [p.__dict__ for p in recipe.papers], "name": recipe.name}
     stages.append(Stage("report", "report", report_cfg, tuple(evals), _run_report(recipe, run_dir)))
     return stages

@@ -157,6 +157,29 @@ def _paper_table(papers: list[dict], lines: list[dict]) -> list[str]:
     return out
 
 
+def _finetune_table(rows: list[dict]) -> list[str]:
+    """Each fine-tuned row beside its frozen-codec baseline (same setting and seed)."""
+    base = {(r["model"], r["quality"], r["metric"], r["seed"]): r for r in rows}
+    out = [
+        "| model | q | metric | seed | mode | β | γ | epochs | top-1 % | true bpp (re-encoded) "
+        "| training likelihood bpp | frozen: model | frozen top-1 % | frozen true bpp |",
+        "|" + "---|" * 14,
+    ]
+    for r in rows:
+        ft = r.get("finetune")
+        if not ft:
+            continue
+        b = base.get((r["baseline_model"], r["quality"], r["metric"], r["seed"])) or {}
+        out.append(
+            f"| {r['model']} | {r['quality'] or '–'} | {r['metric'] or '–'} | {r['seed']} "
+            f"| {ft['mode']} | {ft['beta']:g} | {ft['gamma']:g} | {ft['epochs']} "
+            f"| {_fmt(r['top1'], pct=True)} | {_fmt(r['bpp'], digits=4)} "
+            f"| {_fmt(r.get('bpp_likelihood_train'), digits=4)} | {r['baseline_model']} "
+            f"| {_fmt(b.get('top1'), pct=True)} | {_fmt(b.get('bpp'), digits=4)} |"
+        )
+    return out
+
+
 def _write_csv(path: Path, rows: list[dict]) -> None:
     if not rows:
         path.write_text("")
@@ -276,6 +299,14 @@ def build_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> P
         "",
     ]
     md += _table(lines) if lines else ["(no finished evaluations yet)"]
+    if any(r.get("finetune") for r in rows):
+        md += ["", "## Fine-tuning against the frozen codec", ""] + _finetune_table(rows)
+        md += [
+            "",
+            "True bpp is measured from the bytes of the store re-encoded with the fine-tuned "
+            "codec (task mode on decoded pixels: the frozen codec's store, the codec unchanged); "
+            "the training likelihood bpp (last epoch, with noise) is for reference only.",
+        ]
     if papers:
         md += ["", "## The papers' numbers beside ours", ""] + _paper_table(papers, lines)
         md += [

@@ -14,8 +14,8 @@ from latentcache.train.data import (
     LatentCollate,
     StreamSpec,
     batches_per_rank,
-    buffer_shuffle,
     build_loader,
+    mix_pieces,
     slot_fraction,
     split_count,
     split_ranges,
@@ -120,15 +120,20 @@ def test_split_ranges_partitions_rows_contiguously() -> None:
 
 
 def test_slot_fractions_follow_worker_quotas() -> None:
-    assert slot_fraction(1, 2, 0, None) == (0.5, 1.0)
+    assert slot_fraction(1, 2, 0, [1]) == (0.5, 1.0)
+    assert slot_fraction(0, 1, 1, [1, 1]) == (0.5, 1.0)  # evaluation: equal shares
+    assert slot_fraction(0, 1, 1, [0, 0]) == (0.5, 1.0)
     assert slot_fraction(0, 1, 0, [8, 4]) == (0.0, 2 / 3)
     assert slot_fraction(1, 2, 1, [8, 4]) == (0.5 + 1 / 3, 1.0)
 
 
-def test_buffer_shuffle_is_a_seeded_permutation() -> None:
-    out = list(buffer_shuffle(range(50), 8, np.random.default_rng(0)))
+def test_mix_pieces_is_a_seeded_permutation_that_alternates_pieces() -> None:
+    pieces = [list(range(i, i + 5)) for i in range(0, 50, 5)]
+    out = list(mix_pieces(pieces, 4, np.random.default_rng(0)))
     assert sorted(out) == list(range(50)) and out != list(range(50))
-    assert out == list(buffer_shuffle(range(50), 8, np.random.default_rng(0)))
+    assert out == list(mix_pieces(pieces, 4, np.random.default_rng(0)))
+    first_round = out[:4]  # one sample of each of the window's 4 pieces
+    assert sorted(x // 5 for x in first_round) == [0, 1, 2, 3]
 
 
 def test_collate_resizes_mixed_latent_sizes_or_says_why_not() -> None:

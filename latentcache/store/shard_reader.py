@@ -31,6 +31,7 @@ import numpy as np
 from latentcache.errors import StoreCorruptError
 
 __all__ = [
+    "zstd_content_size",
     "ShardLayout",
     "ShardFile",
     "shard_layout",
@@ -195,9 +196,10 @@ def _decompress(name: str, buf: memoryview, out: np.ndarray, what: str) -> None:
         elif name == "zstd":
             from numcodecs import zstd
 
-            got = zstd.decompress(buf, out)
-            if len(memoryview(got).cast("B")) != out.nbytes:
-                raise ValueError(f"decoded to {len(got)} bytes, expected {out.nbytes}")
+            size = zstd_content_size(buf)
+            if size is not None and size != out.nbytes:
+                raise ValueError(f"holds {size} bytes, expected {out.nbytes}")
+            zstd.decompress(buf, out)
         else:  # gzip (RFC 1952), bounded
             d = zlib.decompressobj(16 + zlib.MAX_WBITS)
             data = d.decompress(buf, out.nbytes + 1)
@@ -206,6 +208,23 @@ def _decompress(name: str, buf: memoryview, out: np.ndarray, what: str) -> None:
             out[:] = np.frombuffer(data, np.uint8)
     except (RuntimeError, ValueError) as e:
         raise StoreCorruptError(f"{what}: {name} chunk: {e}") from None
+
+
+def zstd_content_size(buf) -> int | None:
+    """The decompressed size a Zstandard frame declares (RFC 8878 3.1.1.1), None if absent."""
+    b = memoryview(buf).cast("B")
+    if len(b) < 6 or bytes(b[:4]) != b"\x28\xb5\x2f\xfd":
+        raise ValueError("not a Zstandard frame")
+    fhd = b[4]
+    fcs_flag, single, dict_flag = fhd >> 6, (fhd >> 5) & 1, fhd & 3
+    pos = 5 + (not single) + (0, 1, 2, 4)[dict_flag]
+    n = (1 if single else 0, 2, 4, 8)[fcs_flag]
+    if n == 0:
+        return None
+    if len(b) < pos + n:
+        raise ValueError("truncated Zstandard frame header")
+    size = int.from_bytes(bytes(b[pos : pos + n]), "little")
+    return size + 256 if n == 2 else size
 
 
 def _array_decoder(codec: dict) -> Callable[[np.ndarray], np.ndarray]:
@@ -257,29 +276,38 @@ class ShardFile:
         index[empty] = -1
         return index
 
+    def chunk_bytes(self, j0: int, j1: int) -> list[memoryview | None]:
+        """The stored bytes of inner chunks [j0, j1), read with one ``read`` (None: empty)."""
+        index = self._index
+        if index is None:
+            return [None] * (j1 - j0)
+        offs, sizes = index[j0:j1, 0], index[j0:j1, 1]
+        full = offs >= 0
+        if not full.any():
+            return [None] * (j1 - j0)
+        first, last = int(offs[full].min()), int((offs + sizes)[full].max())
+        self._f.seek(first)
+        buf = memoryview(self._f.read(last - first))
+        if len(buf) != last - first:
+            raise StoreCorruptError(f"{self.what}: truncated at byte {first + len(buf)}")
+        return [
+            buf[o - first : o - first + n] if o >= 0 else None
+            for o, n in zip(offs.tolist(), sizes.tolist(), strict=True)
+        ]
+
+    def decode_chunk(self, buf: memoryview | None, dest: np.ndarray, j: int) -> None:
+        """Inner chunk ``j`` (its stored bytes, or None) into ``dest`` (chunk_rows, *row_shape)."""
+        if buf is None:
+            dest[...] = self.layout.fill_value
+        else:
+            self._decode(buf, dest, j)
+
     def read_into(self, lo: int, hi: int, out: np.ndarray) -> None:
         """Rows [lo, hi) of this shard (shard-local, multiples of chunk_rows) into ``out``."""
         c = self.layout.chunk_rows
-        j0, j1 = lo // c, -(-hi // c)
-        index = self._index
-        if index is None:
-            out[...] = self.layout.fill_value
-            return
-        full = index[j0:j1, 0] >= 0
-        if full.any():
-            first = int(index[j0:j1, 0][full].min())
-            last = int((index[j0:j1, 0] + index[j0:j1, 1])[full].max())
-            self._f.seek(first)
-            buf = memoryview(self._f.read(last - first))
-            if len(buf) != last - first:
-                raise StoreCorruptError(f"{self.what}: truncated at byte {first + len(buf)}")
-        for j in range(j0, j1):
-            dest = out[j * c - lo : (j + 1) * c - lo]
-            off, size = (int(v) for v in index[j])
-            if off < 0:
-                dest[...] = self.layout.fill_value
-            else:
-                self._decode(buf[off - first : off - first + size], dest, j)
+        j0 = lo // c
+        for j, buf in enumerate(self.chunk_bytes(j0, -(-hi // c)), j0):
+            self.decode_chunk(buf, out[j * c - lo : (j + 1) * c - lo], j)
 
     def _decode(self, buf: memoryview, dest: np.ndarray, j: int) -> None:
         lay = self.layout

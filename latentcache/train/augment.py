@@ -3,8 +3,9 @@ horizontal flip; a deterministic center crop for evaluation.
 
 ::
 
-    batch {"y_hat": (B, M, h, w) int16, "scales_hat": (B, M, h, w) float32}
+    batch {"y_hat": (B, M, h, w) int16, "scales_hat": (B, M, h, w) uint8 index | float}
       └► normalize: y_hat standardized; scales_hat (0.11..256) -> log -> standardized
+           (a uint8 index: log of CompressAI's scale table, looked up on the device)
       └► cat along channels (B, 2M, h, w)      one tensor, so one crop and one flip
       └► resize (B, 2M, 32, 32) ─► crop 28 (+ flip) ─► split back per input
 
@@ -91,19 +92,29 @@ def _standardize(x: torch.Tensor, mean, std) -> torch.Tensor:
     return (x - _as_param(mean, x)) / std_t
 
 
+def _log_scales(scales: torch.Tensor) -> torch.Tensor:
+    """log σ̂; a uint8 ``scales_hat`` is an index into CompressAI's scale table, looked up
+    on the tensor's device (64 logs instead of one per element)."""
+    if scales.dtype == torch.uint8:
+        from compressai.models.google import get_scale_table
+
+        table = torch.log(get_scale_table()).to(scales.device)
+        return table[scales.int()]
+    return torch.log(scales.float().clamp_min(SCALES_FLOOR))
+
+
 def normalize_inputs(
     batch: Mapping[str, torch.Tensor], inputs: Sequence[str], stats: LatentStats
 ) -> list[torch.Tensor]:
     """Float tensors in ``inputs`` order: y_hat standardized, scales_hat log-standardized."""
     out = []
     for name in inputs:
-        x = batch[name].float()
-        if name == "y_hat":
-            x = _standardize(x, stats.y_hat_mean, stats.y_hat_std)
-        elif name == "scales_hat":
-            x = _standardize(
-                torch.log(x.clamp_min(SCALES_FLOOR)), stats.log_scales_mean, stats.log_scales_std
-            )
+        if name == "scales_hat":
+            x = _standardize(_log_scales(batch[name]), stats.log_scales_mean, stats.log_scales_std)
+        elif name == "y_hat":
+            x = _standardize(batch[name].float(), stats.y_hat_mean, stats.y_hat_std)
+        else:
+            x = batch[name].float()
         out.append(x)
     return out
 

@@ -1,0 +1,247 @@
+"""Where a loader's samples come from: pieces of a split, read sequentially, decoded late.
+
+::
+
+    ZarrSource   piece = rows [a, b) of one Zarr shard
+      per-row arrays (key, label, latent_shape) ─ zarr_store.read_rows, once per shard
+      latents ─ ShardFile.chunk_bytes: one read per array and piece (shard_reader)
+        (layouts shard_reader does not take, and z_hat stores: ZarrSplit.read, decoded)
+    WdsSource    unit = one tar, streamed; a piece = its next n samples
+      members ─ store-layer tar iteration ─ wds_store.decode_member at batch time
+                   │
+                   ▼
+    RawSample(key, label, latent_shape, payload: field -> Payload)
+      Payload.decode_into(out) decodes one latent straight into its slot of a batch
+
+Latents travel in their stored dtypes (``y_hat`` int16, the scale index uint8); decoding
+waits until the batch is assembled, so a shuffle buffer holds compressed bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from latentcache.errors import StoreCorruptError
+from latentcache.store.scales import scales_array_name, scales_dtype
+from latentcache.store.shard_reader import ShardFile, ShardLayout, open_shard, read_layout
+from latentcache.store.zarr_store import ZARR_DIR, read_rows
+
+__all__ = ["Payload", "RawSample", "ZarrSource", "WdsSource"]
+
+OPEN_SHARDS = 64  # shard files kept open per array by one reader (least recently used closed)
+
+
+@dataclass(frozen=True)
+class Payload:
+    """One latent of one sample: its stored shape and dtype, and how to decode it."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    decode_into: Callable[[np.ndarray], None]
+
+
+@dataclass(frozen=True)
+class RawSample:
+    key: str
+    label: int
+    latent_shape: tuple[int, int]
+    payload: dict[str, Payload]
+
+
+def _array_payload(a: np.ndarray) -> Payload:
+    return Payload(tuple(a.shape), a.dtype, lambda out: np.copyto(out, a))
+
+
+class ZarrSource:
+    """Pieces of one split of a store's Zarr layout (rows of one shard at a time)."""
+
+    def __init__(self, store, split: str, fields: tuple[str, ...]) -> None:
+        self.store, self.split, self.fields = store, split, tuple(fields)
+        self.zs = store.zarr_split(split)
+        self._rows: OrderedDict[int, dict] = OrderedDict()
+        self._files: OrderedDict[tuple[str, int], ShardFile] = OrderedDict()
+        self._layouts = {f: self._layout(f) for f in self.fields}
+        self.block_rows = int(self.zs.group.attrs["shard_size"])
+
+    def _array(self, field: str) -> str:
+        return scales_array_name(self.store.scales_repr) if field == "scales_hat" else field
+
+    def _layout(self, field: str) -> ShardLayout | None:
+        if field == "scales_hat" and self.store.scales_repr == "z_hat":
+            return None  # scales_hat = h_s(z_hat): ZarrSplit.read runs the codec
+        layout_dir = self.store.manifest.get("layout", {}).get("zarr", ZARR_DIR)
+        try:
+            return read_layout(self.store.open_file, self._dir(field, layout_dir))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _dir(self, field: str, layout_dir: str = ZARR_DIR) -> str:
+        return f"{layout_dir}/{self.split}/{self._array(field)}"
+
+    @property
+    def fast(self) -> bool:
+        """Whether every field is read by shard_reader (else ZarrSplit.read)."""
+        return all(lay is not None and lay.chunk_rows == 1 for lay in self._layouts.values())
+
+    def blocks(self) -> list[tuple[int, int]]:
+        return self.zs.blocks()
+
+    def _block_rows(self, block: int) -> dict:
+        """key, label, latent_shape of a block's valid rows (holes trail a block's samples)."""
+        if block not in self._rows:
+            start = block * self.block_rows
+            stop = min(start + self.block_rows, len(self.zs))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rows = read_rows(self.zs.group, start, stop, ["key", "label", "latent_shape"])
+            self._rows[block] = {
+                "key": [str(k) for k in rows["key"]],
+                "label": np.asarray(rows["label"], np.int64).tolist(),
+                "latent_shape": [tuple(int(v) for v in s) for s in rows["latent_shape"]],
+            }
+            while len(self._rows) > OPEN_SHARDS:
+                self._rows.popitem(last=False)
+        self._rows.move_to_end(block)
+        return self._rows[block]
+
+    def piece(self, start: int, stop: int) -> list[RawSample]:
+        """The valid samples of rows [start, stop), which lie in one block."""
+        block = start // self.block_rows
+        meta = self._block_rows(block)
+        base = block * self.block_rows
+        stop = min(stop, base + len(meta["key"]))  # rows past the block's samples are holes
+        if stop <= start:
+            return []
+        if self.fast:
+            payloads = self._fast_payloads(start, stop)
+        else:
+            payloads = self._slow_payloads(start, stop)
+        return [
+            RawSample(
+                meta["key"][r - base],
+                meta["label"][r - base],
+                meta["latent_shape"][r - base],
+                payloads[i],
+            )
+            for i, r in enumerate(range(start, stop))
+        ]
+
+    def _shard(self, field: str, shard: int) -> ShardFile:
+        key = (field, shard)
+        if key not in self._files:
+            self._files[key] = open_shard(
+                self.store.open_file, self._dir(field), self._layouts[field], shard
+            )
+            while len(self._files) > OPEN_SHARDS * len(self.fields):
+                self._files.popitem(last=False)[1].close()
+        self._files.move_to_end(key)
+        return self._files[key]
+
+    def _fast_payloads(self, start: int, stop: int) -> list[dict[str, Payload]]:
+        out: list[dict[str, Payload]] = [{} for _ in range(start, stop)]
+        for field in self.fields:
+            lay = self._layouts[field]
+            s = lay.shard_rows
+            for shard in range(start // s, -(-stop // s)):
+                lo, hi = max(start, shard * s), min(stop, (shard + 1) * s)
+                sf = self._shard(field, shard)
+                chunks = sf.chunk_bytes(lo - shard * s, hi - shard * s)
+                for r, buf in zip(range(lo, hi), chunks, strict=True):
+                    out[r - start][field] = Payload(
+                        lay.row_shape,
+                        lay.dtype.newbyteorder("="),
+                        _chunk_decoder(sf, buf, r - shard * s),
+                    )
+        return out
+
+    def _slow_payloads(self, start: int, stop: int) -> list[dict[str, Payload]]:
+        got = self.zs.read(start, stop)
+        return [
+            {f: _array_payload(np.ascontiguousarray(got[f][i])) for f in self.fields}
+            for i in range(len(got["key"]))
+        ]
+
+    def close(self) -> None:
+        for sf in self._files.values():
+            sf.close()
+        self._files.clear()
+
+
+def _chunk_decoder(sf: ShardFile, buf, j: int) -> Callable[[np.ndarray], None]:
+    return lambda out: sf.decode_chunk(buf, out[None], j)
+
+
+class WdsSource:
+    """Samples of one split of a store's WebDataset layout, one tar at a time."""
+
+    def __init__(self, store, split: str, fields: tuple[str, ...]) -> None:
+        self.store, self.split, self.fields = store, split, tuple(fields)
+        self.m = int(store.num_channels)
+        self._stored = scales_array_name(store.scales_repr)
+        self._eager = store.scales_repr == "z_hat" and "scales_hat" in self.fields
+
+    def units(self) -> list[str]:
+        return list(self.store.wds_shards(self.split))
+
+    def max_tar_samples(self) -> int:
+        """The most samples a tar of the split holds (its shard's count in the manifest)."""
+        counts = [
+            int(sh["count"]) for sh in self.store.manifest["shards"] if sh["split"] == self.split
+        ]
+        return max(counts, default=1) or 1
+
+    def samples(self, url: str) -> Iterator[RawSample]:
+        """The samples of one tar, in order, their latents still encoded."""
+        for raw in _tar_samples(self.store, url):
+            yield self._raw_sample(raw)
+
+    def _raw_sample(self, raw: dict) -> RawSample:
+        if self._eager:  # z_hat: scales_hat needs h_s; decode the whole sample now
+            s = self.store.decode_wds_sample(raw)
+            payload = {f: _array_payload(np.ascontiguousarray(s[f])) for f in self.fields}
+            return RawSample(s["key"], int(s["label"]), tuple(s["latent_shape"]), payload)
+        from latentcache.store.wds_store import array_member
+
+        info = json.loads(raw["json"])
+        hw = tuple(int(v) for v in info["latent_shape"])
+        payload = {}
+        for f in self.fields:
+            name = self._stored if f == "scales_hat" else f
+            dtype = np.dtype(np.int16) if f == "y_hat" else scales_dtype(self.store.scales_repr)
+            member = array_member(raw, name)
+            payload[f] = Payload((self.m, *hw), dtype, _member_decoder(member, name))
+        return RawSample(str(raw["__key__"]), int(raw["cls"]), hw, payload)
+
+
+def _member_decoder(member: tuple[str, bytes], name: str) -> Callable[[np.ndarray], None]:
+    from latentcache.store.wds_store import decode_member
+
+    def decode_into(out: np.ndarray) -> None:
+        a = decode_member(*member)
+        if a.shape != out.shape or a.dtype != out.dtype:
+            raise StoreCorruptError(
+                f"{name}: a {a.dtype} array {a.shape}, expected {out.dtype} {out.shape}"
+            )
+        np.copyto(out, a)
+
+    return decode_into
+
+
+def _tar_samples(store, url: str) -> Iterator[dict]:
+    """Raw samples of one tar through the store layer (webdataset's tar reader as fallback)."""
+    read = getattr(store, "wds_samples", None)
+    if read is not None:
+        yield from read(url)
+        return
+    import webdataset as wds
+
+    ds = wds.WebDataset(
+        [url], shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False
+    )
+    yield from ds

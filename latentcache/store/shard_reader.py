@@ -42,6 +42,7 @@ __all__ = [
 
 _EMPTY = 2**64 - 1
 _COMPRESSORS = ("blosc", "zstd", "gzip")
+_TORCH_CUMSUM = ("u1", "i1", "i2", "i4", "i8")  # integer types torch.cumsum takes
 
 
 @dataclass(frozen=True)
@@ -232,10 +233,22 @@ def _array_decoder(codec: dict) -> Callable[[np.ndarray], np.ndarray]:
     if codec["name"] == "transpose":
         order = tuple(conf["order"])
         return lambda a: a.reshape([a.shape[i] for i in order]).transpose(np.argsort(order))
+    dtype = np.dtype(conf["dtype"])
+    if np.dtype(conf.get("astype", dtype)) == dtype and dtype.str[1:] in _TORCH_CUMSUM:
+        return lambda a: _cumsum(a, dtype)
     from numcodecs import Delta
 
     delta = Delta(**conf)
     return lambda a: delta.decode(a).reshape(a.shape).astype(a.dtype, copy=False)
+
+
+def _cumsum(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """numcodecs.Delta's decode (a wrapping running sum over the flat chunk): torch's
+    cumsum, ~25x faster than numpy's on uint8."""
+    import torch
+
+    flat = torch.from_numpy(np.ascontiguousarray(a).view(dtype).reshape(-1))
+    return flat.cumsum(0, dtype=flat.dtype).numpy().reshape(a.shape).view(a.dtype)
 
 
 class ShardFile:
@@ -246,6 +259,9 @@ class ShardFile:
     def __init__(self, layout: ShardLayout, f, what: str) -> None:
         self.layout, self.what, self._f = layout, what, f
         self._array_decoders = [_array_decoder(c) for c in reversed(layout.array_codecs)]
+        names = [c["name"] for c in layout.byte_codecs]
+        self._crcs = names.count("crc32c")
+        self._compressor = next((n for n in names if n in _COMPRESSORS), None)
         self._index = self._read_index() if f is not None else None
 
     def close(self) -> None:
@@ -312,10 +328,9 @@ class ShardFile:
     def _decode(self, buf: memoryview, dest: np.ndarray, j: int) -> None:
         lay = self.layout
         what = f"{self.what} chunk {j}"
-        for codec in reversed(lay.byte_codecs):
-            if codec["name"] == "crc32c":
-                buf = _check_crc(buf, what)
-        comp = next((c["name"] for c in lay.byte_codecs if c["name"] in _COMPRESSORS), None)
+        for _ in range(self._crcs):  # crc32c codecs follow the compressor (_split_codecs)
+            buf = _check_crc(buf, what)
+        comp = self._compressor
         direct = not self._array_decoders and dest.flags.c_contiguous and dest.dtype == lay.dtype
         flat = dest.view(np.uint8).reshape(-1) if direct else np.empty(lay.chunk_nbytes, np.uint8)
         if comp is not None:

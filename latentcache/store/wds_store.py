@@ -23,6 +23,7 @@ Any image size fits: no padding.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import json
@@ -84,19 +85,36 @@ def npy_bytes(a: np.ndarray, ext: str = ARRAY_EXT) -> bytes:
     raise ValueError(f'Unknown array member encoding "{ext}". Available: {list(ARRAY_EXTS)}')
 
 
-def _npy_view(raw, limit: int) -> np.ndarray:
-    """The array in ``.npy`` bytes, without copying them; no object dtypes, size checked."""
+@functools.lru_cache(maxsize=256)
+def _npy_header(head: bytes) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) of a ``.npy`` header; equal headers parse once."""
     from numpy.lib import format as npy_format
 
-    head = io.BytesIO(bytes(memoryview(raw)[:4096]))
-    version = npy_format.read_magic(head)
-    shape, fortran, dtype = npy_format._read_array_header(head, version)
+    f = io.BytesIO(head)
+    version = npy_format.read_magic(f)
+    shape, fortran, dtype = npy_format._read_array_header(f, version)
     if dtype.hasobject or fortran:
         raise ValueError(f".npy member holds {dtype} (fortran={fortran}); expected plain numbers")
+    return shape, dtype, f.tell()
+
+
+def _npy_view(raw, limit: int) -> np.ndarray:
+    """The array in ``.npy`` bytes, without copying them; no object dtypes, size checked."""
+    view = memoryview(raw).cast("B")
+    if len(view) < 10 or bytes(view[:6]) != b"\x93NUMPY":
+        raise ValueError(".npy member does not start with the .npy magic")
+    head_len = (
+        int.from_bytes(view[8:10], "little") + 10
+        if view[6] == 1
+        else int.from_bytes(view[8:12], "little") + 12
+    )
+    if head_len > min(len(view), 65536):
+        raise ValueError(f".npy header of {head_len} bytes")
+    shape, dtype, offset = _npy_header(bytes(view[:head_len]))
     n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if head.tell() + n != len(raw) or len(raw) > limit:
-        raise ValueError(f".npy member of {len(raw)} bytes does not hold {dtype} {shape}")
-    return np.frombuffer(raw, dtype, offset=head.tell()).reshape(shape)
+    if offset + n != len(view) or len(view) > limit:
+        raise ValueError(f".npy member of {len(view)} bytes does not hold {dtype} {shape}")
+    return np.frombuffer(raw, dtype, offset=offset).reshape(shape)
 
 
 def decode_member(ext: str, b: bytes, limit: int = MAX_MEMBER_BYTES) -> np.ndarray:

@@ -7,7 +7,7 @@
       latents ─ ShardFile.chunk_bytes: one read per array and piece (shard_reader)
         (layouts shard_reader does not take, and z_hat stores: ZarrSplit.read, decoded)
     WdsSource    unit = one tar, streamed; a piece = its next n samples
-      members ─ store-layer tar iteration ─ wds_store.decode_member at batch time
+      LatentStore.open_file ─ tar_reader.tar_samples ─ wds_store.decode_member at batch time
                    │
                    ▼
     RawSample(key, label, latent_shape, payload: field -> Payload)
@@ -187,7 +187,14 @@ class WdsSource:
         self._eager = store.scales_repr == "z_hat" and "scales_hat" in self.fields
 
     def units(self) -> list[str]:
-        return list(self.store.wds_shards(self.split))
+        """The split's tars, as paths relative to the store (for ``store.open_file``)."""
+        self.store.wds_shards(self.split)  # checks the layout and the split
+        return [
+            f["path"]
+            for sh in self.store.manifest["shards"]
+            if sh["split"] == self.split and sh["count"] > 0
+            for f in sh["files"]["webdataset"]
+        ]
 
     def max_tar_samples(self) -> int:
         """The most samples a tar of the split holds (its shard's count in the manifest)."""
@@ -196,10 +203,14 @@ class WdsSource:
         ]
         return max(counts, default=1) or 1
 
-    def samples(self, url: str) -> Iterator[RawSample]:
+    def samples(self, rel: str) -> Iterator[RawSample]:
         """The samples of one tar, in order, their latents still encoded."""
-        for raw in _tar_samples(self.store, url):
-            yield self._raw_sample(raw)
+        from latentcache.store.tar_reader import tar_samples
+        from latentcache.store.wds_store import MAX_MEMBER_BYTES, MEMBER_SUFFIXES
+
+        with self.store.open_file(rel) as f:
+            for raw in tar_samples(f, rel, MEMBER_SUFFIXES, MAX_MEMBER_BYTES):
+                yield self._raw_sample(raw)
 
     def _raw_sample(self, raw: dict) -> RawSample:
         if self._eager:  # z_hat: scales_hat needs h_s; decode the whole sample now
@@ -231,17 +242,3 @@ def _member_decoder(member: tuple[str, bytes], name: str) -> Callable[[np.ndarra
         np.copyto(out, a)
 
     return decode_into
-
-
-def _tar_samples(store, url: str) -> Iterator[dict]:
-    """Raw samples of one tar through the store layer (webdataset's tar reader as fallback)."""
-    read = getattr(store, "wds_samples", None)
-    if read is not None:
-        yield from read(url)
-        return
-    import webdataset as wds
-
-    ds = wds.WebDataset(
-        [url], shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False
-    )
-    yield from ds

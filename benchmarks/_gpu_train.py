@@ -72,22 +72,34 @@ def _latent_batches(store: Path, batch: int, workers: int, model, device):
     return loader, prepare
 
 
+class JpegBytes:
+    """(file bytes, label) of the JPEGs, cycled: the GPU decodes them."""
+
+    def __init__(self, files) -> None:
+        self.files = files
+
+    def __len__(self) -> int:
+        return 10**6
+
+    def __getitem__(self, i: int):
+        from torchvision.io import read_file
+
+        path, label = self.files[i % len(self.files)]
+        return read_file(str(path)), label
+
+
+def collate_bytes(samples):
+    return [s[0] for s in samples], [s[1] for s in samples]
+
+
 def _jpeg_batches(files, batch: int, workers: int, device):
     import torch
     from torch.utils.data import DataLoader
-    from torchvision.io import decode_jpeg, read_file
-
-    class Bytes(torch.utils.data.Dataset):
-        def __len__(self):
-            return 10**6
-
-        def __getitem__(self, i):
-            path, label = files[i % len(files)]
-            return read_file(str(path)), label
+    from torchvision.io import decode_jpeg
 
     loader = DataLoader(
-        Bytes(), batch_size=batch, num_workers=workers, collate_fn=lambda s: list(zip(*s)),
-        shuffle=True, pin_memory=False, multiprocessing_context="spawn" if workers else None,
+        JpegBytes(files), batch_size=batch, num_workers=workers, collate_fn=collate_bytes,
+        shuffle=True, multiprocessing_context="spawn" if workers else None,
     )  # fmt: skip
     mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1) * 255
     std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1) * 255
@@ -105,8 +117,8 @@ def _jpeg_batches(files, batch: int, workers: int, device):
 
 def bench_gpu(store: Path, images: Path, tmp: Path, batch: int) -> dict:
     import torch
-
     from _train_steps import write_jpegs
+
     from latentcache.store import open_store
     from latentcache.train.models import create_classifier
 

@@ -168,7 +168,9 @@ def redecode_run(codec, store_path: Path, samples: int):
     def run() -> tuple[int, float]:
         t0 = time.perf_counter()
         with torch.no_grad():
-            for y, z, shape in zip(rows["y_string"], rows["z_string"], rows["z_shape"], strict=True):
+            for y, z, shape in zip(
+                rows["y_string"], rows["z_string"], rows["z_shape"], strict=True
+            ):
                 z_hat = model.entropy_bottleneck.decompress([z], tuple(int(v) for v in shape))
                 scales_hat = model.h_s(z_hat)
                 idx = model.gaussian_conditional.build_indexes(scales_hat)

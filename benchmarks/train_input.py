@@ -1,7 +1,7 @@
 """Training-side benchmark: what streaming stored latents saves, side by side in one run.
 
-    python benchmarks/train_input.py [--images 256] [--size 384] [--min-samples 2000]
-        [--repeats 3] [--workers 0 2] [--redecode-samples 256] [--epoch-steps 2]
+    python benchmarks/train_input.py [--images 128] [--size 384] [--min-samples 2000]
+        [--repeats 3] [--workers 0 2] [--redecode-samples 128] [--epoch-steps 1] [--epoch-repeats 2]
         [--codec demo|random] [--threads 1] [--only loaders|epochs] [--gpu]
 
 MINC size by default: 384² images -> 24x24 latents, M = 192 (the demo codec's widths).
@@ -232,7 +232,7 @@ def bench_epochs(args, store: Path, images: Path, tmp: Path) -> None:
         f"cresnet39, native {hw[0]}": lambda: latent_epoch(store, BATCH, samples, native=True),
         "ResNet-50 on JPEG 224": lambda: pixel_epoch(files, BATCH, samples, classes),
     }
-    timed = {name: _summary(_repeat(fn, args.repeats)[0]) for name, fn in epochs.items()}
+    timed = {name: _summary(_repeat(fn, args.epoch_repeats)[0]) for name, fn in epochs.items()}
     base = timed["ResNet-50 on JPEG 224"][0]
     print(f"\n{'one training epoch, batch 64':<30}{'samples':>8}{'samples/s':>11}{'spread':>8}"
           f"{'GMACs':>8}{'speed-up':>10}")  # fmt: skip
@@ -248,13 +248,14 @@ def bench_epochs(args, store: Path, images: Path, tmp: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--images", type=int, default=256, help="images encoded into the store")
+    ap.add_argument("--images", type=int, default=128, help="images encoded into the store")
     ap.add_argument("--size", type=int, default=384, help="image side (384: MINC's 24x24 latents)")
     ap.add_argument("--shard-size", type=int, default=64)
     ap.add_argument("--min-samples", type=int, default=2000, help="samples per loader run")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
-    ap.add_argument("--redecode-samples", type=int, default=256)
-    ap.add_argument("--epoch-steps", type=int, default=2, help="timed steps of batch 64 per epoch")
+    ap.add_argument("--redecode-samples", type=int, default=128)
+    ap.add_argument("--epoch-steps", type=int, default=1, help="timed steps of batch 64 per epoch")
+    ap.add_argument("--epoch-repeats", type=int, default=2)
     ap.add_argument("--codec", choices=["demo", "random"], default="demo")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", choices=["loaders", "epochs"], default=None)
@@ -286,7 +287,7 @@ def run(args, tmp: Path) -> None:
     print(
         f"{info['stored']} images {args.size}x{args.size} -> latents {info['latent_shape']} x "
         f"M={codec.model.M}, {what}; {os.cpu_count()} CPUs, torch threads "
-        f"{torch.get_num_threads()}; median of {args.repeats}\n"
+        f"{torch.get_num_threads()}; median of {args.repeats} (epochs: {args.epoch_repeats})\n"
     )
     if args.gpu:
         from _gpu_train import bench_gpu

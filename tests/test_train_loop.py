@@ -138,6 +138,19 @@ def test_evaluation_is_deterministic_and_complete(finished_run, texture_store) -
     assert set(a["per_class"]) == set(texture_store.classes)
 
 
+@pytest.mark.parametrize("fmt", ["zarr", "webdataset"])
+def test_train_and_eval_with_two_worker_processes(texture_store, tmp_path, fmt) -> None:
+    """Training's per-epoch evaluation and ``eval`` both run with spawned workers."""
+    out = tmp_path / fmt
+    result = run_training(_config(texture_store, out, epochs=1, workers=2, format=fmt))
+    line = json.loads((out / "metrics.jsonl").read_text())
+    assert line["train_samples"] == math.ceil(12 / 4) * 4 and "eval_top1" in line
+    again = evaluate_run(out, texture_store.path, "test", checkpoint="last", workers=2, write=False)
+    serial = evaluate_run(out, texture_store.path, "test", checkpoint="last", write=False)
+    assert again["count"] == serial["count"] == texture_store.split_info("test")["stored"]
+    assert again["confusion"] == serial["confusion"] and result["epochs"] == 1
+
+
 def test_split_choice_and_bad_options(texture_store, tmp_path) -> None:
     assert choose_splits(["test", "train"], None, None) == ("train", "test")
     assert choose_splits(["train", "validate", "test"], None, None) == ("train", "validate")

@@ -1,6 +1,6 @@
 """Training-side benchmark: what streaming stored latents saves, side by side in one run.
 
-    python benchmarks/train_input.py [--images 128] [--size 384] [--min-samples 2000]
+    python benchmarks/train_input.py [--images 128] [--size 384] [--min-samples 4000]
         [--repeats 3] [--workers 0 2] [--redecode-samples 128] [--epoch-steps 1] [--epoch-repeats 2]
         [--codec demo|random] [--threads 1] [--only loaders|epochs] [--gpu]
 
@@ -8,8 +8,8 @@ MINC size by default: 384² images -> 24x24 latents, M = 192 (the demo codec's w
 
 1. Input pipeline, samples/s delivered as training batches of 64 (shuffled, mixed, in the
    stored dtypes, before augmentation), Zarr and WebDataset, with 0 and 2 worker processes:
-   each run streams >= --min-samples samples (several epochs of the generated store) after
-   one untimed epoch that starts the workers. Beside it, in the same run: the decompression
+   each run streams >= --min-samples samples in one pass (cycling the generated store: several
+   of its epochs) after an untimed pass that starts the workers. Beside it, in the same run: the decompression
    floor (numcodecs alone on the same chunks) and re-decoding every bitstream each epoch as
    the reference implementation does (entropy-decode z, h_s, build_indexes, entropy-decode
    y; never g_s). Median and spread ((max - min) / median) over --repeats.
@@ -104,25 +104,24 @@ def _summary(rates: list[float]) -> tuple[float, float]:
 # ------------------------------------------------------------- 1. the input pipeline
 
 
-def loader_run(store_path: Path, fmt: str, workers: int, epochs: int):
-    """A loader with ``workers`` processes: one untimed epoch, then ``epochs`` timed ones."""
-    from latentcache.store import open_store
-    from latentcache.train.data import StreamSpec, batches_per_rank, build_loader, split_count
+def loader_run(store_path: Path, fmt: str, workers: int, samples: int):
+    """A loader with ``workers`` processes streaming ``samples`` in one pass (cycling the
+    store: several of its epochs), after an untimed pass that starts the workers."""
+    from latentcache.train.data import StreamSpec, build_loader
 
-    count = split_count(open_store(store_path).split_info("train"))
     spec = StreamSpec(
         store=str(store_path), split="train", fmt=fmt, shuffle=True, batch_size=BATCH,
-        batches_per_rank=batches_per_rank(count, 1, BATCH),
+        batches_per_rank=-(-samples // BATCH),
     )  # fmt: skip
     loader = build_loader(spec, workers=workers)
 
     def run() -> tuple[int, float]:
+        loader.dataset.set_epoch(0)
         for _ in loader:  # starts (persistent) workers, fills caches
             pass
+        loader.dataset.set_epoch(1)
         n, t0 = 0, time.perf_counter()
-        for epoch in range(1, epochs + 1):
-            loader.dataset.set_epoch(epoch)
-            n += sum(len(b["label"]) for b in loader)
+        n += sum(len(b["label"]) for b in loader)
         return n, time.perf_counter() - t0
 
     return run
@@ -185,7 +184,7 @@ def bench_loaders(args, codec, store: Path, count: int) -> None:
     runs = {
         "decompression floor (numcodecs)": (floor_run(store, epochs), 1),
         **{
-            f"loader, {label}, {w} workers": (loader_run(store, fmt, w, epochs), max(w, 1))
+            f"loader, {label}, {w} workers": (loader_run(store, fmt, w, epochs * count), max(w, 1))
             for fmt, label in (("zarr", "Zarr"), ("webdataset", "WebDataset"))
             for w in args.workers
         },
@@ -251,7 +250,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=128, help="images encoded into the store")
     ap.add_argument("--size", type=int, default=384, help="image side (384: MINC's 24x24 latents)")
     ap.add_argument("--shard-size", type=int, default=64)
-    ap.add_argument("--min-samples", type=int, default=2000, help="samples per loader run")
+    ap.add_argument("--min-samples", type=int, default=4000, help="samples per loader run")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--redecode-samples", type=int, default=128)
     ap.add_argument("--epoch-steps", type=int, default=1, help="timed steps of batch 64 per epoch")

@@ -27,6 +27,7 @@ import functools
 import gzip
 import io
 import json
+import math
 import os
 import tarfile
 import zlib
@@ -111,7 +112,7 @@ def _npy_view(raw, limit: int) -> np.ndarray:
     if head_len > min(len(view), 65536):
         raise ValueError(f".npy header of {head_len} bytes")
     shape, dtype, offset = _npy_header(bytes(view[:head_len]))
-    n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    n = math.prod(shape) * dtype.itemsize
     if offset + n != len(view) or len(view) > limit:
         raise ValueError(f".npy member of {len(view)} bytes does not hold {dtype} {shape}")
     return np.frombuffer(raw, dtype, offset=offset).reshape(shape)

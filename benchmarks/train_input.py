@@ -91,9 +91,36 @@ def _repeat(fn, repeats: int) -> tuple[list[float], int]:
     """Rates (items/s) of ``repeats`` calls of ``fn() -> (items, seconds)``."""
     rates, n = [], 0
     for _ in range(repeats):
-        n, seconds = fn()
+        n, seconds = fn()[:2]
         rates.append(n / seconds)
     return rates, n
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its live children (DataLoader workers), from /proc."""
+    import multiprocessing
+    import os
+
+    total = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK")
+    for child in multiprocessing.active_children():
+        try:
+            fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def _timed(fn):
+    """``fn() -> items`` as ``() -> (items, wall seconds, CPU seconds)``."""
+
+    def run():
+        t0, c0 = time.perf_counter(), _cpu_seconds()
+        n = fn()
+        return n, time.perf_counter() - t0, _cpu_seconds() - c0
+
+    return run
 
 
 def _summary(rates: list[float]) -> tuple[float, float]:
@@ -115,16 +142,15 @@ def loader_run(store_path: Path, fmt: str, workers: int, samples: int):
     )  # fmt: skip
     loader = build_loader(spec, workers=workers)
 
-    def run() -> tuple[int, float]:
-        loader.dataset.set_epoch(0)
-        for _ in loader:  # starts (persistent) workers, fills caches
-            pass
-        loader.dataset.set_epoch(1)
-        n, t0 = 0, time.perf_counter()
-        n += sum(len(b["label"]) for b in loader)
-        return n, time.perf_counter() - t0
+    loader.dataset.set_epoch(0)
+    for _ in loader:  # starts the (persistent) workers, fills caches
+        pass
 
-    return run
+    def run() -> int:
+        loader.dataset.set_epoch(1)
+        return sum(len(b["label"]) for b in loader)
+
+    return _timed(run)
 
 
 def floor_run(store_path: Path, epochs: int):
@@ -144,14 +170,13 @@ def floor_run(store_path: Path, epochs: int):
     blosc, zstd = numcodecs.Blosc(), numcodecs.Zstd()
     samples = len(chunks) // 2
 
-    def run() -> tuple[int, float]:
-        t0 = time.perf_counter()
+    def run() -> int:
         for _ in range(epochs):
             for i, c in enumerate(chunks):
                 (blosc if i < samples else zstd).decode(c)
-        return samples * epochs, time.perf_counter() - t0
+        return samples * epochs
 
-    return run
+    return _timed(run)
 
 
 def redecode_run(codec, store_path: Path, samples: int):
@@ -164,8 +189,7 @@ def redecode_run(codec, store_path: Path, samples: int):
     zs = open_store(store_path).zarr_split("train")
     rows = zs.read(0, min(samples, len(zs)), bitstreams=True)
 
-    def run() -> tuple[int, float]:
-        t0 = time.perf_counter()
+    def run() -> int:
         with torch.no_grad():
             for y, z, shape in zip(
                 rows["y_string"], rows["z_string"], rows["z_shape"], strict=True
@@ -174,33 +198,42 @@ def redecode_run(codec, store_path: Path, samples: int):
                 scales_hat = model.h_s(z_hat)
                 idx = model.gaussian_conditional.build_indexes(scales_hat)
                 model.gaussian_conditional.decompress([y], idx, z_hat.dtype)
-        return len(rows["y_string"]), time.perf_counter() - t0
+        return len(rows["y_string"])
 
-    return run
+    return _timed(run)
 
 
 def bench_loaders(args, codec, store: Path, count: int) -> None:
+    """Every contender once per round, ``--repeats`` rounds: load drift on a shared machine
+    hits all of them alike. Rates per wall second and per CPU second (all processes)."""
     epochs = max(1, math.ceil(args.min_samples / count))
-    runs = {
-        "decompression floor (numcodecs)": (floor_run(store, epochs), 1),
-        **{
-            f"loader, {label}, {w} workers": (loader_run(store, fmt, w, epochs * count), max(w, 1))
-            for fmt, label in (("zarr", "Zarr"), ("webdataset", "WebDataset"))
-            for w in args.workers
-        },
-        "re-decode bitstreams": (redecode_run(codec, store, args.redecode_samples), 1),
-    }
-    rows = []
-    for name, (run, procs) in runs.items():
-        rates, n = _repeat(run, args.repeats)
-        rows.append((name, n, *_summary(rates), procs))
-    decode = rows[-1][2]
-    print(f"{'input pipeline, batch 64':<36}{'samples':>8}{'samples/s':>11}{'spread':>8}"
-          f"{'per process':>13}{'vs re-decode':>14}")  # fmt: skip
-    for name, n, median, spread, procs in rows:
+    runs = {"decompression floor (numcodecs)": (floor_run(store, epochs), 1)}
+    for fmt, label in (("zarr", "Zarr"), ("webdataset", "WebDataset")):
+        for w in args.workers:
+            runs[f"loader, {label}, {w} workers"] = (
+                loader_run(store, fmt, w, epochs * count),
+                max(w, 1),
+            )
+    runs["re-decode bitstreams"] = (redecode_run(codec, store, args.redecode_samples), 1)
+    walls: dict[str, list[float]] = {k: [] for k in runs}
+    cpus: dict[str, list[float]] = {k: [] for k in runs}
+    counts = {}
+    for _ in range(args.repeats):
+        for name, (run, _procs) in runs.items():
+            n, wall, cpu = run()
+            walls[name].append(n / wall)
+            cpus[name].append(n / max(cpu, 1e-9))
+            counts[name] = n
+    decode = statistics.median(walls["re-decode bitstreams"])
+    decode_cpu = statistics.median(cpus["re-decode bitstreams"])
+    print(f"{'input pipeline, batch 64':<34}{'samples':>8}{'samples/s':>10}{'spread':>7}"
+          f"{'per process':>12}{'per CPU-s':>10}{'vs re-decode':>13}{'(CPU)':>8}")  # fmt: skip
+    for name, (_run, procs) in runs.items():
+        median, spread = _summary(walls[name])
+        cpu = statistics.median(cpus[name])
         print(
-            f"{name:<36}{n:>8}{median:>11.0f}{spread:>8.0%}{median / procs:>13.0f}"
-            f"{median / decode:>13.1f}x"
+            f"{name:<34}{counts[name]:>8}{median:>10.0f}{spread:>7.0%}{median / procs:>12.0f}"
+            f"{cpu:>10.0f}{median / decode:>12.1f}x{cpu / decode_cpu:>7.1f}x"
         )
 
 

@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# tensorstore (an independent Zarr v3 reader) needs numpy>=2; compressai pins numpy<2: own venv
+TS_VENV ?= .venv-tensorstore
 
-.PHONY: setup demo test bench lint format clean
+.PHONY: setup tensorstore demo test bench lint format clean
 
 setup: $(VENV)/.installed
 
@@ -17,11 +19,20 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
-test: setup
+$(TS_VENV)/.installed:
+	$(PYTHON) -m venv $(TS_VENV)
+	$(TS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "tensorstore>=0.1.60" "numpy>=2"
+	touch $@
+
+# the tensorstore check (tests/test_zarr_portable.py) runs scripts/read_with_tensorstore.py there
+tensorstore: $(TS_VENV)/.installed
+
+test: setup tensorstore
 	$(BIN)/pytest
 
 bench: setup
 	$(BIN)/python benchmarks/encode.py
+	$(BIN)/python benchmarks/encode_scaling.py
 	@if [ -f benchmarks/train_input.py ]; then $(BIN)/python benchmarks/train_input.py; fi
 
 lint: setup
@@ -32,4 +43,4 @@ format: setup
 	$(BIN)/ruff format latentcache tests benchmarks scripts
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) $(TS_VENV) demo-out .pytest_cache

@@ -1,6 +1,7 @@
 """Encode-side benchmark: throughput, extraction cost and store size, side by side in one run.
 
     python benchmarks/encode.py [--images 32] [--size 256] [--codec demo|random] [--repeats 3] [--threads 1]
+                                [--only speed|sizes]
 
 1. images/s of latentcache's encode (index -> read -> batched g_a -> bytes -> latents -> Zarr +
    WebDataset shards + manifest, in-process) vs a bare loop of stock CompressAI
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from _common import bench_codec
 
-warnings.filterwarnings("ignore")
+warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")  # compressai import
 
 
 def make_images(root: Path, n: int, size: int) -> Path:
@@ -183,6 +184,7 @@ def main() -> None:
     ap.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)"
     )
+    ap.add_argument("--only", choices=["speed", "sizes"], help="run one part (default: both)")
     args = ap.parse_args()
     import torch
 
@@ -195,33 +197,37 @@ def main() -> None:
         print(
             f"{args.images} images {args.size}x{args.size}, {what}, torch threads {torch.get_num_threads()}\n"
         )
-        ours, bare = [], []
-        for _ in range(args.repeats):  # alternate to share the machine's noise
-            rate, manifest = pipeline(codec, root, tmp / "store")
-            ours.append(rate)
-            bare.append(bare_loop(codec.model, root))
-        print(f"mean true bpp {manifest['splits']['train']['bpp_mean']:.3f}\n")
-        print("| encode | images/s (best) |\n|---|---|")
-        print(f"| latentcache encode (both layouts written) | {max(ours):.2f} |")
-        print(f"| bare CompressAI compress + extraction | {max(bare):.2f} |")
-        print(f"| ratio | **{max(ours) / max(bare):.2f}x** |\n")
-        t = extraction_vs_decompress(codec.model, tmp / "store")
-        print("| latents from bytes | seconds | / full decompress |\n|---|---|---|")
-        print(f"| full decompress (with g_s) | {t['full']:.3f} | 1.00 |")
-        print(
-            f"| CompressAI's own steps (no g_s) | {t['stock']:.3f} | {t['stock'] / t['full']:.3f} |"
-        )
-        print(
-            f"| latentcache extract_latents | {t['ours']:.3f} | **{t['ours'] / t['full']:.3f}** |\n"
-        )
-        print(
-            "| layout | scales repr | latents / bitstream | stored / bitstream |\n|---|---|---|---|"
-        )
-        for layout, repr_, lat, whole in sizes(codec, root, tmp):
-            lat_s = "-" if np.isnan(lat) else f"{lat:.2f}x"
-            print(f"| {layout} | {repr_} | {lat_s} | {whole:.2f}x |")
+        if args.only != "sizes":
+            speed(codec, root, tmp, args.repeats)
+        if args.only != "speed":
+            print_sizes(codec, root, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def speed(codec, root: Path, tmp: Path, repeats: int) -> None:
+    ours, bare = [], []
+    for _ in range(repeats):  # alternate to share the machine's noise
+        rate, manifest = pipeline(codec, root, tmp / "store")
+        ours.append(rate)
+        bare.append(bare_loop(codec.model, root))
+    print(f"mean true bpp {manifest['splits']['train']['bpp_mean']:.3f}\n")
+    print("| encode | images/s (best) |\n|---|---|")
+    print(f"| latentcache encode (both layouts written) | {max(ours):.2f} |")
+    print(f"| bare CompressAI compress + extraction | {max(bare):.2f} |")
+    print(f"| ratio | **{max(ours) / max(bare):.2f}x** |\n")
+    t = extraction_vs_decompress(codec.model, tmp / "store")
+    print("| latents from bytes | seconds | / full decompress |\n|---|---|---|")
+    print(f"| full decompress (with g_s) | {t['full']:.3f} | 1.00 |")
+    print(f"| CompressAI's own steps (no g_s) | {t['stock']:.3f} | {t['stock'] / t['full']:.3f} |")
+    print(f"| latentcache extract_latents | {t['ours']:.3f} | **{t['ours'] / t['full']:.3f}** |\n")
+
+
+def print_sizes(codec, root: Path, tmp: Path) -> None:
+    print("| layout | scales repr | latents / bitstream | stored / bitstream |\n|---|---|---|---|")
+    for layout, repr_, lat, whole in sizes(codec, root, tmp):
+        lat_s = "-" if np.isnan(lat) else f"{lat:.2f}x"
+        print(f"| {layout} | {repr_} | {lat_s} | {whole:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ def encode(
     out: str | os.PathLike,
     *,
     data_root: str | os.PathLike | None = None,
-    quality: int = 8,
-    arch: str = "bmshj2018-hyperprior",
+    quality: int | None = None,
+    arch: str | None = None,
     codec_source: str = "zoo",
     checkpoint: str | os.PathLike | None = None,
     model=None,
@@ -60,12 +60,10 @@ def encode(
 
 
 def card(path: str | os.PathLike) -> str:
-    """The dataset card ``latentcache inspect`` prints."""
-    from pathlib import Path
-
+    """The dataset card ``latentcache inspect`` prints (``path``: a folder or a URL)."""
     from latentcache.store.card import format_card
 
-    return format_card(open_store(path).manifest, Path(path))
+    return format_card(open_store(path).manifest, str(path))
 
 
 def verify(path: str | os.PathLike, redecode: bool = False, codec=None):

@@ -9,8 +9,12 @@ __all__ = [
     "WeightsNotFoundError",
     "StoreExistsError",
     "StoreLockedError",
+    "StaleRunError",
     "StoreCorruptError",
+    "StoreNotFoundError",
     "CodecMismatchError",
+    "CodecFileError",
+    "RunNotFoundError",
     "SampleError",
 ]
 
@@ -39,12 +43,28 @@ class StoreLockedError(LatentCacheError, BlockingIOError):
     """Another encoder holds the store's lock."""
 
 
+class StaleRunError(LatentCacheError, RuntimeError):
+    """A task of an earlier encode run tried to commit into a store that a later run now owns."""
+
+
 class StoreCorruptError(LatentCacheError, OSError):
     """A store's files do not match its manifest."""
 
 
+class StoreNotFoundError(LatentCacheError, FileNotFoundError):
+    """A store (its manifest) or a file its manifest lists is missing."""
+
+
 class CodecMismatchError(LatentCacheError, ValueError):
     """A store or checkpoint was made by a different codec than the one asked for."""
+
+
+class CodecFileError(LatentCacheError, ValueError):
+    """A codec weights file cannot be used; the message names the file and the reason."""
+
+
+class RunNotFoundError(LatentCacheError, FileNotFoundError):
+    """A folder given as a training run is not one (no checkpoint or config in it)."""
 
 
 class SampleError(LatentCacheError, ValueError):

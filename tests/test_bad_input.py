@@ -12,9 +12,10 @@ from PIL import Image
 from latentcache.config import EncodeConfig
 from latentcache.datasets.base import Sample
 from latentcache.errors import SampleError
+from latentcache.images import load_image
 from latentcache.pipeline.encode import run_encode
-from latentcache.pipeline.images import load_image
 from latentcache.store import open_store
+from latentcache.store.zarr_store import read_rows
 
 
 def _png(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -111,7 +112,8 @@ def test_bad_and_odd_files_in_one_dataset(tmp_path, photo, tiny_codec):
     assert "truncated" in reasons["truncated.jpg"] or "cannot decode" in reasons["truncated.jpg"]
     store = open_store(out)
     zs = store.zarr_split("train")
-    sizes = dict(zip(zs.group["key"][:], map(tuple, zs.group["image_size"][:]), strict=True))
+    rows = read_rows(zs.group, 0, len(zs), ["key", "image_size"])
+    sizes = dict(zip(rows["key"], map(tuple, rows["image_size"]), strict=True))
     for name, (_, hw) in odd.items():
         assert sizes[f"things/{Path(name).stem}"] == hw, name
     assert sum(1 for _ in zs) == 9

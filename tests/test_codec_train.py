@@ -58,6 +58,7 @@ def test_lambda_table_is_compressais():
         (dict(init="checkpoint"), "--init-checkpoint"),
         (dict(quality=0), "quality"),
         (dict(steps=0), "steps"),
+        (dict(metric="ms-ssim", crop=128), "for ms-ssim, should be >= 192"),
     ],
 )
 def test_config_errors_name_the_value(bad, match):

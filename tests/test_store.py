@@ -72,11 +72,19 @@ def test_plain_zarr_and_plain_webdataset_read_the_store(texture_store):
     """The README's snippets: no latentcache needed to read a store."""
     root = zarr.open_group(texture_store.path / "zarr", mode="r")
     g = root["train"]
-    ok = g["key"][:] != ""
+    keys = g["key"][:]  # (R, K) uint8: UTF-8, zero-padded; holes are all zeros
+    ok = keys.any(axis=1)
+    names = [bytes(k).rstrip(b"\0").decode() for k in keys[ok]]
     table = np.array(json.loads((texture_store.path / "manifest.json").read_text())["scale_table"])
     scales = table[g["scales_hat"][:][ok]]  # uint8 index -> float scales_hat
     assert g["y_hat"].dtype == np.int16 and g["scales_hat"].dtype == np.uint8
     assert scales.shape == g["y_hat"][:][ok].shape
+    i = 5  # row 5's bitstreams: its shard's bytes, sliced by the row's offsets
+    data = g[f"bitstreams/{i // g.attrs['shard_size']:06d}"][:].tobytes()
+    start, mid, stop = g["bitstream_offsets"][i]
+    ours = texture_store.zarr_split("train").read(0, 100, bitstreams=True)
+    assert names == list(ours["key"]) and names[i] == ours["key"][i]
+    assert (data[start:mid], data[mid:stop]) == (ours["y_string"][i], ours["z_string"][i])
     urls = sorted(str(p) for p in (texture_store.path / "wds").glob("train-*.tar"))
     npy_zst = wds.handle_extension(
         "npy.zst", lambda b: np.load(io.BytesIO(numcodecs.Zstd().decode(b)))

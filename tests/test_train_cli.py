@@ -53,7 +53,7 @@ def test_eval_json_prints_one_object_with_fractions(cli_run, texture_store) -> N
         cli, ["eval", str(out), str(texture_store.path), "--split", "test", "--json"]
     )
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert 0.0 <= report["top1"] <= report["top5"] <= 1.0
     assert set(report["per_class"]) == set(texture_store.classes)
     assert len(report["confusion"]) == len(texture_store.classes)

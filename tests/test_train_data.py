@@ -113,6 +113,13 @@ def test_spawned_workers_deliver_the_same_epoch(texture_store) -> None:
     assert serial == spawned
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_evaluation_with_two_worker_processes_sees_every_sample_once(texture_store, fmt) -> None:
+    spec = StreamSpec(store=str(texture_store.path), split="train", fmt=fmt, batch_size=4)
+    keys = [k for b in build_loader(spec, workers=2) for k in b["key"]]
+    assert sorted(keys) == sorted(_all_keys(texture_store))
+
+
 def test_split_ranges_partitions_rows_contiguously() -> None:
     ranges = [(0, 5), (10, 12), (20, 27)]
     parts = [split_ranges(ranges, i / 3, (i + 1) / 3) for i in range(3)]

@@ -105,7 +105,7 @@ def _eval_codecs(arch, metric, codec_sources, qualities, checkpoints) -> list:
         CodecSpec(arch=arch, metric=metric, source="checkpoint", checkpoint=c) for c in checkpoints
     ]
     for source in codec_sources:
-        for q in qualities or ((3,) if source == "demo" else (8,)):
+        for q in qualities or (None,):  # None: the demo codec's own quality; 8 for the zoo
             specs.append(CodecSpec(arch=arch, quality=q, metric=metric, source=source))
     return [load_codec(s) for s in specs]
 
@@ -136,8 +136,8 @@ def _parse_qualities(text: str) -> tuple[int, ...]:
     help="The shipped demo codec, or CompressAI's pretrained zoo at each --quality.",
 )
 @click.option("--quality", "-q", "qualities", multiple=True, type=int, help="Repeatable.")
-@click.option("--arch", default="bmshj2018-hyperprior", show_default=True)
-@click.option("--metric", type=click.Choice(["mse", "ms-ssim"]), default="mse", show_default=True)
+@click.option("--arch", default=None, help="[default: bmshj2018-hyperprior; a checkpoint's own]")
+@click.option("--metric", type=click.Choice(["mse", "ms-ssim"]), default=None)
 @click.option(
     "--jpeg-qualities",
     default=",".join(map(str, DEFAULT_JPEG_QUALITIES)),

@@ -29,12 +29,23 @@ def handle_errors(fn):
         try:
             return fn(*args, **kwargs)
         except LatentCacheError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(one_line(exc)) from None
         except KeyboardInterrupt:
             click.echo("interrupted; re-run the same command to resume", err=True)
             sys.exit(130)
 
     return wrapper
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's message; one raised in a DataLoader worker comes back with the worker's
+    traceback prepended by torch, of which only the original message is kept."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    head, sep, rest = last.partition(": ")
+    return rest if sep and head.endswith(type(exc).__name__) else last
 
 
 def setup_logging(verbose: int) -> None:
@@ -54,19 +65,21 @@ def codec_options(fn):
     options = [
         click.option(
             "--arch",
-            default="bmshj2018-hyperprior",
-            show_default=True,
-            help="CompressAI zoo architecture.",
+            default=None,
+            help="CompressAI zoo architecture [default: bmshj2018-hyperprior; a checkpoint's own].",
         ),
         click.option(
             "--quality",
             "-q",
             type=int,
             default=None,
-            help="Codec quality 1..8 [default: 8; the demo codec's own].",
+            help="Codec quality 1..8 [default: 8 for the zoo; a checkpoint's own].",
         ),
         click.option(
-            "--metric", type=click.Choice(["mse", "ms-ssim"]), default="mse", show_default=True
+            "--metric",
+            type=click.Choice(["mse", "ms-ssim"]),
+            default=None,
+            help="[default: mse for the zoo; a checkpoint's own].",
         ),
         click.option(
             "--codec",
@@ -89,11 +102,10 @@ def codec_options(fn):
 
 
 def codec_spec_from_options(arch, quality, metric, codec_source, checkpoint):
+    """The codec asked for; labels not given stay None (the weights' own, or the zoo's default)."""
     from latentcache.codec.spec import CodecSpec
 
     source = "checkpoint" if checkpoint else codec_source
-    if quality is None:
-        quality = 3 if source == "demo" else 8
     return CodecSpec(
         arch=arch, quality=quality, metric=metric, source=source, checkpoint=checkpoint
     )

@@ -13,9 +13,14 @@ COMMANDS = [
     ("latentcache.cli.store_cmd", "encode"),
     ("latentcache.cli.store_cmd", "inspect"),
     ("latentcache.cli.store_cmd", "verify"),
+    ("latentcache.cli.store_cmd", "pull"),
+    ("latentcache.cli.store_cmd", "push"),
     ("latentcache.cli.train_cmd", "train"),
     ("latentcache.cli.train_cmd", "evaluate"),
     ("latentcache.cli.codec_cmd", "codec"),
+    ("latentcache.cli.finetune_cmd", "finetune"),
+    ("latentcache.cli.recipe_cmd", "run"),
+    ("latentcache.cli.recipe_cmd", "report"),
 ]
 
 

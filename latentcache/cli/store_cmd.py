@@ -1,4 +1,7 @@
-"""``encode``, ``inspect`` and ``verify``: making a store and checking one."""
+"""``encode``, ``inspect``, ``verify``, ``pull`` and ``push``: making, checking and copying a store.
+
+Stores are read from a local path or a URL (file://, memory://, http(s)://, s3://, gs://);
+``encode`` writes to local or shared POSIX folders only, ``push`` copies to object stores."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from latentcache.cli.common import (
     setup_logging,
 )
 
-__all__ = ["encode", "inspect", "verify"]
+__all__ = ["encode", "inspect", "verify", "pull", "push"]
 
 FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("zarr", "webdataset")}
 
@@ -42,7 +45,7 @@ FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("za
     "-o",
     type=click.Path(file_okay=False),
     default=None,
-    help="Output store folder [default: stores/<dataset>-q<quality>].",
+    help="Output store folder [default: stores/<dataset>-q<quality>, or -<checkpoint name>].",
 )
 @click.option(
     "--format", "fmt", type=click.Choice(sorted(FORMAT_CHOICES)), default="both", show_default=True
@@ -67,12 +70,17 @@ FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("za
 @click.option(
     "--workers",
     type=int,
-    default=1,
-    show_default=True,
-    help="Dask LocalCluster worker processes; 0 runs in this process.",
+    default=None,
+    help="Dask LocalCluster worker processes, one torch thread each; 0 runs in this process [default: the available cores].",
 )
 @click.option(
     "--scheduler", default=None, help="Address of an existing Dask scheduler (a real cluster)."
+)
+@click.option(
+    "--dashboard",
+    default="127.0.0.1:8787",
+    show_default=True,
+    help="Address of the LocalCluster's Dask dashboard (a free port if taken); its link is printed.",
 )
 @click.option(
     "--device",
@@ -85,6 +93,16 @@ FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("za
     type=int,
     default=None,
     help="Decompression-bomb limit in pixels [default: Pillow's 89,478,485].",
+)
+@click.option(
+    "--order",
+    type=click.Choice(["shuffled", "index"]),
+    default="shuffled",
+    show_default=True,
+    help="Row order of every split: a seeded permutation, or the dataset index's (class-sorted) order.",
+)
+@click.option(
+    "--order-seed", type=int, default=0, show_default=True, help="Seed of the shuffled row order."
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at --out.")
 @click.option("-v", "--verbose", count=True)
@@ -105,19 +123,23 @@ def encode(
     batch_size,
     workers,
     scheduler,
+    dashboard,
     device,
     max_pixels,
+    order,
+    order_seed,
     overwrite,
     verbose,
 ):
     """Encode a dataset into a latent store: bitstreams, true bpp, y_hat and scales_hat."""
     setup_logging(verbose)
     from latentcache.config import EncodeConfig
+    from latentcache.pipeline.encode import available_cores, run_encode
 
     spec = codec_spec_from_options(arch, quality, metric, codec_source, checkpoint)
     config = EncodeConfig(
         dataset=dataset,
-        out=out or f"stores/{dataset}-q{spec.quality}",
+        out=out or _default_out(dataset, spec),
         data_root=data_root,
         dataset_options={"split_set": split_set} if split_set is not None else {},
         codec=spec,
@@ -125,21 +147,30 @@ def encode(
         shard_size=shard_size,
         scales_repr=scales_repr,
         batch_size=batch_size,
-        workers=workers,
+        workers=available_cores() if workers is None else workers,
         scheduler=scheduler,
+        dashboard=dashboard,
         device=device,
+        order=order,
+        order_seed=order_seed,
         overwrite=overwrite,
         command=command_line(click.get_current_context()),
         **({"max_pixels": max_pixels} if max_pixels else {}),
     )
-    from latentcache.pipeline.encode import run_encode
-
-    result = run_encode(config)
+    result = run_encode(
+        config, on_dashboard=lambda link: click.echo(f"Dask dashboard: {link}", err=True)
+    )
     click.echo(_summary(result))
 
 
+def _default_out(dataset: str, spec) -> str:
+    if spec.quality is not None:
+        return f"stores/{dataset}-q{spec.quality}"
+    return f"stores/{dataset}-{Path(spec.checkpoint).stem if spec.checkpoint else spec.source}"
+
+
 def _summary(result) -> str:
-    from latentcache.store.card import format_bytes, ordered_splits, store_bytes
+    from latentcache.store.card import failure_lines, format_bytes, ordered_splits, store_bytes
 
     m, t = result.manifest, result.manifest["totals"]
     lines = [
@@ -151,11 +182,7 @@ def _summary(result) -> str:
         lines.append(
             f"  {name:<9} {s['stored']:>7} stored, {s['failed']:>5} failed, mean true bpp {bpp}"
         )
-    reasons = {}
-    for f in m["failures"]:
-        reasons[f["reason"]] = reasons.get(f["reason"], 0) + 1
-    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:10]:
-        lines.append(f"  skipped {n} x {reason}")
+    lines += failure_lines(m["failures"], pointer=f"latentcache inspect {result.path} --json")
     lines.append(
         f"store {result.path} ({format_bytes(store_bytes(result.path))}); see `latentcache inspect {result.path}`"
     )
@@ -163,23 +190,20 @@ def _summary(result) -> str:
 
 
 @click.command()
-@click.argument("store", type=click.Path(file_okay=False))
+@click.argument("store")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
 @handle_errors
 def inspect(store, as_json):
-    """Print a store's dataset card: codec, counts, bpp per split, failures."""
+    """Print a store's dataset card (STORE: a folder or URL): codec, counts, bpp per split, failures."""
     from latentcache.store.card import format_card
     from latentcache.store.manifest import read_manifest
 
-    try:
-        m = read_manifest(store)
-    except FileNotFoundError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps(m, indent=1, sort_keys=True) if as_json else format_card(m, Path(store)))
+    m = read_manifest(store)
+    click.echo(json.dumps(m, indent=1, sort_keys=True) if as_json else format_card(m, store))
 
 
 @click.command()
-@click.argument("store", type=click.Path(file_okay=False))
+@click.argument("store")
 @click.option(
     "--redecode",
     is_flag=True,
@@ -194,17 +218,12 @@ def verify(store, redecode, arch, quality, metric, codec_source, checkpoint, ver
     from latentcache.store.reader import open_store
     from latentcache.store.verify import verify_store
 
-    try:
-        st = open_store(store)
-    except FileNotFoundError as exc:
-        raise click.ClickException(str(exc)) from None
+    st = open_store(store)
     codec = _codec_for(st, checkpoint, codec_source) if redecode else None
     report = verify_store(st, redecode=redecode, codec=codec)
     for problem in report.problems:
         click.echo(f"DAMAGED {problem}", err=True)
-    what = f"{report.files_checked} files" + (
-        f", {report.samples_redecoded} samples re-decoded" if redecode else ""
-    )
+    what = f"{report.files_checked} files" + (f", {report.redecoded_summary()}" if redecode else "")
     if not report.ok:
         raise click.ClickException(f"{store}: {len(report.problems)} problems in {what}")
     click.echo(f"OK {store}: {what}")
@@ -212,18 +231,66 @@ def verify(store, redecode, arch, quality, metric, codec_source, checkpoint, ver
 
 def _codec_for(st, checkpoint, codec_source):
     """The store's own codec: its checkpoint (--checkpoint), the demo codec or the zoo."""
-    from dataclasses import replace
-
     from latentcache.codec.load import load_codec
     from latentcache.codec.spec import CodecSpec
 
-    spec = CodecSpec.from_dict({**st.codec, "checkpoint": None, "source": "zoo"})
+    c = st.codec
     if checkpoint:
-        spec = replace(spec, source="checkpoint", checkpoint=checkpoint)
-    elif st.codec["source"] == "demo" or codec_source == "demo":
-        spec = replace(spec, source="demo")
-    elif st.codec["source"] in ("checkpoint", "model"):
+        return load_codec(CodecSpec(arch=c["arch"], source="checkpoint", checkpoint=checkpoint))
+    if c["source"] == "demo" or codec_source == "demo":
+        return load_codec(CodecSpec(source="demo"))
+    if c["source"] in ("checkpoint", "model"):
         raise click.ClickException(
-            f"this store was made with codec weights {st.codec.get('checkpoint') or '(in memory)'}: pass them with --checkpoint"
+            f"this store was made with codec weights {c.get('checkpoint') or '(in memory)'}: pass them with --checkpoint"
         )
-    return load_codec(spec)
+    return load_codec(
+        CodecSpec(arch=c["arch"], quality=c["quality"], metric=c["metric"], source="zoo")
+    )
+
+
+def _transfer_summary(verb: str, src: str, result) -> str:
+    from latentcache.store.card import format_bytes
+
+    return (
+        f"{verb} {result.copied} files ({format_bytes(result.bytes_copied)}), "
+        f"{result.skipped} already intact, from {src} to {result.dest}; "
+        f"splits {', '.join(result.splits)}\n"
+        f"manifest sha256 {result.manifest_sha256}; check it with `latentcache verify {result.dest}`"
+    )
+
+
+@click.command()
+@click.argument("src")
+@click.argument("dest")
+@click.option(
+    "--split",
+    "splits",
+    multiple=True,
+    help="Copy only this split (repeatable); the copy's manifest covers those splits.",
+)
+@click.option("-v", "--verbose", count=True)
+@handle_errors
+def pull(src, dest, splits, verbose):
+    """Copy the store at SRC (folder or URL) to DEST, checking every file's sha256.
+
+    Re-running resumes: intact files are skipped. The manifest is written last."""
+    setup_logging(verbose)
+    from latentcache.store.transfer import TransferConfig, run_pull
+
+    result = run_pull(TransferConfig(src=src, dest=dest, splits=tuple(splits)))
+    click.echo(_transfer_summary("pulled", src, result))
+
+
+@click.command()
+@click.argument("src")
+@click.argument("dest")
+@click.option("-v", "--verbose", count=True)
+@handle_errors
+def push(src, dest, verbose):
+    """Copy the store SRC to DEST (e.g. s3://bucket/path, gs://..., file://...), checking every
+    file's sha256. Re-running resumes; the manifest is written last."""
+    setup_logging(verbose)
+    from latentcache.store.transfer import TransferConfig, run_push
+
+    result = run_push(TransferConfig(src=src, dest=dest))
+    click.echo(_transfer_summary("pushed", src, result))

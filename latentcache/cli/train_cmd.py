@@ -14,7 +14,7 @@ import click
 
 from latentcache.cli.common import command_line, handle_errors, setup_logging
 
-__all__ = ["train", "evaluate", "parse_model_opts"]
+__all__ = ["train", "evaluate", "parse_model_opts", "explicit_options"]
 
 
 def parse_model_opts(items: tuple[str, ...]) -> dict:
@@ -35,8 +35,51 @@ def _is_main_rank() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+# option name -> TrainConfig field, where they differ
+_RENAMED = {"fmt": "format", "model_opt": "model_kwargs"}
+_CLI_ONLY = ("store", "out", "verbose", "list_models", "channels", "classes", "preset")
+
+
+def _to_field(name: str, value):
+    if name == "model_opt":
+        return parse_model_opts(value)
+    if name in ("resize", "crop"):
+        return value or None  # 0: none
+    return value
+
+
+def explicit_options(ctx: click.Context) -> dict:
+    """The options the user gave (not click's defaults), as TrainConfig fields."""
+    from click.core import ParameterSource
+
+    given = {
+        name: value
+        for name, value in ctx.params.items()
+        if name not in _CLI_ONLY and ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+    }
+    return {_RENAMED.get(k, k): _to_field(k, v) for k, v in given.items()}
+
+
+def _print_models(store: str | None, channels: int | None, classes: int | None) -> None:
+    from latentcache.train.models.listing import describe_models
+
+    if store is not None:
+        from latentcache.store import open_store
+
+        st = open_store(store)
+        channels, classes = channels or st.num_channels, classes or len(st.classes)
+    for line in describe_models(channels or 192, classes or 23):
+        click.echo(line)
+
+
 @click.command()
-@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.argument("store", required=False)  # a folder or a URL (file, memory, http(s), s3, gs)
+@click.option(
+    "--preset",
+    type=click.Choice(["gupta2024", "torfason2018"]),
+    default=None,
+    help="A paper's training settings (docs/presets.md); options given explicitly override it.",
+)
 @click.option(
     "--model",
     "-m",
@@ -48,7 +91,20 @@ def _is_main_rank() -> bool:
     "--model-opt",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Extra model argument, e.g. base_width=16 or pretrained=false.",
+    help="Extra model argument, e.g. base_width=16 or stem_width=32.",
+)
+@click.option(
+    "--pretrained",
+    type=click.Choice(["auto", "require", "off"]),
+    default="auto",
+    show_default=True,
+    help="ImageNet trunk weights (models that have one): when cached, else random with a warning; required; never.",
+)
+@click.option(
+    "--init",
+    default=None,
+    metavar="RUN_DIR|FILE",
+    help="Start from another run's weights (its best.pt, or a checkpoint file) with a new classification head.",
 )
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option(
@@ -60,12 +116,13 @@ def _is_main_rank() -> bool:
 )
 @click.option("--batch-size", "-b", type=int, default=64, show_default=True, help="Per rank.")
 @click.option(
-    "--lr", type=float, default=None, help="Learning rate [default: 0.05 for sgd, 1e-3 for adamw]."
+    "--lr", type=float, default=0.05, help="Learning rate [default: 0.05 for sgd, 1e-3 for adamw]."
 )
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True)
 @click.option("--momentum", type=float, default=0.9, show_default=True)
+@click.option("--nesterov/--no-nesterov", default=True, show_default=True, help="SGD only.")
 @click.option(
-    "--weight-decay", type=float, default=None, help="[default: 1e-4 for sgd, 0.05 for adamw]"
+    "--weight-decay", type=float, default=1e-4, help="[default: 1e-4 for sgd, 0.05 for adamw]"
 )
 @click.option(
     "--schedule",
@@ -127,74 +184,44 @@ def _is_main_rank() -> bool:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-batches", type=int, default=None, help="Cap on steps per epoch (smoke runs).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
+@click.option(
+    "--list-models",
+    is_flag=True,
+    help="Print each model, its inputs and parameter count (for STORE, or --channels/--classes), and exit.",
+)
+@click.option(
+    "--channels", type=int, default=None, help="M for --list-models without a store [192]."
+)
+@click.option(
+    "--classes", type=int, default=None, help="Classes for --list-models without a store [23]."
+)
 @click.option("-v", "--verbose", count=True)
 @handle_errors
-def train(
-    store,
-    model,
-    model_opt,
-    epochs,
-    out,
-    batch_size,
-    lr,
-    optimizer,
-    momentum,
-    weight_decay,
-    schedule,
-    step_size,
-    gamma,
-    label_smoothing,
-    fmt,
-    train_split,
-    eval_split,
-    resize,
-    crop,
-    flip,
-    buffer_size,
-    workers,
-    device,
-    amp,
-    seed,
-    max_batches,
-    resume,
-    verbose,
-):
-    """Train a classifier on STORE's latents (never runs the codec)."""
+def train(store, out, preset, list_models, channels, classes, verbose, **_options):
+    """Train a classifier on STORE's latents (never runs the codec).
+
+    Settings: latentcache's defaults, then --preset's, then the options given here.
+    """
+    if list_models:
+        return _print_models(store, channels, classes)
+    if store is None:
+        raise click.UsageError("Missing argument 'STORE'.")
     setup_logging(max(verbose, 1) if _is_main_rank() else 0)
     from latentcache.train import TrainConfig, run_training
+    from latentcache.train.checkpoint import check_run_folder
+    from latentcache.train.presets import resolve_preset
 
-    config = TrainConfig(
-        store=store,
-        out=out or str(Path("runs") / f"{Path(store).name}-{model}"),
-        model=model,
-        model_kwargs=parse_model_opts(model_opt),
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr if lr is not None else (0.05 if optimizer == "sgd" else 1e-3),
-        optimizer=optimizer,
-        momentum=momentum,
-        weight_decay=weight_decay
-        if weight_decay is not None
-        else (1e-4 if optimizer == "sgd" else 0.05),
-        schedule=schedule,
-        step_size=step_size,
-        gamma=gamma,
-        label_smoothing=label_smoothing,
-        format=fmt,
-        train_split=train_split,
-        eval_split=eval_split,
-        resize=resize or None,
-        crop=crop or None,
-        flip=flip,
-        buffer_size=buffer_size,
-        workers=workers,
-        device=device,
-        amp=amp,
-        seed=seed,
-        max_batches=max_batches,
-        resume=resume,
-        command=command_line(click.get_current_context()),
-    )
+    ctx = click.get_current_context()
+    options = explicit_options(ctx)
+    model = options.get("model") or resolve_preset(preset).get("model", TrainConfig.model)
+    options |= {
+        "store": store,
+        "out": out or str(Path("runs") / f"{Path(store.rstrip('/')).name}-{model}"),
+        "command": command_line(ctx),
+    }
+    config = TrainConfig.from_options(options, preset)
+    if config.resume:
+        check_run_folder(config.out)
     result = run_training(config)
     if _is_main_rank():
         top1 = result.get("eval_top1", result.get("train_top1"))
@@ -205,7 +232,7 @@ def train(
 
 @click.command("eval")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.argument("store")  # a folder or a URL
 @click.option("--split", default="test", show_default=True)
 @click.option(
     "--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True

@@ -15,16 +15,15 @@
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from latentcache.atomic import write_json_atomic
 from latentcache.errors import ConfigError
 
 __all__ = [
@@ -197,7 +196,7 @@ def _summary(rows: list[dict]) -> dict:
 
 def load_eval_images(files: list[Path], root: Path) -> list[EvalImage]:
     """Decode ``files`` to RGB with the encode stage's loader (EXIF, any mode -> RGB)."""
-    from latentcache.pipeline.images import load_image
+    from latentcache.images import load_image
 
     images = []
     for path in files:
@@ -209,7 +208,7 @@ def load_eval_images(files: list[Path], root: Path) -> list[EvalImage]:
 def codec_label(codec) -> str:
     spec = codec.spec
     where = Path(spec.checkpoint).name if spec.checkpoint else spec.source
-    return f"{spec.arch} q{spec.quality} ({where})"
+    return f"{spec.arch} q{spec.quality if spec.quality is not None else '?'} ({where})"
 
 
 def _codec_entry(codec, images: list[EvalImage], jpeg: dict[int, list[dict]]) -> dict:
@@ -260,16 +259,10 @@ def run_codec_eval(codecs: list, images: list[EvalImage], config: EvalConfig) ->
     }
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "results.json", results)
+    write_json_atomic(out / "results.json", results)
     if config.plot:
         plot_rd(results, out / "rd.png")
     return results
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, allow_nan=True) + "\n")
-    os.replace(tmp, path)
 
 
 def plot_rd(results: dict, path: Path) -> Path:

@@ -12,6 +12,12 @@
     gaussian_conditional.compress(y, indexes) ─► y_strings
     gaussian_conditional.decompress(y_strings, indexes) ─► y_hat   (checked == round(y))
 
+Mean-scale hyperpriors (mbt2018-mean, CompressAI's ``MeanScaleHyperprior``): ``h_s`` gives 2M
+channels, split as CompressAI does into ``scales_hat, means_hat = h_s(z_hat).chunk(2, 1)``;
+y is coded as ``round(y - means_hat)``, so ``y_hat = symbols + means_hat`` (not an integer).
+:func:`extract_latents` and :func:`encode_batch` take both kinds (``h_a(y)`` instead of
+``h_a(|y|)`` for a mean-scale one); the stores hold scale-only codecs (encode refuses others).
+
 ``h_s`` runs per image on the CPU because that is what a decoder does: a batched or GPU
 convolution may round differently, pick another scale-table index and make the bitstream
 undecodable elsewhere (CompressAI issues #54, #279, #309). The bitstreams are exactly what
@@ -34,8 +40,11 @@ __all__ = [
     "build_indexes",
     "pad_image",
     "encode_batch",
+    "analyze_batch",
+    "code_batch",
     "extract_latents",
     "decode_y",
+    "hyperprior_params",
     "scales_from_z_hat",
     "true_bpp",
     "rans_encode",
@@ -55,12 +64,15 @@ class Latents:
     y_string: bytes
     z_string: bytes
     z_shape: tuple[int, int]
-    y_hat: np.ndarray  # (M, h, w) int16, exact
+    y_hat: np.ndarray  # (M, h, w) int16, exact: the coded symbols (see means_hat)
     scales_hat: np.ndarray  # (M, h, w) float32, h_s(z_hat) as the decoder computes it
     scale_index: np.ndarray  # (M, h, w) uint8, the entropy coder's scale-table index
     z_hat: np.ndarray  # (N, h/4, w/4) int16
     bpp: float  # 8 * (len(y_string) + len(z_string)) / (H * W), unpadded H, W
     bpp_estimate: float  # -log2 likelihoods / (H * W)
+    # Mean-scale codecs (mbt2018-mean): (M, h, w) float32 means_hat; the coded symbols are
+    # round(y - means_hat), so the decoder's y_hat is ``y_hat + means_hat`` (float32 add).
+    means_hat: np.ndarray | None = None
 
 
 def true_bpp(strings: list[bytes], height: int, width: int) -> float:
@@ -154,37 +166,60 @@ def pad_image(x: torch.Tensor, min_div: int = 64) -> torch.Tensor:
     return F.pad(x, pad, mode="constant", value=0)
 
 
-def scales_from_z_hat(model, z_hat: torch.Tensor) -> torch.Tensor:
-    """``h_s(z_hat)`` one image at a time on the CPU (what any decoder computes)."""
+def hyperprior_params(model, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``h_s(z_hat)`` one image at a time on the CPU (what any decoder computes), as
+    ``(scales_hat, means_hat)``; ``means_hat`` is None for a scale-only hyperprior."""
     with torch.no_grad():
-        return torch.cat([model.h_s(z_hat[i : i + 1].float().cpu()) for i in range(len(z_hat))])
+        params = torch.cat([model.h_s(z_hat[i : i + 1].float().cpu()) for i in range(len(z_hat))])
+    m = int(model.M)
+    if params.size(1) == m:
+        return params, None
+    if params.size(1) == 2 * m:  # MeanScaleHyperprior: gaussian_params.chunk(2, 1)
+        scales_hat, means_hat = params.chunk(2, 1)
+        return scales_hat.contiguous(), means_hat.contiguous()
+    raise SampleError(f"h_s gives {params.size(1)} channels; expected M={m} or 2M={2 * m}")
+
+
+def scales_from_z_hat(model, z_hat: torch.Tensor) -> torch.Tensor:
+    """``scales_hat`` of :func:`hyperprior_params`."""
+    return hyperprior_params(model, z_hat)[0]
 
 
 def decode_y(
-    model, y_strings: list[bytes], scales_hat: torch.Tensor
+    model,
+    y_strings: list[bytes],
+    scales_hat: torch.Tensor,
+    means_hat: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Entropy-decode ``y_hat`` (float) and return it with the indexes used."""
+    """Entropy-decode ``y_hat`` (float; symbols + ``means_hat`` when given) and its indexes."""
     gc = model.gaussian_conditional
     indexes = build_indexes(gc, scales_hat)
-    return gc.dequantize(rans_decode(gc, y_strings, indexes), None, torch.float), indexes
+    return gc.dequantize(rans_decode(gc, y_strings, indexes), means_hat, torch.float), indexes
 
 
-def extract_latents(model, y_strings, z_strings, z_shape) -> dict[str, torch.Tensor]:
-    """Bytes -> ``z_hat``, ``scales_hat``, ``y_hat``: everything but ``g_s``."""
+def extract_latents(model, y_strings, z_strings, z_shape) -> dict[str, torch.Tensor | None]:
+    """Bytes -> ``z_hat``, ``scales_hat``, ``means_hat`` (None for scale-only hyperpriors) and
+    ``y_hat``: everything but ``g_s``."""
     with torch.no_grad():
         z_hat = decompress_z(
             model.entropy_bottleneck, list(z_strings), tuple(int(v) for v in z_shape)
         )
-        scales_hat = scales_from_z_hat(model, z_hat)
-        y_hat, indexes = decode_y(model, list(y_strings), scales_hat)
-    return {"z_hat": z_hat, "scales_hat": scales_hat, "y_hat": y_hat, "indexes": indexes}
+        scales_hat, means_hat = hyperprior_params(model, z_hat)
+        y_hat, indexes = decode_y(model, list(y_strings), scales_hat, means_hat)
+    return {
+        "z_hat": z_hat,
+        "scales_hat": scales_hat,
+        "means_hat": means_hat,
+        "y_hat": y_hat,
+        "indexes": indexes,
+    }
 
 
 def _likelihood_bits(
-    model, y: torch.Tensor, z: torch.Tensor, scales_hat: torch.Tensor
+    model, y: torch.Tensor, z: torch.Tensor, scales_hat: torch.Tensor, means_hat=None
 ) -> torch.Tensor:
     """Per-image -log2 likelihood of y and z (the estimate CompressAI training reports)."""
-    _, y_lik = model.gaussian_conditional(y, scales_hat, training=False)
+    _, y_lik = model.gaussian_conditional(y, scales_hat, means=means_hat, training=False)
     _, z_lik = model.entropy_bottleneck(z, training=False)
     bits = lambda lik: -torch.log2(lik).flatten(1).sum(1)  # noqa: E731
     return bits(y_lik) + bits(z_lik)
@@ -199,6 +234,39 @@ def _as_int16(t: torch.Tensor, what: str) -> np.ndarray:
     return a.astype(np.int16)
 
 
+def analyze_batch(model, x: torch.Tensor, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """``g_a`` and ``h_a`` on ``device`` (batched): ``y`` (B, M, h, w) and ``z`` (B, N, h/4, w/4),
+    returned on the CPU in float32, ready for :func:`code_batch`."""
+    from compressai.models import MeanScaleHyperprior
+
+    mean_scale = isinstance(model, MeanScaleHyperprior)
+    with torch.no_grad():
+        g_a, h_a = model.g_a.to(device), model.h_a.to(device)
+        y = g_a(x.to(device))
+        z = h_a(y if mean_scale else torch.abs(y)).float().cpu()  # as each model's compress()
+        return y.float().cpu(), z
+
+
+def code_batch(
+    model, y: torch.Tensor, z: torch.Tensor, sizes: list[tuple[int, int]]
+) -> list[Latents | SampleError]:
+    """Entropy-code ``y`` and ``z`` and extract the latents from the bytes (CPU, float32)."""
+    with torch.no_grad():
+        z_strings = compress_z(model.entropy_bottleneck, z)
+        z_hat = decompress_z(
+            model.entropy_bottleneck, z_strings, tuple(z.shape[-2:])
+        )  # from the bytes
+        scales_hat, means_hat = hyperprior_params(model, z_hat)
+        gc = model.gaussian_conditional
+        symbols = gc.quantize(y, "symbols", means_hat)
+        y_strings = rans_encode(gc, symbols, build_indexes(gc, scales_hat))
+        y_hat, indexes = decode_y(model, y_strings, scales_hat)  # symbols, from the bytes
+        est_bits = _likelihood_bits(model, y, z, scales_hat, means_hat)
+    y_q = torch.round(y if means_hat is None else y - means_hat)
+    coded = (y_hat, y_q, scales_hat, means_hat, indexes, z_hat)
+    return [_one(i, *coded, y_strings, z_strings, sizes, est_bits) for i in range(len(sizes))]
+
+
 def encode_batch(
     model, x: torch.Tensor, sizes: list[tuple[int, int]], device: str = "cpu"
 ) -> list[Latents | SampleError]:
@@ -207,34 +275,18 @@ def encode_batch(
     ``x``: (B, 3, Hp, Wp) in [0, 1], padded to /64; ``sizes``: each image's unpadded (H, W).
     Returns one :class:`Latents` per image, or the :class:`SampleError` that image failed with.
     """
-    with torch.no_grad():
-        g_a, h_a = model.g_a.to(device), model.h_a.to(device)
-        y = g_a(x.to(device))
-        z = h_a(torch.abs(y)).float().cpu()
-        y = y.float().cpu()
-        z_strings = compress_z(model.entropy_bottleneck, z)
-        z_hat = decompress_z(
-            model.entropy_bottleneck, z_strings, tuple(z.shape[-2:])
-        )  # from the bytes
-        scales_hat = scales_from_z_hat(model, z_hat)
-        gc = model.gaussian_conditional
-        y_strings = rans_encode(gc, gc.quantize(y, "symbols"), build_indexes(gc, scales_hat))
-        y_hat, indexes = decode_y(model, y_strings, scales_hat)  # from the bytes
-        est_bits = _likelihood_bits(model, y, z, scales_hat)
-    y_q = torch.round(y)
-    return [
-        _one(i, y_hat, y_q, scales_hat, indexes, z_hat, y_strings, z_strings, sizes, est_bits)
-        for i in range(len(sizes))
-    ]
+    return code_batch(model, *analyze_batch(model, x, device), sizes)
 
 
-def _one(i, y_hat, y_q, scales_hat, indexes, z_hat, y_strings, z_strings, sizes, est_bits):
+def _one(
+    i, y_hat, y_q, scales_hat, means_hat, indexes, z_hat, y_strings, z_strings, sizes, est_bits
+):
     h, w = sizes[i]
     try:
         if not torch.equal(y_hat[i], y_q[i]):
             bad = int((y_hat[i] != y_q[i]).sum())
             raise SampleError(
-                f"entropy-decoded y_hat differs from round(g_a(x)) at {bad} positions"
+                f"entropy-decoded y_hat differs from the encoder's rounded y at {bad} positions"
             )
         return Latents(
             y_string=y_strings[i],
@@ -246,6 +298,7 @@ def _one(i, y_hat, y_q, scales_hat, indexes, z_hat, y_strings, z_strings, sizes,
             z_hat=_as_int16(z_hat[i], "z_hat"),
             bpp=true_bpp([y_strings[i], z_strings[i]], h, w),
             bpp_estimate=float(est_bits[i]) / (h * w),
+            means_hat=None if means_hat is None else means_hat[i].numpy().astype(np.float32),
         )
     except SampleError as exc:
         return exc

@@ -30,8 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentcache.codec.spec import ARCHITECTURES, CodecSpec
+from latentcache.atomic import atomic_write
+from latentcache.codec.spec import ARCHITECTURES, LAMBDAS, CodecSpec, lambda_for
 from latentcache.errors import ConfigError
+from latentcache.images import IMAGE_EXTENSIONS, list_images
 
 __all__ = [
     "LAMBDAS",
@@ -50,22 +52,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# CompressAI's λ per quality 1..8 (compressai/models/vbr.py; docs "Training": MSE table).
-LAMBDAS = {
-    "mse": (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800),
-    "ms-ssim": (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.00),
-}
 INITS = ("scratch", "zoo", "checkpoint")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
-def lambda_for(metric: str, quality: int) -> float:
-    """CompressAI's λ for ``metric`` at ``quality`` (1..8)."""
-    if metric not in LAMBDAS:
-        raise ConfigError(f'Invalid metric "{metric}", should be one of {sorted(LAMBDAS)}')
-    if not 1 <= quality <= 8:
-        raise ConfigError(f'Invalid quality "{quality}", should be between (1, 8)')
-    return LAMBDAS[metric][quality - 1]
 
 
 def _positive(name: str, value: float, minimum: float = 1) -> None:
@@ -113,6 +100,8 @@ class TrainConfig:
         _positive("crop", self.crop, 64)
         if self.crop % 64:
             raise ConfigError(f'Invalid crop "{self.crop}", should be a multiple of 64')
+        if self.metric == "ms-ssim" and self.crop < 192:  # MS-SSIM's 4 downsamplings need > 160
+            raise ConfigError(f'Invalid crop "{self.crop}" for ms-ssim, should be >= 192')
         if self.lmbda is not None and self.lmbda <= 0:
             raise ConfigError(f'Invalid lambda "{self.lmbda}", should be > 0')
 
@@ -160,9 +149,9 @@ def list_image_files(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = list_images(folder)
     if not files:
-        raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
+        raise ConfigError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
     return files
 
 
@@ -180,7 +169,7 @@ def load_training_images(
     files: list[Path], root: Path, crop: int
 ) -> tuple[list[torch.Tensor], list[TrainingImage]]:
     """Decode ``files`` to (3, H, W) uint8 tensors, each at least ``crop`` on its shorter side."""
-    from latentcache.pipeline.images import load_image
+    from latentcache.images import load_image
 
     tensors, records = [], []
     for path in files:
@@ -227,11 +216,9 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
 
         model = model_architectures[config.arch](*config.widths)
     else:
-        spec = replace(
-            config.spec(),
-            source=config.init,
-            checkpoint=config.init_checkpoint,
-        )
+        spec = replace(config.spec(), source=config.init, checkpoint=config.init_checkpoint)
+        if config.init == "checkpoint":  # the starting point keeps its own labels
+            spec = replace(spec, quality=None, metric=None)
         model = load_codec(spec).model
     for p in model.parameters():
         p.requires_grad_(True)
@@ -277,10 +264,8 @@ def _save_state(path: Path, step: int, model, optimizers, scheduler, generator, 
         "scheduler": scheduler.state_dict(),
         "generator": generator.get_state(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        torch.save(payload, f)
 
 
 def _load_state(path: Path, model, optimizers, scheduler, generator, config) -> int:
@@ -462,6 +447,5 @@ def _halve_checkpoint(path: Path) -> None:
         for k, v in payload["state_dict"].items()
     }
     payload["weights_dtype"] = "float16"
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        torch.save(payload, f)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from latentcache.errors import ConfigError, DatasetNotFoundError
+from latentcache.images import IMAGE_EXTENSIONS
 
 __all__ = [
     "Sample",
@@ -34,19 +35,6 @@ __all__ = [
     "make_key",
     "IMAGE_EXTENSIONS",
 ]
-
-IMAGE_EXTENSIONS = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".bmp",
-    ".tif",
-    ".tiff",
-    ".webp",
-    ".gif",
-    ".ppm",
-    ".pgm",
-)
 
 
 @dataclass(frozen=True)

@@ -171,8 +171,8 @@ def read_manifest() -> dict:
     path = manifest_path()
     if not path.is_file():
         raise DatasetNotFoundError(
-            f"demo dataset index {path} not found; it ships in data_manifests/ of the latentcache "
-            f"source tree (set LATENTCACHE_MANIFESTS to that folder)"
+            f"demo dataset index {path} not found; it ships with latentcache (data_manifests/ "
+            f"of the source tree, packaged in the wheel); set LATENTCACHE_MANIFESTS to such a folder"
         )
     return json.loads(path.read_text())
 

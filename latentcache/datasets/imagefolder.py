@@ -17,19 +17,20 @@ are ignored. Classes are the union of the class folder names, sorted; order is d
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import logging
 import os
 from pathlib import Path
 
 from latentcache.datasets.base import (
-    IMAGE_EXTENSIONS,
     DatasetIndex,
     Sample,
     register_dataset,
     unique_keys,
 )
 from latentcache.errors import ConfigError, DatasetNotFoundError
+from latentcache.images import IMAGE_EXTENSIONS, is_image_name, list_images
 
 __all__ = [
     "SPLIT_FOLDERS",
@@ -54,28 +55,12 @@ def _visible_dirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively), sorted; hidden files and folders skipped."""
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            path = Path(dirpath, name)
-            if _is_image_name(name) and path.is_file():
-                found.append(path)
-    return sorted(found)
-
-
-def _is_image_name(name: str) -> bool:
-    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
-
-
 def _count_ignored(folder: Path) -> int:
     """Visible regular files under ``folder`` that are not images (logged, not indexed)."""
     count = 0
     for _dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        count += sum(not n.startswith(".") and not _is_image_name(n) for n in filenames)
+        count += sum(not n.startswith(".") and not is_image_name(n) for n in filenames)
     return count
 
 
@@ -158,9 +143,16 @@ def make_index(
 
 
 def manifest_dir() -> Path:
-    """``$LATENTCACHE_MANIFESTS`` or the ``data_manifests/`` folder of the source tree."""
+    """``$LATENTCACHE_MANIFESTS``, else the copy packaged in an installed wheel
+    (``latentcache/data_manifests/``, read through importlib.resources), else the
+    ``data_manifests/`` folder at the top of the source tree (editable installs, checkouts)."""
     env = os.environ.get("LATENTCACHE_MANIFESTS")
-    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "data_manifests"
+    if env:
+        return Path(env).expanduser()
+    packaged = importlib.resources.files("latentcache") / "data_manifests"
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "data_manifests"
 
 
 def read_split_manifest(name: str) -> tuple[list[str], dict]:
@@ -171,8 +163,8 @@ def read_split_manifest(name: str) -> tuple[list[str], dict]:
         manifest = json.loads((folder / "splits.json").read_text())
     except FileNotFoundError as exc:
         raise DatasetNotFoundError(
-            f"split manifest {exc.filename} not found; it ships in data_manifests/ of the "
-            f"latentcache source tree (set LATENTCACHE_MANIFESTS to that folder)"
+            f"split manifest {exc.filename} not found; it ships with latentcache (data_manifests/ "
+            f"of the source tree, packaged in the wheel); set LATENTCACHE_MANIFESTS to such a folder"
         ) from exc
     return classes, manifest
 

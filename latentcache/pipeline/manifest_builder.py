@@ -1,20 +1,43 @@
-"""Turn the shards' commit records into the store's manifest (the dataset card)."""
+"""Turn the shards' commit records into the store's manifest (the dataset card).
+
+::
+
+    commit records ─► shards (rows, count, files: bytes + sha256), splits (counts, bpp, stats)
+    zarr/ metadata ─► zarr_metadata: every group and array zarr.json (bytes + sha256)
+
+Every file of the store is listed: each shard's files in its commit record (written by its
+task), the Zarr metadata here (written before the tasks, hashed once they are all done).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import statistics
 from datetime import datetime, timezone
+from pathlib import Path
 
-from latentcache.store.manifest import library_versions
+from latentcache.store.manifest import file_entry, library_versions
+from latentcache.store.scales import scale_floor
 from latentcache.store.wds_store import WDS_DIR
-from latentcache.store.zarr_store import ZARR_DIR
+from latentcache.store.zarr_store import ZARR_DIR, metadata_keys
 
-__all__ = ["build_manifest", "split_stats"]
+__all__ = ["build_manifest", "row_order", "split_stats", "zarr_metadata"]
+
+
+def row_order(config, tasks, split: str) -> dict:
+    """How the split's rows were ordered: the order, its seed, the sha256 of its key order.
+
+    ``keys_sha256`` hashes the planned keys joined by newlines, in row order (a failed sample
+    leaves its row as a hole at the end of its shard; its key still counts here).
+    """
+    keys = [s.key for t in tasks if t.split == split for s in t.samples]
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+    return {"order": config.order, "seed": config.order_seed, "keys_sha256": digest}
 
 
 def split_stats(records: list[dict]) -> dict:
-    """Mean/std of y_hat and of log(max(scales_hat, 0.11)) over every stored element."""
+    """Mean/std of y_hat and of log(max(scales_hat, scale_floor)) over every stored element."""
     tot = {k: sum(r["stats"][k] for r in records) for k in ("n", "y_sum", "y_sq", "s_sum", "s_sq")}
     if not tot["n"]:
         return {}
@@ -61,6 +84,14 @@ def _format_bytes(shards: list[dict]) -> dict:
     return out
 
 
+def zarr_metadata(store_path: Path, splits) -> list[dict]:
+    """File entries of the Zarr layout's group and array ``zarr.json`` files."""
+    import zarr
+
+    root = zarr.open_group(store_path / ZARR_DIR, mode="r", zarr_format=3)
+    return [file_entry(store_path / rel, store_path) for rel in metadata_keys(root, splits)]
+
+
 def build_manifest(config, index, codec, tasks, committed: dict, latent_hw: dict) -> dict:
     missing = [(t.split, t.index) for t in tasks if (t.split, t.index) not in committed]
     if missing:
@@ -72,7 +103,10 @@ def build_manifest(config, index, codec, tasks, committed: dict, latent_hw: dict
         {k: r[k] for k in ("split", "index", "rows", "indexed", "count", "files")} for r in records
     ]
     by_split = {s: [r for r in records if r["split"] == s] for s in index.split_names}
-    splits = {s: _split_entry(rs, latent_hw.get(s)) for s, rs in by_split.items()}
+    splits = {
+        s: _split_entry(rs, latent_hw.get(s)) | {"row_order": row_order(config, tasks, s)}
+        for s, rs in by_split.items()
+    }
     failures = [f for r in records for f in r["failures"]]
     stored = sum(r["count"] for r in records)
     return {
@@ -83,6 +117,7 @@ def build_manifest(config, index, codec, tasks, committed: dict, latent_hw: dict
         "entropy_coder": _entropy_coder(),
         "codec": codec.identity(),
         "scale_table": [float(v) for v in codec.model.gaussian_conditional.scale_table.tolist()],
+        "scale_floor": scale_floor(codec.model),
         "dataset": {
             "name": index.name,
             "root": str(index.root),
@@ -96,6 +131,9 @@ def build_manifest(config, index, codec, tasks, committed: dict, latent_hw: dict
             "zarr": ZARR_DIR if "zarr" in config.formats else None,
             "webdataset": WDS_DIR if "webdataset" in config.formats else None,
         },
+        "zarr_metadata": (
+            zarr_metadata(Path(config.out), index.split_names) if "zarr" in config.formats else []
+        ),
         "scales_repr": config.scales_repr,
         "shard_size": config.shard_size,
         "splits": splits,

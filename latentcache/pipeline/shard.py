@@ -4,16 +4,27 @@
 
     ShardTask(split, index, rows, samples)
       │ read bytes ─► sha256 ─► load_image (EXIF, any mode -> RGB, bomb limit)   failures ─┐
-      │ group by padded size ─► codec.latents.encode_batch (batched g_a, bytes -> latents) │
+      │ group by padded size ─► analyze_batch (g_a, h_a on --device, batched)              │
+      │                         └► code_batch (CPU thread: entropy coding, h_s, latents)   │
       ▼                                                                                   ▼
-    EncodedSample ... ─► zarr rows [start, stop) and/or wds/<split>-<index>.tar ─► commits/<split>-<index>.json
+    compute_shard ─► EncodedSample ...
+    commit_shard  ─► fenced_commit(run token) { zarr rows [start, stop) and/or
+                     wds/<split>-<index>.tar ─► commits/<split>-<index>.json }
+
+On a GPU the two stages form a pipeline: batch k+1 runs ``g_a`` while a CPU thread codes
+batch k (CompressAI's rANS coder holds the GIL: one coder thread per process; more coders come
+from more worker processes). The float transforms run on a pinned number of torch threads
+(``ShardSettings.torch_threads``): ``g_a``'s floats change with torch's thread count
+(measured), so pinning it makes a store the same bytes whatever the number of workers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import math
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +33,12 @@ import numpy as np
 
 from latentcache.datasets.base import Sample
 from latentcache.errors import SampleError
-from latentcache.pipeline.images import LoadedImage, load_image
+from latentcache.images import LoadedImage, load_image
 from latentcache.store.manifest import file_entry, write_json_atomic
 from latentcache.store.records import EncodedSample, SampleFailure
-from latentcache.store.scales import scales_payload, scales_to_float
+from latentcache.store.scales import scale_floor, scales_payload, scales_to_float
 from latentcache.store.wds_store import WDS_DIR, tar_name, write_tar
-from latentcache.store.writer import commit_path
+from latentcache.store.writer import commit_path, fenced_commit
 from latentcache.store.zarr_store import shard_files, write_rows
 
 __all__ = [
@@ -37,10 +48,13 @@ __all__ = [
     "compute_shard",
     "commit_shard",
     "encode_samples",
+    "encoder_record",
+    "pinned_threads",
 ]
 
 logger = logging.getLogger(__name__)
-LOG_SCALE_FLOOR = 0.11  # GaussianConditional's scale lower bound
+FLOAT_THREADS = 1  # torch threads of the float transforms in every encoder process (pinned)
+PIPELINE_DEPTH = 2  # analysed batches waiting for the coder thread, at most
 
 
 @dataclass(frozen=True)
@@ -62,7 +76,9 @@ class ShardSettings:
     batch_size: int
     device: str
     latent_hw: dict  # split -> [h, w] the Zarr arrays hold
-    torch_threads: int = 0  # 0: leave torch's setting alone
+    torch_threads: int = FLOAT_THREADS  # pinned: floats (and so bytes) depend on it
+    run_token: str = ""  # the run this task belongs to; its commit is refused once stale
+    pipelined: bool = False  # g_a of the next batch while a CPU thread codes this one (GPU)
 
 
 def _load(sample: Sample, root: Path, max_pixels: int) -> LoadedImage:
@@ -98,8 +114,6 @@ def _to_tensor(images: list[np.ndarray]):
 
 def encode_samples(model, samples, root: Path, settings: ShardSettings):
     """Yield ``(EncodedSample, Latents)`` or ``SampleFailure`` for ``samples``, in order."""
-    from latentcache.codec.latents import encode_batch
-
     results: dict[int, tuple | SampleFailure] = {}
     loaded: dict[int, LoadedImage] = {}
     for i, s in enumerate(samples):
@@ -107,15 +121,36 @@ def encode_samples(model, samples, root: Path, settings: ShardSettings):
             loaded[i] = _load(s, root, settings.max_pixels)
         except SampleError as exc:
             results[i] = SampleFailure(s.key, s.path, s.split, str(exc))
-    for batch in _batches(loaded, settings.batch_size):
-        sizes = [loaded[i].rgb.shape[:2] for i in batch]
-        out = encode_batch(
-            model, _to_tensor([loaded[i].rgb for i in batch]), sizes, settings.device
-        )
+    batches = list(_batches(loaded, settings.batch_size))
+    for batch, out in _encoded_batches(model, loaded, batches, settings):
         for i, lat in zip(batch, out, strict=True):
             results[i] = _record(samples[i], loaded[i], lat, settings)
     for i in range(len(samples)):
         yield results[i]
+
+
+def _encoded_batches(model, loaded, batches, settings: ShardSettings):
+    """``(batch, latents)`` per batch; pipelined: g_a of batch k+1 while batch k is coded."""
+    from latentcache.codec.latents import analyze_batch, code_batch
+
+    def analysed(batch):
+        x = _to_tensor([loaded[i].rgb for i in batch])
+        return (*analyze_batch(model, x, settings.device), [loaded[i].rgb.shape[:2] for i in batch])
+
+    if not settings.pipelined:
+        for batch in batches:
+            yield batch, code_batch(model, *analysed(batch))
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="coder") as coder:
+        pending: deque = deque()
+        for batch in batches:
+            pending.append((batch, coder.submit(code_batch, model, *analysed(batch))))
+            while len(pending) > PIPELINE_DEPTH:
+                done, fut = pending.popleft()
+                yield done, fut.result()
+        while pending:
+            done, fut = pending.popleft()
+            yield done, fut.result()
 
 
 def _record(
@@ -152,8 +187,9 @@ def _record(
     ), lat
 
 
-def _stats(pairs, scales_repr: str, scale_table) -> dict:
-    """Partial sums for the split's normalization statistics (what the reader hands out)."""
+def _stats(pairs, scales_repr: str, scale_table, floor: float) -> dict:
+    """Partial sums for the split's normalization statistics; sigma-hat floored at the
+    codec's own lower bound (``scale_floor``), as training normalizes it."""
     acc = dict.fromkeys(("n", "y_sum", "y_sq", "s_sum", "s_sq"), 0.0)
     for rec, lat in pairs:
         y = rec.y_hat.astype(np.float64)
@@ -162,7 +198,7 @@ def _stats(pairs, scales_repr: str, scale_table) -> dict:
             if scales_repr in ("z_hat", "float32")
             else scales_to_float(rec.scales, scales_repr, scale_table)
         )
-        ls = np.log(np.maximum(s.astype(np.float64), LOG_SCALE_FLOOR))
+        ls = np.log(np.maximum(s.astype(np.float64), floor))
         acc["n"] += y.size
         acc["y_sum"] += y.sum()
         acc["y_sq"] += (y * y).sum()
@@ -176,13 +212,23 @@ def encode_shard(task: ShardTask, codec, settings: ShardSettings) -> dict:
     return commit_shard(task, compute_shard(task, codec, settings), settings)
 
 
+@contextlib.contextmanager
+def pinned_threads(n: int):
+    """torch's intra-op threads set to ``n`` for the block (process-wide), then restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def compute_shard(task: ShardTask, codec, settings: ShardSettings) -> dict:
     """Everything but the writes: samples, failures and the commit record's figures."""
-    if settings.torch_threads:
-        import torch
-
-        torch.set_num_threads(settings.torch_threads)
-    out = list(encode_samples(codec.model, task.samples, Path(settings.data_root), settings))
+    with pinned_threads(settings.torch_threads):
+        out = list(encode_samples(codec.model, task.samples, Path(settings.data_root), settings))
     pairs = [r for r in out if isinstance(r, tuple)]
     stored = [rec for rec, _ in pairs]
     table = codec.model.gaussian_conditional.scale_table.numpy()
@@ -199,17 +245,57 @@ def compute_shard(task: ShardTask, codec, settings: ShardSettings) -> dict:
             "bpp_estimate": [r.bpp_estimate for r in stored],
             "bitstream_bytes": sum(len(r.y_string) + len(r.z_string) for r in stored),
             "latent_shapes": sorted({tuple(r.latent_shape) for r in stored}),
-            "stats": _stats(pairs, settings.scales_repr, table),
+            "stats": _stats(pairs, settings.scales_repr, table, scale_floor(codec.model)),
+            "encoder": encoder_record(settings),
         },
     }
 
 
+def encoder_record(settings: ShardSettings) -> dict:
+    """Where and with what this shard's floats were computed: the reasons its bytes could
+    differ from another run's (README, "Scale-out")."""
+    import compressai
+    import torch
+
+    device = settings.device
+    rec = {
+        "device": device,
+        "torch": torch.__version__,
+        "compressai": compressai.__version__,
+        "torch_threads": settings.torch_threads,
+        "batch_size": settings.batch_size,
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        rec["device_name"] = torch.cuda.get_device_name(torch.device(device))
+        rec["cudnn_allow_tf32"] = bool(torch.backends.cudnn.allow_tf32)
+    return rec
+
+
 def commit_shard(task: ShardTask, computed: dict, settings: ShardSettings) -> dict:
-    """Write the shard's files, then its commit record (atomic): only now does it count."""
+    """Write the shard's files, then its commit record (atomic): only now does it count.
+
+    Fenced: nothing is written unless ``settings.run_token`` still owns the store
+    (:class:`~latentcache.errors.StaleRunError` otherwise); a shard this run already committed
+    (a retried or duplicated task) is not written again.
+    """
     store = Path(settings.store_path)
-    record = {**computed["record"], "files": _write(store, task, computed["stored"], settings)}
-    write_json_atomic(commit_path(store, task.split, task.index), record)
+    path = commit_path(store, task.split, task.index)
+    with fenced_commit(store, settings.run_token):
+        done = _own_commit(path, settings.run_token)
+        if done is not None:
+            return done
+        files = _write(store, task, computed["stored"], settings)
+        record = {**computed["record"], "files": files, "run_token": settings.run_token}
+        write_json_atomic(path, record)
     return record
+
+
+def _own_commit(path: Path, run_token: str) -> dict | None:
+    try:
+        rec = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    return rec if rec.get("run_token") == run_token else None
 
 
 def _write(

@@ -5,7 +5,24 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-__all__ = ["format_card", "format_bytes", "ordered_splits", "store_bytes"]
+__all__ = [
+    "FAILURES_LISTED",
+    "failure_lines",
+    "format_card",
+    "format_codec",
+    "format_bytes",
+    "ordered_splits",
+    "store_bytes",
+]
+
+# How the card words a codec record's ``quality_source`` (codec.load.QUALITY_SOURCES).
+_QUALITY_FROM = {
+    "zoo": "names the CompressAI zoo file",
+    "checkpoint": "recorded in the checkpoint",
+    "user": "given by the user; the widths match it in CompressAI's table",
+    "unknown": "not recorded in the weights",
+    None: "as given at encode, unchecked (the store predates codec provenance)",
+}
 
 
 def format_bytes(n: float) -> str:
@@ -26,17 +43,56 @@ def ordered_splits(m: dict) -> list[tuple[str, dict]]:
     return sorted(m["splits"].items(), key=lambda kv: (order.get(kv[0], 9), kv[0]))
 
 
+FAILURES_LISTED = 20  # failed files named one by one before "and N more"
+
+
+def failure_lines(failures: list[dict], pointer: str, limit: int = FAILURES_LISTED) -> list[str]:
+    """Every failed file with its reason, up to ``limit``, then how many more and where."""
+    if not failures:
+        return []
+    lines = [f"failed files ({len(failures)}):"]
+    lines += [f"  {f.get('path') or f.get('key')}: {f['reason']}" for f in failures[:limit]]
+    if len(failures) > limit:
+        lines.append(f"  and {len(failures) - limit} more: `{pointer}` lists them all")
+    return lines
+
+
 def _fmt(v, spec=".4f") -> str:
     return "-" if v is None else format(v, spec)
+
+
+def _lineage(lin: dict) -> str:
+    parent = str(lin.get("parent_weights_sha256") or "?")
+    rest = ", ".join(
+        f"{k} {lin[k]}" for k in ("mode", "beta", "gamma", "epochs") if lin.get(k) is not None
+    )
+    return f"fine-tuned from weights sha256 {parent}" + (f" ({rest})" if rest else "")
+
+
+def format_codec(c: dict) -> list[str]:
+    """The card's codec lines: what it is, where its labels came from, its weights, lineage."""
+    quality = "unknown" if c.get("quality") is None else c["quality"]
+    source = c.get("quality_source")
+    lam = c.get("lambda")
+    lines = [
+        f"codec        {c['arch']} quality {quality} ({c.get('metric') or 'metric unknown'}), "
+        f"N={c['N']} M={c['M']} (from the weights)",
+        f"provenance   weights {c['source']}"
+        + (f" {c['checkpoint']}" if c.get("checkpoint") else "")
+        + f"; quality {_QUALITY_FROM.get(source, source)}"
+        + f"; lambda {'unknown' if lam is None else format(lam, 'g')}",
+        f"weights      sha256 {c['weights_sha256']}",
+    ]
+    if c.get("lineage"):
+        lines.append(f"lineage      {_lineage(c['lineage'])}")
+    return lines
 
 
 def format_card(m: dict, path: Path | None = None) -> str:
     c, d, t = m["codec"], m["dataset"], m["totals"]
     lines = [
         f"store        {path or ''}",
-        f"codec        {c['arch']} quality {c['quality']} ({c['metric']}), N={c['N']} M={c['M']}, weights {c['source']}"
-        + (f" {c['checkpoint']}" if c.get("checkpoint") else ""),
-        f"weights      sha256 {c['weights_sha256']}",
+        *format_codec(c),
         f"dataset      {d['name']} ({d['num_classes']} classes), index sha256 {d['index_sha256'][:16]}...",
         f"layout       {', '.join(m['formats'])}; scales_hat as {m['scales_repr']}; {m['shard_size']} samples per shard",
         "versions     "

@@ -4,32 +4,46 @@ It is what another team reads before trusting a store: the codec and its weights
 library versions, the dataset and its index's sha256, per split counts and bit rates, per
 shard its files, sample count, bytes and sha256, every failure with its reason, and the
 command that made it. ``indexed = stored + failed`` holds per split and in total.
+
+Reading one is reading untrusted input::
+
+    manifest.json bytes (bounded) ─► JSON ─► format, version (newer: one-line refusal)
+                                  ─► schema/manifest-v<version>.json (JSON Schema draft-07,
+                                     compiled once by fastjsonschema) ─► dict
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+from importlib import resources
 from pathlib import Path
 
-from latentcache.errors import StoreCorruptError
+from latentcache.atomic import write_json_atomic
+from latentcache.errors import StoreCorruptError, StoreNotFoundError
 
 __all__ = [
     "MANIFEST_NAME",
     "MANIFEST_VERSION",
     "STORE_FORMAT",
     "file_sha256",
+    "sha256_bounded",
     "file_entry",
     "write_json_atomic",
     "write_manifest",
     "read_manifest",
+    "load_manifest",
+    "parse_manifest",
+    "manifest_schema",
     "library_versions",
 ]
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 STORE_FORMAT = "latentcache-store"
+MAX_MANIFEST_BYTES = 1 << 30
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -40,23 +54,21 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def sha256_bounded(f, limit: int, chunk: int = 1 << 20) -> tuple[str, int]:
+    """(sha256, bytes read) of a binary stream, reading at most ``limit + 1`` bytes."""
+    h, n = hashlib.sha256(), 0
+    while block := f.read(min(chunk, limit + 1 - n)):
+        h.update(block)
+        n += len(block)
+    return h.hexdigest(), n
+
+
 def file_entry(path: Path, root: Path) -> dict:
     return {
         "path": path.relative_to(root).as_posix(),
         "bytes": path.stat().st_size,
         "sha256": file_sha256(path),
     }
-
-
-def write_json_atomic(path: Path, obj: dict) -> None:
-    """Temporary name, fsync, rename; sorted keys so equal content is equal bytes."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, sort_keys=True, indent=1)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def library_versions() -> dict[str, str]:
@@ -78,20 +90,73 @@ def write_manifest(store_path: Path, manifest: dict) -> Path:
     return path
 
 
-def read_manifest(store_path: str | os.PathLike) -> dict:
-    path = Path(store_path) / MANIFEST_NAME
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no {MANIFEST_NAME} in {store_path}: not a finished latentcache store"
-        )
+def read_manifest(store: str | os.PathLike) -> dict:
+    """The validated manifest of the store at a local path or URL."""
+    return load_manifest(store)[0]
+
+
+def load_manifest(store) -> tuple[dict, bytes]:
+    """(validated manifest, its raw bytes) of a store path, URL or StoreLocation."""
+    from latentcache.store.location import locate
+
+    loc = locate(store)
+    where = f"{loc.url.rstrip('/')}/{MANIFEST_NAME}"
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise StoreCorruptError(f"{path} is not valid JSON: {exc}") from exc
-    if manifest.get("format") != STORE_FORMAT:
-        raise StoreCorruptError(f"{path} is not a latentcache store manifest")
-    if manifest.get("version", 0) > MANIFEST_VERSION:
+        with loc.open(MANIFEST_NAME) as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+    except (FileNotFoundError, IsADirectoryError):
+        raise StoreNotFoundError(
+            f"no {MANIFEST_NAME} in {loc.url}: not a finished latentcache store"
+        ) from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise StoreCorruptError(f"{where}: over the {MAX_MANIFEST_BYTES}-byte limit")
+    return parse_manifest(raw, where), raw
+
+
+@functools.cache
+def manifest_schema(version: int = MANIFEST_VERSION) -> dict:
+    """The JSON schema of manifest ``version``, shipped in ``latentcache/store/schema/``."""
+    text = resources.files("latentcache.store").joinpath(f"schema/manifest-v{version}.json")
+    return json.loads(text.read_text())
+
+
+def parse_manifest(raw: bytes, where: str = MANIFEST_NAME) -> dict:
+    """Parse and validate manifest bytes; StoreCorruptError with one line naming what is wrong."""
+    try:
+        manifest = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StoreCorruptError(f"{where} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
+        raise StoreCorruptError(f"{where} is not a latentcache store manifest")
+    version = manifest.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > MANIFEST_VERSION:
         raise StoreCorruptError(
-            f"{path} has manifest version {manifest['version']}; this latentcache reads up to {MANIFEST_VERSION}"
+            f"{where}: manifest schema version {version} is newer than this latentcache reads "
+            f"(up to {MANIFEST_VERSION}); upgrade latentcache to read this store"
         )
+    if version != MANIFEST_VERSION:
+        raise StoreCorruptError(
+            f"{where}: manifest version {version!r}; valid: 1..{MANIFEST_VERSION}"
+        )
+    _validate(manifest, where)
     return manifest
+
+
+@functools.cache
+def _validator(version: int):
+    import fastjsonschema
+
+    return fastjsonschema.compile(manifest_schema(version))
+
+
+def _validate(manifest: dict, where: str) -> None:
+    import fastjsonschema
+
+    try:
+        _validator(MANIFEST_VERSION)(manifest)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        at = "/".join(str(p) for p in exc.path[1:]) or "(top level)"
+        what = exc.message.split(" ", 1)[1] if exc.message.startswith("data") else exc.message
+        raise StoreCorruptError(
+            f"{where}: does not match manifest schema v{MANIFEST_VERSION} at {at}: {what[:200]}"
+        ) from None

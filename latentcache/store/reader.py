@@ -2,25 +2,36 @@
 
 ::
 
-    open_store(path) ─► LatentStore ─► .manifest / .classes / .codec / .split_info(split)
-                                    ├► .zarr_split(split) ─► ZarrSplit: blocks(), read(start, stop)
-                                    └► .wds_shards(split), .decode_wds_sample(raw)
+    open_store(path or URL) ─► StoreLocation (fsspec filesystem + root)
+      └► LatentStore ─► .manifest (schema-validated) / .classes / .codec / .split_info(split)
+           ├► .zarr_root() ─► Zarr group, read-only (LocalStore, or FsspecStore for URLs)
+           ├► .zarr_split(split) ─► ZarrSplit: blocks(), read(start, stop)
+           ├► .open_file(rel) ─► a store file by its manifest path
+           └► .wds_samples(split, shards) ─► checked, decoded samples of the split's tars
 
-Every reader hands out float32 ``scales_hat`` whatever the stored representation.
+Every reader hands out float32 ``scales_hat`` whatever the stored representation. A store
+is untrusted input: see :mod:`latentcache.store.wds_store` for what is checked.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from latentcache.errors import ConfigError
-from latentcache.store.manifest import read_manifest
-from latentcache.store.scales import scales_array_name, scales_to_float
-from latentcache.store.wds_store import parse_sample
-from latentcache.store.zarr_store import ZARR_DIR, read_rows
+from latentcache.errors import ConfigError, StoreCorruptError, StoreNotFoundError
+from latentcache.store.location import StoreLocation, locate
+from latentcache.store.manifest import load_manifest, sha256_bounded
+from latentcache.store.scales import (
+    DEFAULT_SCALE_FLOOR,
+    scales_array_name,
+    scales_dtype,
+    scales_to_float,
+)
+from latentcache.store.wds_store import ArraySpec, SampleLimits, iter_tar_samples, parse_sample
+from latentcache.store.zarr_store import ZARR_DIR, ZARR_LAYOUT, read_rows
 
 __all__ = ["LatentStore", "ZarrSplit", "open_store"]
 
@@ -34,6 +45,11 @@ class ZarrSplit:
         self.store, self.split = store, split
         self.group = store.zarr_root()[split]
         self._scales = scales_array_name(store.scales_repr)
+        layout = self.group.attrs.get("zarr_layout", 1)
+        if layout != ZARR_LAYOUT:
+            raise StoreCorruptError(
+                f"{store.path}/{ZARR_DIR}/{split}: Zarr layout {layout}, this latentcache reads layout {ZARR_LAYOUT}; re-encode the store"
+            )
 
     def __len__(self) -> int:
         return int(self.group["key"].shape[0])
@@ -45,11 +61,15 @@ class ZarrSplit:
 
     def read(self, start: int, stop: int, bitstreams: bool = False) -> dict[str, np.ndarray]:
         """The valid rows in [start, stop): key, label, bpp, y_hat, scales_hat (float32), latent_shape."""
-        names = [*_FIELDS, self._scales] + (
-            ["y_string", "z_string", "z_shape"] if bitstreams else []
-        )
-        out = read_rows(self.group, start, stop, names)
-        out["scales_hat"] = self.store.scales_to_float(out.pop(self._scales))
+        z_hat = self._scales == "z_hat"
+        extra = ["y_string", "z_string", "z_shape"] if bitstreams else []
+        if z_hat and not bitstreams:
+            extra = ["z_shape"]  # h_s runs on each row cropped to its real size
+        out = read_rows(self.group, start, stop, [*_FIELDS, self._scales, *extra])
+        z_shapes = out.get("z_shape") if z_hat else None
+        if not bitstreams:
+            out.pop("z_shape", None)
+        out["scales_hat"] = self.store.scales_to_float(out.pop(self._scales), z_shapes)
         out["label"] = out["label"].astype(np.int64)
         return out
 
@@ -77,14 +97,22 @@ def _crop(sample: dict) -> dict:
 
 
 class LatentStore:
-    """A finished latentcache store (``manifest.json`` present)."""
+    """A finished latentcache store (``manifest.json`` present), at a local path or a URL."""
 
-    def __init__(self, path: str | os.PathLike, codec=None):
-        self.path = Path(path)
-        self.manifest = read_manifest(self.path)
+    def __init__(self, path: str | os.PathLike | StoreLocation, codec=None):
+        self.location = locate(path)
+        self.url = self.location.url
+        self.manifest, self.manifest_bytes = load_manifest(self.location)
         self._codec = codec
         self._table = np.asarray(self.manifest["scale_table"], dtype=np.float32)
         self._zarr_splits: dict[str, ZarrSplit] = {}
+
+    @property
+    def path(self) -> Path:
+        """The store's folder; only local stores have one (use ``open_file`` for any store)."""
+        if not self.location.local:
+            raise ConfigError(f"{self.url} is not a local folder: read its files with open_file()")
+        return Path(self.location.root)
 
     @property
     def classes(self) -> list[str]:
@@ -107,6 +135,11 @@ class LatentStore:
         return list(self.manifest["formats"])
 
     @property
+    def scale_floor(self) -> float:
+        """The codec's lower bound on sigma-hat (stores before it was recorded: 0.11)."""
+        return float(self.manifest.get("scale_floor", DEFAULT_SCALE_FLOOR))
+
+    @property
     def scales_repr(self) -> str:
         return self.manifest["scales_repr"]
 
@@ -117,53 +150,151 @@ class LatentStore:
             )
         return dict(self.manifest["splits"][split])
 
-    def scales_to_float(self, stored: np.ndarray) -> np.ndarray:
+    def scales_to_float(self, stored: np.ndarray, z_shapes=None) -> np.ndarray:
+        """Float32 scales_hat; a z_hat store needs each row's ``z_shapes`` when padded."""
         h_s = self._codec.model.h_s if self._codec is not None else None
-        return scales_to_float(stored, self.scales_repr, self._table, h_s)
+        return scales_to_float(stored, self.scales_repr, self._table, h_s, z_shapes)
 
     def zarr_root(self):
         """The store's Zarr v3 root group, read-only (every Zarr read goes through here)."""
         import zarr
+        from zarr.storage import FsspecStore, LocalStore
 
-        return zarr.open_group(self.path / ZARR_DIR, mode="r", zarr_format=3)
+        if self.location.local:
+            zstore = LocalStore(self.path / ZARR_DIR, read_only=True)
+        else:
+            zstore = FsspecStore.from_url(f"{self.url.rstrip('/')}/{ZARR_DIR}", read_only=True)
+        return zarr.open_group(zstore, mode="r", zarr_format=3)
 
     def open_file(self, rel: str):
-        """A store file (path relative to the store, as in the manifest), opened for binary reading."""
-        return open(self.path / rel, "rb")
+        """A store file (path relative to the store, as in the manifest), opened for binary
+        reading; sequential reads (over HTTP it is streamed). Refuses paths outside the store."""
+        try:
+            return self.location.open(rel)
+        except FileNotFoundError:
+            raise StoreNotFoundError(f"{rel}: missing from {self.url}") from None
+
+    def file_problem(self, entry: dict) -> str | None:
+        """What is wrong with a manifest file entry (missing, size, sha256), or None if intact."""
+        size = self.location.size(entry["path"])
+        if size is None:
+            return "missing"
+        if size not in (-1, entry["bytes"]):  # -1: unknown until read
+            return f"{size} bytes, manifest says {entry['bytes']}"
+        with self.open_file(entry["path"]) as f:
+            got, n = sha256_bounded(f, entry["bytes"])
+        if n != entry["bytes"]:
+            return f"{n} bytes read, manifest says {entry['bytes']}"
+        return None if got == entry["sha256"] else "sha256 differs from the manifest"
 
     def zarr_split(self, split: str) -> ZarrSplit:
         """The split's Zarr group, opened once per store object."""
         if split not in self._zarr_splits:
             self._need("zarr")
             self.split_info(split)
-            self._zarr_splits[split] = ZarrSplit(self, split)
+            zs = ZarrSplit(self, split)
+            self._check_zarr_arrays(split, zs.group)
+            self._zarr_splits[split] = zs
         return self._zarr_splits[split]
 
+    def _check_zarr_arrays(self, split: str, group) -> None:
+        """The latent arrays' metadata against the manifest, before any chunk is read."""
+        rows = int(self.split_info(split).get("rows", 0))
+        for name, spec in self.sample_limits(split).arrays.items():
+            where = f"{ZARR_DIR}/{split}/{name}"
+            try:
+                a = group[name]
+            except KeyError:
+                raise StoreCorruptError(f"{where}/zarr.json: missing from {self.url}") from None
+            if a.dtype != np.dtype(spec.dtype):
+                raise StoreCorruptError(f"{where}: dtype {a.dtype}, manifest says {spec.dtype}")
+            c, (h, w) = spec.channels, spec.max_hw
+            if len(a.shape) != 4 or a.shape[1] != c or a.shape[2] > h or a.shape[3] > w:
+                raise StoreCorruptError(
+                    f"{where}: shape {a.shape}, manifest says at most ({rows}, {c}, {h}, {w}) (oversized array)"
+                )
+            if rows and a.shape[0] != rows:
+                raise StoreCorruptError(f"{where}: {a.shape[0]} rows, manifest says {rows}")
+
     def wds_shards(self, split: str) -> list[str]:
+        """The split's tars holding samples: local paths, or URLs for a store at a URL (what plain
+        ``webdataset`` opens); :meth:`wds_samples` takes these or the manifest's paths."""
+        return [self._shard_url(rel) for rel, e in self.wds_entries(split).items() if e["count"]]
+
+    def _shard_url(self, rel: str) -> str:
+        if self.location.local:
+            return self.location.join(rel)
+        return f"{self.url.rstrip('/')}/{rel}"
+
+    def wds_entries(self, split: str) -> dict[str, dict]:
+        """The split's tars: manifest-relative path -> {path, bytes, sha256, count}."""
         self._need("webdataset")
         self.split_info(split)
-        return [
-            str(self.path / f["path"])
+        return {
+            f["path"]: {**f, "count": sh["count"]}
             for sh in self.manifest["shards"]
-            if sh["split"] == split and sh["count"] > 0
+            if sh["split"] == split
             for f in sh["files"]["webdataset"]
-        ]
+        }
+
+    def sample_limits(self, split: str) -> SampleLimits:
+        """What the manifest declares for the split's arrays: dtype, channels, largest h, w."""
+        info = self.split_info(split)
+        shapes = [*info.get("latent_shapes", []), info.get("zarr_latent_shape") or [0, 0]]
+        h, w = max(s[0] for s in shapes), max(s[1] for s in shapes)
+        m, n = int(self.codec["M"]), int(self.codec["N"])
+        scales = scales_array_name(self.scales_repr)
+        arrays = {"y_hat": ArraySpec("int16", m, (h, w))}
+        if scales == "z_hat":
+            arrays["z_hat"] = ArraySpec("int16", n, (-(-h // 4), -(-w // 4)))
+        else:
+            arrays["scales_hat"] = ArraySpec(scales_dtype(self.scales_repr).name, m, (h, w))
+        return SampleLimits(arrays, len(self.classes), scales)
+
+    def wds_samples(self, split: str, shards: list[str] | None = None) -> Iterator[dict]:
+        """Checked, decoded samples of the split's tars (all, or ``shards`` from ``wds_shards``):
+        key, label, bpp, y_hat, scales_hat (float32), latent_shape, info, y_string, z_string.
+
+        Raises StoreCorruptError naming the tar and the reason (``wds_store`` lists the checks).
+        """
+        entries = self.wds_entries(split)
+        named = {**{self._shard_url(rel): rel for rel in entries}, **{rel: rel for rel in entries}}
+        limits = self.sample_limits(split)
+        for shard in entries if shards is None else shards:
+            if shard not in named:
+                raise ConfigError(f"{shard!r} is not a {split} tar of {self.url}")
+            rel = named[shard]
+            with self.open_file(rel) as f:
+                for sample in iter_tar_samples(f, entries[rel], limits):
+                    yield self._float_scales(sample)
 
     def decode_wds_sample(self, raw: dict) -> dict:
-        """One raw webdataset sample -> key, label, bpp, y_hat, scales_hat (float32), latent_shape."""
-        out = parse_sample(raw)
+        """One raw webdataset sample -> key, label, bpp, y_hat, scales_hat (float32), latent_shape.
+
+        Prefer :meth:`wds_samples`, which also bounds and checks the tar itself."""
+        return self._float_scales(parse_sample(raw, self._limits_any_split()))
+
+    def _float_scales(self, out: dict) -> dict:
         stored = out.pop(scales_array_name(self.scales_repr))
-        out["scales_hat"] = self.scales_to_float(stored)
+        z_shape = out["info"].get("z_shape") if self.scales_repr == "z_hat" else None
+        out["scales_hat"] = self.scales_to_float(stored, z_shape)
         return out
+
+    def _limits_any_split(self) -> SampleLimits:
+        per = [self.sample_limits(s) for s in self.manifest["splits"]]
+        return max(
+            per, key=lambda lim: lim.arrays["y_hat"].max_hw[0] * lim.arrays["y_hat"].max_hw[1]
+        )
 
     def _need(self, fmt: str) -> None:
         if fmt not in self.formats:
-            raise ConfigError(f"store {self.path} has no {fmt} layout (it has {self.formats})")
+            raise ConfigError(f"store {self.url} has no {fmt} layout (it has {self.formats})")
 
     def __repr__(self) -> str:
-        return f"LatentStore({str(self.path)!r}, splits={self.splits}, codec={self.codec['arch']} q{self.codec['quality']})"
+        return f"LatentStore({self.url!r}, splits={self.splits}, codec={self.codec['arch']} q{self.codec['quality']})"
 
 
 def open_store(path: str | os.PathLike, codec=None) -> LatentStore:
-    """Open a finished store. ``codec`` is needed only for ``z_hat`` stores (``h_s`` runs on read)."""
+    """Open a finished store at a local path or an fsspec URL (file://, memory://, http(s)://,
+    s3://, gs://). ``codec`` is needed only for ``z_hat`` stores (``h_s`` runs on read)."""
     return LatentStore(path, codec)

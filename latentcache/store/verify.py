@@ -2,8 +2,14 @@
 
 ::
 
-    manifest shards ─► each file: exists, size, sha256 ─► sample count (Zarr keys / tar members)
-                 └─► --redecode: y/z strings ─► codec.latents.extract_latents ─► == stored y_hat, scales
+    manifest ─► every listed file: exists, size, sha256   (shards' files + zarr_metadata)
+             ├► Zarr: every file zarr's chunk-key encoding says a shard or the metadata needs
+             │        is listed; sample counts from the keys (read through crc32c)
+             ├► WebDataset: sample counts from the tar members
+             └► --redecode: y/z strings ─► codec.latents.extract_latents ─► == stored y_hat,
+                            scales, for every layout the store has
+
+A problem is one line, ``<file>: <what is wrong>``.
 """
 
 from __future__ import annotations
@@ -14,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from latentcache.store.manifest import file_sha256
+from latentcache.errors import StoreCorruptError
 from latentcache.store.reader import LatentStore
-from latentcache.store.wds_store import count_tar_samples
-from latentcache.store.zarr_store import valid_rows
+from latentcache.store.zarr_store import metadata_keys, read_rows, shard_keys
 
 __all__ = ["VerifyReport", "verify_store"]
 
@@ -27,44 +32,86 @@ logger = logging.getLogger(__name__)
 @dataclass
 class VerifyReport:
     files_checked: int = 0
-    samples_redecoded: int = 0
+    redecoded: dict[str, int] = field(default_factory=dict)  # layout -> samples re-decoded
     problems: list[str] = field(default_factory=list)  # "<file>: <what is wrong>"
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def samples_redecoded(self) -> int:
+        return sum(self.redecoded.values())
+
+    def redecoded_summary(self) -> str:
+        """``36 samples re-decoded (18 webdataset, 18 zarr)``."""
+        per = ", ".join(f"{n} {layout}" for layout, n in sorted(self.redecoded.items()))
+        return f"{self.samples_redecoded} samples re-decoded ({per or 'none'})"
+
 
 def _check_file(store: LatentStore, entry: dict, report: VerifyReport) -> bool:
-    path = store.path / entry["path"]
     report.files_checked += 1
-    if not path.is_file():
-        report.problems.append(f"{entry['path']}: missing")
-    elif path.stat().st_size != entry["bytes"]:
-        report.problems.append(
-            f"{entry['path']}: {path.stat().st_size} bytes, manifest says {entry['bytes']}"
-        )
-    elif file_sha256(path) != entry["sha256"]:
-        report.problems.append(f"{entry['path']}: sha256 differs from the manifest")
-    else:
-        return True
-    return False
+    problem = store.file_problem(entry)
+    if problem:
+        report.problems.append(f"{entry['path']}: {problem}")
+    return problem is None
 
 
 def _check_count(store: LatentStore, shard: dict, fmt: str, report: VerifyReport) -> None:
     if fmt == "webdataset":
-        path = store.path / shard["files"]["webdataset"][0]["path"]
-        try:
-            n = count_tar_samples(path)
-        except Exception as exc:  # a damaged tar: tarfile errors, unsafe members
-            report.problems.append(f"{path.relative_to(store.path)}: unreadable tar ({exc})")
+        path = shard["files"]["webdataset"][0]["path"]
+        try:  # every member and array checked against the manifest (wds_store)
+            n = sum(1 for _ in store.wds_samples(shard["split"], [path]))
+        except StoreCorruptError as exc:
+            report.problems.append(str(exc))
             return
     else:
         start, stop = shard["rows"]
-        n = int(valid_rows(store.zarr_split(shard["split"]).group["key"][start:stop]).sum())
+        try:
+            group = store.zarr_split(shard["split"]).group
+            n = len(read_rows(group, start, stop, ["key"])["key"])
+        except StoreCorruptError as exc:
+            report.problems.append(str(exc))
+            return
         path = Path(f"zarr/{shard['split']} rows {start}:{stop}")
     if n != shard["count"]:
         report.problems.append(f"{path}: {n} samples, manifest says {shard['count']}")
+
+
+def _check_listed(expected: list[str], entries: list[dict], report: VerifyReport) -> None:
+    listed = {e["path"] for e in entries}
+    report.problems += [
+        f"{rel}: not listed in the manifest" for rel in expected if rel not in listed
+    ]
+
+
+def _check_zarr_metadata(store: LatentStore, report: VerifyReport) -> bool:
+    """Every group and array zarr.json: listed, present, intact. True when the listed ones are
+    intact (the layout can be opened)."""
+    entries = store.manifest.get("zarr_metadata")
+    if not entries:
+        report.problems.append("manifest.json: lists no Zarr metadata (zarr_metadata)")
+        return False
+    if not all([_check_file(store, e, report) for e in entries]):
+        return False
+    try:
+        expected = metadata_keys(store.zarr_root(), list(store.manifest["splits"]))
+    except KeyError as exc:  # a split or array whose zarr.json is not listed, and gone
+        report.problems.append(f"zarr: a node the manifest does not list is missing ({exc})")
+        return False
+    _check_listed(expected, entries, report)
+    return True
+
+
+def _check_zarr_shard(store: LatentStore, shard: dict, report: VerifyReport) -> None:
+    """The shard's files, as zarr's chunk-key encoding names them, are all listed."""
+    try:
+        group = store.zarr_split(shard["split"]).group
+        expected = shard_keys(group, shard["index"])
+    except (KeyError, StoreCorruptError) as exc:  # its bitstream array's metadata is gone
+        report.problems.append(f"zarr/{shard['split']} shard {shard['index']}: unreadable ({exc})")
+        return
+    _check_listed(expected, shard["files"]["zarr"], report)
 
 
 def _check_totals(store: LatentStore, report: VerifyReport) -> None:
@@ -77,13 +124,17 @@ def _check_totals(store: LatentStore, report: VerifyReport) -> None:
 
 
 def verify_store(store: LatentStore, redecode: bool = False, codec=None) -> VerifyReport:
-    """Check every shard's files and counts; with ``redecode``, re-decode bitstreams (needs ``codec``)."""
+    """Check every listed file and every shard's count; with ``redecode``, re-decode every
+    bitstream of every layout (needs ``codec``)."""
     report = VerifyReport()
     _check_totals(store, report)
+    zarr_ok = "zarr" in store.formats and _check_zarr_metadata(store, report)
     for shard in store.manifest["shards"]:
         for fmt, entries in shard["files"].items():
             intact = all([_check_file(store, e, report) for e in entries])
-            if intact:
+            if fmt == "zarr" and zarr_ok and intact:
+                _check_zarr_shard(store, shard, report)
+            if intact and (fmt != "zarr" or zarr_ok):
                 _check_count(store, shard, fmt, report)
     if redecode and report.ok:
         _redecode(store, codec, report)
@@ -98,8 +149,10 @@ def _redecode(store: LatentStore, codec, report: VerifyReport) -> None:
             f"codec weights {codec.weights_sha256[:12]} are not the store's {store.codec['weights_sha256'][:12]}: cannot re-decode"
         )
         return
+    if "webdataset" in store.formats:
+        _redecode_wds(store, codec, report, extract_latents)
     if "zarr" not in store.formats:
-        return _redecode_wds(store, codec, report, extract_latents)
+        return
     for split in store.splits:
         zs = store.zarr_split(split)
         for start, stop in zs.blocks():
@@ -120,11 +173,8 @@ def _redecode(store: LatentStore, codec, report: VerifyReport) -> None:
 
 
 def _redecode_wds(store, codec, report, extract_latents) -> None:
-    import webdataset as wds
-
     for split in store.splits:
-        for raw in wds.WebDataset(store.wds_shards(split), shardshuffle=False, empty_check=False):
-            s = store.decode_wds_sample(raw)
+        for s in store.wds_samples(split):
             got = extract_latents(
                 codec.model, [s["y_string"]], [s["z_string"]], s["info"]["z_shape"]
             )
@@ -132,7 +182,8 @@ def _redecode_wds(store, codec, report, extract_latents) -> None:
 
 
 def _compare(report, where, got, y_hat, scales_hat, store) -> None:
-    report.samples_redecoded += 1
+    layout = "zarr" if where.startswith("zarr/") else "webdataset"
+    report.redecoded[layout] = report.redecoded.get(layout, 0) + 1
     if not np.array_equal(got["y_hat"][0].numpy().astype(np.int16), y_hat):
         report.problems.append(f"{where}: stored y_hat differs from the re-decoded bitstream")
     expect = store.scales_to_float(_as_stored(got, store.scales_repr))

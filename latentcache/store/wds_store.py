@@ -9,34 +9,50 @@ Each sample ``<key>`` holds::
     <key>.y_string         the y bitstream (raw bytes)
     <key>.z_string         the z bitstream
 
-Array members, chosen by measurement (README, "Feeding a GPU"): Zstandard level 9 of the
-``.npy`` bytes decodes ~2x faster than gzip at the same size (raw ``.npy`` is 8x larger).
-Readers also take ``.npy.gz`` (stores written before) and plain ``.npy``. Plain webdataset
-reads them with one handler::
+A tar is written to a temporary name, fsync'd and renamed: a reader never sees half of one.
+Any image size fits: no padding.
+
+Array members, chosen by measurement (README, "Feeding the training device"): Zstandard level 9
+of the ``.npy`` bytes decodes about 2x faster than gzip at about the same size; raw ``.npy`` is
+several times larger. Readers also take ``.npy.gz`` (stores written before) and plain ``.npy``.
+Plain webdataset reads the members with one handler::
 
     wds.WebDataset(url).decode(wds.handle_extension(
         "npy.zst", lambda b: np.load(io.BytesIO(numcodecs.Zstd().decode(b)))))
 
-A tar is written to a temporary name, fsync'd and renamed: a reader never sees half of one.
-Any image size fits: no padding.
+Reading treats a tar as hostile input (another team's, or a server's)::
+
+    tar stream ─► _CheckedStream: at most the manifest's bytes, sha256 compared at the end
+      └► iter_raw_samples (tar_reader: ustar headers parsed with struct): regular members
+         only (no links, devices, absolute or '..' names), each member within the declared
+         tar size, known suffixes, grouped by key
+      └► parse_sample / load_npy: the .npy header is read first: dtype (never object: nothing
+         is unpickled), channels and h, w checked against SampleLimits; then exactly the bytes
+         that header declares are decompressed (gzip: a bomb stops there; zstd: the frame's
+         declared size is bounded first); label in range; latent_shape consistent
+
+Every refusal is a StoreCorruptError with one line: ``<shard>: <member>: <reason>``.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import io
 import json
-import math
-import os
-import tarfile
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from latentcache.atomic import atomic_write
+from latentcache.errors import StoreCorruptError
 from latentcache.store.records import EncodedSample
 from latentcache.store.scales import scales_array_name
+from latentcache.store.tar_reader import TarEntry, tar_members
 
 __all__ = [
     "WDS_DIR",
@@ -45,25 +61,32 @@ __all__ = [
     "ARRAY_EXT",
     "npy_bytes",
     "load_npy",
-    "array_member",
-    "decode_member",
+    "decode_array",
+    "checked_raw_samples",
     "parse_sample",
     "count_tar_samples",
+    "ArraySpec",
+    "SampleLimits",
+    "iter_tar_samples",
+    "iter_raw_samples",
+    "read_npy_checked",
 ]
 
 WDS_DIR = "wds"
 ARRAY_MEMBERS = ("y_hat", "scales_hat", "z_hat")
-ARRAY_EXT = "npy.zst"  # written; read: any of ARRAY_EXTS
-ARRAY_EXTS = ("npy.zst", "npy.gz", "npy")
+ARRAY_EXT = "npy.zst"  # what writers use; readers take any of ARRAY_SUFFIXES
+ARRAY_SUFFIXES = (".npy.zst", ".npy.gz", ".npy")  # all decoded with the same checks
 ZSTD_LEVEL = 9
 MEMBER_SUFFIXES = (
-    *(f"{a}.{e}" for a in ARRAY_MEMBERS for e in ARRAY_EXTS),
+    *(f"{a}{x}" for a in ARRAY_MEMBERS for x in ARRAY_SUFFIXES),
     "cls",
     "json",
     "y_string",
     "z_string",
 )
 MAX_MEMBER_BYTES = 256 * 2**20
+MAX_NPY_HEADER = 4096
+MAX_SMALL_MEMBER = 1 << 20  # .json and .cls
 
 
 def tar_name(split: str, index: int) -> str:
@@ -71,7 +94,8 @@ def tar_name(split: str, index: int) -> str:
 
 
 def npy_bytes(a: np.ndarray, ext: str = ARRAY_EXT) -> bytes:
-    """An array member's bytes: ``.npy``, compressed as ``ext`` says (equal arrays, equal bytes)."""
+    """An array member's bytes: ``.npy``, compressed as ``ext`` says (equal arrays, equal bytes:
+    gzip with a fixed mtime)."""
     buf = io.BytesIO()
     np.save(buf, a, allow_pickle=False)
     raw = buf.getvalue()
@@ -83,75 +107,62 @@ def npy_bytes(a: np.ndarray, ext: str = ARRAY_EXT) -> bytes:
         return gzip.compress(raw, compresslevel=6, mtime=0)
     if ext == "npy":
         return raw
-    raise ValueError(f'Unknown array member encoding "{ext}". Available: {list(ARRAY_EXTS)}')
+    raise ValueError(f"array member encoding {ext!r}: expected one of {list(ARRAY_SUFFIXES)}")
 
 
-@functools.lru_cache(maxsize=256)
-def _npy_header(head: bytes) -> tuple[tuple[int, ...], np.dtype, int]:
-    """(shape, dtype, data offset) of a ``.npy`` header; equal headers parse once."""
-    from numpy.lib import format as npy_format
-
-    f = io.BytesIO(head)
-    version = npy_format.read_magic(f)
-    shape, fortran, dtype = npy_format._read_array_header(f, version)
-    if dtype.hasobject or fortran:
-        raise ValueError(f".npy member holds {dtype} (fortran={fortran}); expected plain numbers")
-    return shape, dtype, f.tell()
+def load_npy(b: bytes, spec: ArraySpec | None = None, encoding: str = "npy.gz") -> np.ndarray:
+    """A member's array (a copy). See :func:`decode_array` for the checks."""
+    return np.array(decode_array(encoding, b, spec or ArraySpec.unchecked()))
 
 
-def _npy_view(raw, limit: int) -> np.ndarray:
-    """The array in ``.npy`` bytes, without copying them; no object dtypes, size checked."""
-    view = memoryview(raw).cast("B")
-    if len(view) < 10 or bytes(view[:6]) != b"\x93NUMPY":
-        raise ValueError(".npy member does not start with the .npy magic")
-    head_len = (
-        int.from_bytes(view[8:10], "little") + 10
-        if view[6] == 1
-        else int.from_bytes(view[8:12], "little") + 12
-    )
-    if head_len > min(len(view), 65536):
-        raise ValueError(f".npy header of {head_len} bytes")
-    shape, dtype, offset = _npy_header(bytes(view[:head_len]))
-    n = math.prod(shape) * dtype.itemsize
-    if offset + n != len(view) or len(view) > limit:
-        raise ValueError(f".npy member of {len(view)} bytes does not hold {dtype} {shape}")
-    return np.frombuffer(raw, dtype, offset=offset).reshape(shape)
+def decode_array(encoding: str, b, spec: ArraySpec) -> np.ndarray:
+    """A member's array, possibly a read-only view of a fresh buffer (never of ``b``'s owner
+    beyond this call: callers copy it into their batch). The .npy header is read and checked
+    against ``spec`` before the data; at most the bytes it declares are decompressed."""
+    if encoding == "npy":
+        return read_npy_checked(b, spec, copy=False)
+    if encoding == "npy.zst":
+        return _zstd_npy(b, spec)
+    if encoding == "npy.gz":
+        return _gzip_npy(b, spec)
+    raise ValueError(f"array member encoding {encoding!r}: expected one of {list(ARRAY_SUFFIXES)}")
 
 
-def decode_member(ext: str, b: bytes, limit: int = MAX_MEMBER_BYTES) -> np.ndarray:
-    """An array member (``ext`` one of ARRAY_EXTS) as a read-only array; output bounded by ``limit``."""
-    if ext == "npy":
-        return _npy_view(b, limit)
-    if ext == "npy.zst":
-        from numcodecs import zstd
+def _zstd_npy(b, spec: ArraySpec) -> np.ndarray:
+    from numcodecs import zstd
 
-        from latentcache.store.shard_reader import zstd_content_size
+    from latentcache.store.shard_reader import zstd_content_size
 
-        size = zstd_content_size(b)
-        if size is None or size > limit:
-            raise ValueError(f"zstd member declares {size} bytes (limit {limit})")
-        out = np.empty(size, np.uint8)
+    size = zstd_content_size(b)
+    bound = spec.max_npy_bytes()
+    if size is None or size > bound:
+        raise ValueError(
+            f"its zstd frame declares {size} bytes, over the {bound} its array may take (zstd bomb or oversized array)"
+        )
+    out = np.empty(size, np.uint8)
+    try:
         zstd.decompress(b, out)
-        return _npy_view(out, limit)
-    if ext == "npy.gz":
-        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        raw = d.decompress(b, limit + 1)
-        if len(raw) > limit or not d.eof:
-            raise ValueError(f"gzip member is larger than {limit} bytes or truncated")
-        return _npy_view(raw, limit)
-    raise ValueError(f'Unknown array member encoding "{ext}". Available: {list(ARRAY_EXTS)}')
+    except RuntimeError as exc:
+        raise ValueError(f"not valid zstd ({str(exc)[:120]})") from None
+    return read_npy_checked(out, spec, copy=False)
 
 
-def load_npy(b: bytes, ext: str = "npy.gz") -> np.ndarray:
-    return np.array(decode_member(ext, b))
-
-
-def array_member(raw: dict, name: str) -> tuple[str, bytes]:
-    """(encoding, bytes) of array ``name`` in a raw webdataset sample."""
-    for ext in ARRAY_EXTS:
-        if f"{name}.{ext}" in raw:
-            return ext, raw[f"{name}.{ext}"]
-    raise KeyError(f"sample {raw.get('__key__')!r} has no {name} member")
+def _gzip_npy(b, spec: ArraySpec) -> np.ndarray:
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        head = d.decompress(b, MAX_NPY_HEADER + 16)
+        shape, fortran, dtype, offset = _npy_header(head, spec)
+        total = offset + _nbytes(shape, dtype)
+        raw = head + d.decompress(d.unconsumed_tail, max(total - len(head), 0) + 1)
+    except zlib.error as exc:
+        raise ValueError(f"not valid gzip ({exc})") from None
+    if len(raw) > total:
+        raise ValueError(
+            f"gunzips to more than the {total} bytes its .npy header declares (gzip bomb)"
+        )
+    if not d.eof or d.unused_data:
+        raise ValueError("truncated gzip, or bytes after its end")
+    return _array(raw, shape, fortran, dtype, offset, copy=False)
 
 
 def _sample_dict(s: EncodedSample, scales_name: str) -> dict:
@@ -170,54 +181,281 @@ def write_tar(path: Path, samples: list[EncodedSample], scales_repr: str) -> Non
     """Write ``samples`` to ``path`` atomically (temporary name, fsync, rename)."""
     import webdataset as wds
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     scales_name = scales_array_name(scales_repr)
-    with open(tmp, "wb") as f:
-        with wds.TarWriter(f, encoder=False, mtime=0) as sink:
-            for s in samples:
-                sink.write(_sample_dict(s, scales_name))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_write(path) as f, wds.TarWriter(f, encoder=False, mtime=0) as sink:
+        for s in samples:
+            sink.write(_sample_dict(s, scales_name))
 
 
-def parse_sample(raw: dict) -> dict:
+@dataclass(frozen=True)
+class ArraySpec:
+    """What one array member must be: dtype, channel count, at most ``max_hw`` spatially."""
+
+    dtype: str
+    channels: int | None
+    max_hw: tuple[int, int]
+
+    @classmethod
+    def unchecked(cls) -> ArraySpec:  # writers' own round trips; never used on store input
+        return cls("", None, (1 << 16, 1 << 16))
+
+    def max_npy_bytes(self) -> int:
+        """The most bytes a ``.npy`` of this spec can hold (header included)."""
+        if self.channels is None or not self.dtype:
+            return MAX_MEMBER_BYTES
+        n = self.channels * self.max_hw[0] * self.max_hw[1] * np.dtype(self.dtype).itemsize
+        return min(n + MAX_NPY_HEADER + 16, MAX_MEMBER_BYTES)
+
+
+@dataclass(frozen=True)
+class SampleLimits:
+    """What the manifest declares for one split's samples (``LatentStore.sample_limits``)."""
+
+    arrays: dict[str, ArraySpec]  # y_hat and the stored scales (scales_hat or z_hat)
+    num_classes: int
+    scales_name: str
+
+
+def read_npy_checked(raw, spec: ArraySpec, copy: bool = True) -> np.ndarray:
+    """An array from ``.npy`` bytes; dtype and shape checked before the data is touched
+    (``copy=False``: a read-only view of ``raw``)."""
+    shape, fortran, dtype, offset = _npy_header(raw, spec)
+    return _array(raw, shape, fortran, dtype, offset, copy=copy)
+
+
+def _npy_header(raw, spec: ArraySpec) -> tuple[tuple, bool, np.dtype, int]:
+    """(shape, fortran_order, dtype, data offset) of .npy bytes, checked against ``spec``."""
+    view = memoryview(raw).cast("B")
+    if len(view) < 10 or bytes(view[:6]) != b"\x93NUMPY":
+        raise ValueError("not a valid .npy (no .npy magic)")
+    wide = view[6] >= 2
+    size = int.from_bytes(view[8:12] if wide else view[8:10], "little")
+    offset = size + (12 if wide else 10)
+    if offset > min(len(view), MAX_NPY_HEADER + 12):
+        raise ValueError(f"not a valid .npy (a header of {offset} bytes)")
+    shape, fortran, dtype = _parse_npy_header(bytes(view[:offset]))
+    _check_header(shape, dtype, spec)
+    return shape, fortran, dtype, offset
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_npy_header(head: bytes) -> tuple[tuple, bool, np.dtype]:
+    """numpy's own header parser (no pickle, literal values only); equal headers parse once."""
+    fp = io.BytesIO(head)
+    try:
+        version = np.lib.format.read_magic(fp)
+        reader = {
+            (1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0,
+        }
+        if version not in reader:
+            raise ValueError(f"unsupported .npy version {version}")
+        shape, fortran, dtype = reader[version](fp, max_header_size=MAX_NPY_HEADER)
+    except ValueError as exc:
+        raise ValueError(f"not a valid .npy ({str(exc)[:120]})") from None
+    if fp.tell() != len(head):
+        raise ValueError("not a valid .npy (header length)")
+    return shape, fortran, dtype
+
+
+def _nbytes(shape: tuple, dtype: np.dtype) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+
+def _array(
+    raw, shape: tuple, fortran: bool, dtype: np.dtype, offset: int, copy: bool = True
+) -> np.ndarray:
+    n = _nbytes(shape, dtype)
+    have = memoryview(raw).nbytes - offset
+    if have != n:
+        raise ValueError(f"holds {have} data bytes, its .npy header declares {n}")
+    data = np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape, dtype=np.int64)), offset=offset)
+    data = data.reshape(shape, order="F" if fortran else "C")
+    return data.copy() if copy else data
+
+
+def _check_header(shape: tuple, dtype: np.dtype, spec: ArraySpec) -> None:
+    if dtype.hasobject:
+        raise ValueError("object dtype: a pickled .npy, refused (nothing is unpickled)")
+    if spec.dtype and dtype != np.dtype(spec.dtype):
+        raise ValueError(f"dtype {dtype}, manifest says {spec.dtype}")
+    if spec.channels is None:
+        return
+    if len(shape) != 3 or shape[0] != spec.channels:
+        raise ValueError(f"shape {shape}, manifest says ({spec.channels}, h, w)")
+    if shape[1] > spec.max_hw[0] or shape[2] > spec.max_hw[1]:
+        raise ValueError(
+            f"shape {shape} is larger than the split's latent size {tuple(spec.max_hw)} (oversized array)"
+        )
+
+
+def parse_sample(raw: dict, limits: SampleLimits | None = None) -> dict:
     """Decode one raw webdataset sample (bytes values) into arrays, refusing anything odd."""
     unknown = [k for k in raw if not k.startswith("__") and k not in MEMBER_SUFFIXES]
     if unknown:
-        raise ValueError(f"sample {raw.get('__key__')!r} has unexpected members {unknown}")
-    info = json.loads(raw["json"])
+        raise ValueError(f"unexpected members {unknown}")
+    try:
+        info = json.loads(raw["json"])
+        label = int(raw["cls"])
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"bad or missing .json / .cls member ({exc})") from None
     out = {
         "key": raw["__key__"],
-        "label": int(raw["cls"]),
+        "label": label,
         "bpp": np.float32(info["bpp"]),
-        "y_hat": np.array(decode_member(*array_member(raw, "y_hat"))),
         "latent_shape": np.asarray(info["latent_shape"], dtype=np.int32),
         "info": info,
     }
-    for name in ("scales_hat", "z_hat"):
-        if any(f"{name}.{ext}" in raw for ext in ARRAY_EXTS):
-            out[name] = np.array(decode_member(*array_member(raw, name)))
+    for name in ARRAY_MEMBERS:
+        spec = limits.arrays.get(name) if limits else ArraySpec.unchecked()
+        for suffix in ARRAY_SUFFIXES:
+            if f"{name}{suffix}" in raw:
+                if spec is None:
+                    raise ValueError(f"{name}{suffix}: not an array this store declares")
+                out[name] = np.array(_decode_member(raw[f"{name}{suffix}"], spec, suffix, name))
     for name in ("y_string", "z_string"):
         if name in raw:
             out[name] = bytes(raw[name])
+    if limits is not None:
+        _check_sample(out, limits)
     return out
 
 
+def _decode_member(b: bytes, spec: ArraySpec, suffix: str, name: str) -> np.ndarray:
+    try:
+        return decode_array(suffix[1:], b, spec)
+    except ValueError as exc:
+        raise ValueError(f"{name}{suffix}: {exc}") from None
+
+
+def _check_sample(out: dict, limits: SampleLimits) -> None:
+    missing = [n for n in ("y_hat", limits.scales_name) if n not in out]
+    if missing:
+        raise ValueError(f"missing array members {missing}")
+    if not 0 <= out["label"] < limits.num_classes:
+        raise ValueError(f"label {out['label']} outside 0..{limits.num_classes - 1}")
+    hw = tuple(int(v) for v in out["latent_shape"].ravel())
+    if hw != out["y_hat"].shape[1:]:
+        raise ValueError(f"latent_shape {hw} is not y_hat's {out['y_hat'].shape[1:]}")
+    if limits.scales_name == "scales_hat" and out["scales_hat"].shape != out["y_hat"].shape:
+        raise ValueError(
+            f"scales_hat {out['scales_hat'].shape} is not y_hat's {out['y_hat'].shape}"
+        )
+
+
+class _CheckedStream(io.RawIOBase):
+    """A read-only stream that stops past ``declared`` bytes and hashes what it reads."""
+
+    def __init__(self, f, name: str, declared: int):
+        self.f, self.name, self.declared = f, name, declared
+        self.read_bytes, self.sha = 0, hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        want = min(len(buf), self.declared + 1 - self.read_bytes)
+        data = self.f.read(want) if want > 0 else b""
+        self.read_bytes += len(data)
+        if self.read_bytes > self.declared:
+            raise StoreCorruptError(
+                f"{self.name}: longer than the {self.declared} bytes the manifest declares"
+            )
+        self.sha.update(data)
+        buf[: len(data)] = data
+        return len(data)
+
+    def finish(self, sha256: str | None) -> None:
+        """Read to the end and compare size and sha256 with the manifest."""
+        while self.read(1 << 20):
+            pass
+        if self.read_bytes != self.declared:
+            raise StoreCorruptError(
+                f"{self.name}: {self.read_bytes} bytes, manifest says {self.declared} (truncated)"
+            )
+        if sha256 and self.sha.hexdigest() != sha256:
+            raise StoreCorruptError(f"{self.name}: sha256 differs from the manifest")
+
+
+def _member_check(declared: int):
+    """The rules every member of a store's tar meets, checked before its data is read."""
+    bound = min(declared, MAX_MEMBER_BYTES)
+
+    def check(entry: TarEntry) -> None:
+        name = entry.name
+        if name.startswith("/") or ".." in name.split("/") or "\\" in name:
+            raise ValueError(f"member {name!r}: absolute or '..' path (path traversal)")
+        if entry.link:
+            raise ValueError(f"member {name!r}: a link to {entry.linkname!r}, refused")
+        if not entry.regular:
+            raise ValueError(f"member {name!r}: not a regular file (device, fifo or directory)")
+        if entry.size > bound:
+            raise ValueError(f"member {name!r}: {entry.size} bytes, over the {bound} allowed")
+        suffix = _split_name(name)[1]
+        if suffix not in MEMBER_SUFFIXES:
+            raise ValueError(f"member {name!r}: unexpected member suffix {suffix!r}")
+        if suffix in ("json", "cls") and entry.size > MAX_SMALL_MEMBER:
+            raise ValueError(f"member {name!r}: {entry.size} bytes, over {MAX_SMALL_MEMBER}")
+
+    return check
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    """(key, suffix): the suffix starts at the first dot of the last path component."""
+    slash = name.rfind("/") + 1
+    dot = name.find(".", slash)
+    return (name, "") if dot < 0 else (name[:dot], name[dot + 1 :])
+
+
+def iter_raw_samples(f, declared: int) -> Iterator[dict]:
+    """Raw samples (``__key__`` + member bytes) of a tar stream, members checked one by one."""
+    current: dict = {}
+    for entry, data in tar_members(f, _member_check(declared)):
+        key, suffix = _split_name(entry.name)
+        if current and key != current["__key__"]:
+            yield current
+            current = {}
+        if suffix in current:
+            raise ValueError(f"member {entry.name!r}: duplicated in sample {key!r}")
+        current.setdefault("__key__", key)
+        current[suffix] = data
+    if current:
+        yield current
+
+
+def checked_raw_samples(f, entry: dict) -> Iterator[dict]:
+    """Raw samples of one store tar (``entry``: its manifest path, bytes, sha256): at most the
+    declared bytes are read, every member is checked, and the size and sha256 are compared
+    with the manifest after the last sample. Raises StoreCorruptError ``<tar>: <reason>``."""
+    name = entry["path"]
+    stream = _CheckedStream(f, name, int(entry["bytes"]))
+    buffered = io.BufferedReader(stream, 1 << 16)
+    try:
+        yield from iter_raw_samples(buffered, stream.declared)
+        stream.finish(entry.get("sha256"))
+    except StoreCorruptError:
+        raise
+    except (ValueError, KeyError, EOFError) as exc:
+        raise StoreCorruptError(f"{name}: {str(exc)[:300]}") from None
+
+
+def iter_tar_samples(f, entry: dict, limits: SampleLimits | None) -> Iterator[dict]:
+    """Checked, decoded samples of one tar (``entry``: its manifest path, bytes, sha256).
+
+    Raises StoreCorruptError naming the shard and the reason; the whole tar's size and
+    sha256 are compared with the manifest once it has been read.
+    """
+    for raw in checked_raw_samples(f, entry):
+        try:
+            sample = parse_sample(raw, limits)
+        except (ValueError, KeyError, TypeError, zlib.error) as exc:
+            reason = f"sample {raw['__key__']!r}: {exc}"
+            raise StoreCorruptError(f"{entry['path']}: {reason[:300]}") from None
+        yield sample
+
+
 def count_tar_samples(path: Path) -> int:
-    """Distinct sample keys in a tar, checking member names and sizes on the way."""
-    keys = set()
-    with tarfile.open(path, "r") as tf:
-        for member in tf:
-            name = member.name
-            if not member.isfile() or name.startswith("/") or ".." in name.split("/"):
-                raise ValueError(f"{path.name}: unsafe member {name!r}")
-            if member.size > MAX_MEMBER_BYTES:
-                raise ValueError(f"{path.name}: member {name!r} is {member.size} bytes")
-            base = name.rsplit("/", 1)[-1]
-            key, _, suffix = base.partition(".")
-            if suffix not in MEMBER_SUFFIXES:
-                raise ValueError(f"{path.name}: unexpected member {name!r}")
-            keys.add(name[: len(name) - len(base)] + key)
-    return len(keys)
+    """Samples in a local tar file, every member checked (no dtype/shape limits: see verify)."""
+    entry = {"path": Path(path).name, "bytes": Path(path).stat().st_size, "sha256": None}
+    with open(path, "rb") as f:
+        return sum(1 for _ in iter_tar_samples(f, entry, None))

@@ -2,85 +2,126 @@
 
 ::
 
-    store/zarr/                      (a Zarr v3 group)
-      <split>/                       group; attrs: scales_repr, latent_shape, shard_size
-        y_hat        (R, M, h, w)    int16, Blosc-zstd bitshuffle, never clipped
-        scales_hat   (R, M, h, w)    uint8 index | float16 | float32   (or z_hat (R, N, h/4, w/4) int16)
-        label        (R,)            int64, -1 in holes
-        bpp          (R,)            float32 true bpp, NaN in holes
-        bpp_estimate (R,)            float32
-        key          (R,)            str, "" in holes
-        source_sha256 (R,)           str
-        image_size   (R, 2)          int32 (H, W) unpadded
-        latent_shape (R, 2)          int32 (h, w) of y_hat; arrays are zero-padded beyond it
-        z_shape      (R, 2)          int32, the ``shape`` CompressAI's decompress needs
-        y_string, z_string (R,)      variable-length bytes: the bitstream
+    store/zarr/                        (a Zarr v3 group)
+      <split>/                         group; attrs: zarr_layout, scales_repr, latent_shape,
+                                       shard_size, key_bytes
+        y_hat         (R, M, h, w)     int16, never clipped
+        scales_hat    (R, M, h, w)     uint8 index | float16 | float32   (or z_hat (R, N, h/4, w/4) int16)
+        label         (R,)             int64, -1 in holes
+        bpp           (R,)             float32 true bpp, NaN in holes
+        bpp_estimate  (R,)             float32
+        key           (R, K)           uint8: the key's UTF-8 bytes, zero-padded to K = key_bytes
+        source_sha256 (R, 32)          uint8: the source file's sha256 digest
+        image_size    (R, 2)           int32 (H, W) unpadded
+        latent_shape  (R, 2)           int32 (h, w) of y_hat; arrays are zero-padded beyond it
+        z_shape       (R, 2)           int32, the ``shape`` CompressAI's decompress needs
+        bitstream_offsets (R, 3)       int64 (start, mid, stop): y_string = data[start:mid],
+                                       z_string = data[mid:stop], data = bitstreams/<shard>
+        bitstreams/<shard:06d> (B,)    uint8: the y and z strings of shard ``row // shard_size``,
+                                       concatenated in row order; one array per encode task
 
-Latents and bitstreams: chunk = one sample, Zarr shard = ``shard_size`` rows = one encode task.
-The small per-row arrays (label, bpp, key, shapes) are chunked at ``shard_size`` rows, so a
-task's rows are one chunk there too. Every file is written whole in one call (zarr's
-LocalStore writes atomically) by one task: writers never share a file.
+Portable: only the Zarr v3 core data types (bool, int*, uint*, float*) and the codecs bytes,
+transpose, blosc, zstd, crc32c and sharding_indexed, so tensorstore, zarrs or zarr.js read every
+array. Strings are fixed-width bytes (keys and digests are known when the index is built);
+bitstream lengths are known only once a task has encoded its rows, and tasks write
+independently, so each task writes its own 1-D ``bitstreams/<shard>`` array and the per-row
+offsets into it. Holes are all zeros (key ``b""``, offsets (0, 0, 0)).
 
-Compression, chosen by measurement (README, "Scales representation"; the first demo codec at
-0.51 bpp, 256² crops, per sample): ``y_hat`` Blosc-zstd 5 with bitshuffle, 1.17x the bitstream in 0.9 ms (clevel 9
-gains 5% for 45x the time); the uint8 scale index a byte delta + Zstd 15, 4.27x in 12 ms
-(Blosc bitshuffle 5.0x; Zstd 19 4.23x in 30 ms): σ̂ is smooth along rows. Floats: Blosc
-bitshuffle.
-R = indexed samples of the split; a sample that failed leaves a hole at the end of its shard
-(key "", label -1). Mixed image sizes: arrays are sized to the split's largest latent and each
-sample's real size is in ``latent_shape``.
+Files: latents are sharded, chunk = one sample, Zarr shard = ``shard_size`` rows = one encode
+task; the per-row arrays are chunked at ``shard_size`` rows, so a task's rows are one file there
+too. Every file is written whole, once, by one task: writers never share a file, and every chunk
+is written even when it equals the fill value, so a shard's file set is fixed (``shard_keys``).
+crc32c ends every chunk's codec chain (and the shard indexes'), so a damaged byte in any file
+fails the read with :class:`~latentcache.errors.StoreCorruptError` naming the file.
+
+Compression, chosen by measurement (``benchmarks/zarr_codecs.py``, README "Scales
+representation"): ``y_hat``, the uint8 scale index and ``z_hat``: transpose (h, w) -> (w, h),
+Blosc-zstd 8 with bitshuffle (y_hat 1.20x the bitstream, the index 4.73x; 5-6 ms per sample;
+clevel 9 gains 1% for 6x the time). Floats: Blosc-zstd 5 bitshuffle. Per-row arrays: Zstd 5.
+Bitstreams: stored as is (they are entropy-coded).
+
+R = indexed samples of the split; a sample that failed leaves a hole at the end of its shard.
+Mixed image sizes: arrays are sized to the split's largest latent and each sample's real size
+is in ``latent_shape``.
 """
 
 from __future__ import annotations
 
-import warnings
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, ZstdCodec
-from zarr.codecs.numcodecs import Delta
+from zarr.codecs import BloscCodec, Crc32cCodec, TransposeCodec, ZstdCodec
+from zarr.core.array import AsyncArray
+from zarr.core.sync import sync
 
+from latentcache.errors import StoreCorruptError
 from latentcache.store.records import EncodedSample
 from latentcache.store.scales import scales_array_name, scales_dtype
 
-__all__ = ["ZARR_DIR", "create_split", "write_rows", "shard_files", "read_rows", "valid_rows"]
+__all__ = [
+    "ZARR_DIR",
+    "ZARR_LAYOUT",
+    "BITSTREAMS",
+    "create_split",
+    "write_rows",
+    "shard_files",
+    "shard_keys",
+    "metadata_keys",
+    "read_rows",
+    "valid_rows",
+    "decode_keys",
+]
 
 ZARR_DIR = "zarr"
-_INT = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
-_SMALL = ZstdCodec(level=5)
-_INDEX = ZstdCodec(level=15)
-_PER_SAMPLE = ("y_hat", "scales_hat", "z_hat", "y_string", "z_string")  # chunk = one sample
+ZARR_LAYOUT = 2  # 1: vlen strings and numcodecs filters (not portable)
+BITSTREAMS = "bitstreams"
+_CRC = Crc32cCodec()
+_INT = (BloscCodec(cname="zstd", clevel=8, shuffle="bitshuffle"), _CRC)
+_FLOAT = (BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"), _CRC)
+_SMALL = (ZstdCodec(level=5), _CRC)
+_SWAP_HW = (TransposeCodec(order=(0, 1, 3, 2)),)  # (1, C, h, w) chunk -> (1, C, w, h)
+_PER_SAMPLE = ("y_hat", "scales_hat", "z_hat")  # chunk = one sample, sharded
+_DERIVED = ("y_string", "z_string")  # read_rows names built from bitstreams/ + offsets
+_WRITE_ALL = {"write_empty_chunks": True}
 
 
 def _open_root(store_path: Path, mode: str = "r") -> zarr.Group:
     return zarr.open_group(store_path / ZARR_DIR, mode=mode, zarr_format=3)
 
 
-def _specs(m: int, n: int, hw: tuple[int, int], repr_: str) -> dict[str, tuple]:
-    """name -> (row shape, dtype, fill_value, compressor)."""
+def _specs(m: int, n: int, hw: tuple[int, int], repr_: str, key_bytes: int) -> dict[str, tuple]:
+    """name -> (row shape, dtype, fill_value, compressors)."""
     h, w = hw
     scales_shape = (n, h // 4, w // 4) if repr_ == "z_hat" else (m, h, w)
+    scales = scales_dtype(repr_)
     return {
         "y_hat": ((m, h, w), "int16", 0, _INT),
         scales_array_name(repr_): (
             scales_shape,
-            scales_dtype(repr_).name,
+            scales.name,
             0,
-            _INDEX if repr_ == "index" else _INT,
+            _FLOAT if scales.kind == "f" else _INT,
         ),
         "label": ((), "int64", -1, _SMALL),
         "bpp": ((), "float32", np.nan, _SMALL),
         "bpp_estimate": ((), "float32", np.nan, _SMALL),
-        "key": ((), str, "", _SMALL),
-        "source_sha256": ((), str, "", _SMALL),
+        "key": ((key_bytes,), "uint8", 0, _SMALL),
+        "source_sha256": ((32,), "uint8", 0, _SMALL),
         "image_size": ((2,), "int32", 0, _SMALL),
         "latent_shape": ((2,), "int32", 0, _SMALL),
         "z_shape": ((2,), "int32", 0, _SMALL),
-        "y_string": ((), "variable_length_bytes", b"", _SMALL),
-        "z_string": ((), "variable_length_bytes", b"", _SMALL),
+        "bitstream_offsets": ((3,), "int64", 0, _SMALL),
     }
+
+
+def _key_bytes(keys: Sequence[str]) -> int:
+    for k in keys:
+        if "\0" in k:
+            raise ValueError(f"key {k!r} contains a NUL character: keys are stored zero-padded")
+    return max((len(k.encode()) for k in keys), default=1) or 1
 
 
 def create_split(
@@ -92,28 +133,44 @@ def create_split(
     n: int,
     latent_hw: tuple[int, int],
     repr_: str,
+    keys: Sequence[str],
 ) -> None:
-    """Create (or re-open identically) the split's arrays; only metadata is written here."""
-    group = zarr.open_group(store_path / ZARR_DIR, mode="a", zarr_format=3).require_group(split)
+    """Create (or re-open identically) the split's arrays; only metadata is written here.
+
+    ``keys``: the split's sample keys (their longest UTF-8 encoding sizes the ``key`` array).
+    """
+    group = _open_root(store_path, "a").require_group(split)
+    key_bytes = _key_bytes(keys)
     group.attrs.update(
-        {"scales_repr": repr_, "latent_shape": list(latent_hw), "shard_size": shard_size}
+        {
+            "zarr_layout": ZARR_LAYOUT,
+            "scales_repr": repr_,
+            "latent_shape": list(latent_hw),
+            "shard_size": shard_size,
+            "key_bytes": key_bytes,
+        }
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # VariableLengthBytes has no finished v3 spec yet
-        for name, (shape, dtype, fill, comp) in _specs(m, n, latent_hw, repr_).items():
-            if name in group:
-                continue
-            per_sample = name in _PER_SAMPLE
-            group.create_array(
-                name,
-                shape=(rows, *shape),
-                chunks=(1 if per_sample else shard_size, *shape),
-                shards=(shard_size, *shape) if per_sample else None,
-                dtype=dtype,
-                fill_value=fill,
-                filters=[Delta(dtype="u1")] if comp is _INDEX else None,
-                compressors=comp,
-            )
+    group.require_group(BITSTREAMS)
+    for name, (shape, dtype, fill, comp) in _specs(m, n, latent_hw, repr_, key_bytes).items():
+        if name in group:
+            continue
+        per_sample = name in _PER_SAMPLE
+        group.create_array(
+            name,
+            shape=(rows, *shape),
+            chunks=(1 if per_sample else shard_size, *shape),
+            shards=(shard_size, *shape) if per_sample else None,
+            dtype=dtype,
+            fill_value=fill,
+            filters=_SWAP_HW if comp is _INT and per_sample else None,
+            compressors=comp,
+        )
+
+
+def _writable(arr: zarr.Array) -> zarr.Array:
+    """``arr`` writing every chunk, fill-valued ones too (a shard's file set never varies)."""
+    a = arr._async_array
+    return zarr.Array(AsyncArray(metadata=a.metadata, store_path=a.store_path, config=_WRITE_ALL))
 
 
 def _pad_to(a: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -124,22 +181,11 @@ def _pad_to(a: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return out
 
 
-def _columns(
-    samples: list[EncodedSample], n_rows: int, group: zarr.Group, scales_name: str
-) -> dict:
-    """Full-shard column arrays: the samples first, fill values in the holes after them."""
-    cols: dict[str, np.ndarray] = {}
-    for name in group.array_keys():
-        arr = group[name]
-        col = np.full(
-            (n_rows, *arr.shape[1:]),
-            arr.fill_value,
-            dtype=arr.dtype if arr.dtype != object else object,
-        )
-        for i, s in enumerate(samples):
-            col[i] = _value(s, name, scales_name, arr.shape[1:])
-        cols[name] = col
-    return cols
+def _encode_key(key: str, width: int) -> np.ndarray:
+    raw = key.encode()
+    if len(raw) > width:
+        raise ValueError(f"key {key!r} is {len(raw)} bytes; this split stores up to {width}")
+    return np.frombuffer(raw.ljust(width, b"\0"), dtype=np.uint8)
 
 
 def _value(s: EncodedSample, name: str, scales_name: str, row_shape):
@@ -147,53 +193,122 @@ def _value(s: EncodedSample, name: str, scales_name: str, row_shape):
         return _pad_to(s.y_hat, row_shape)
     if name == scales_name:
         return _pad_to(s.scales, row_shape)
+    if name == "key":
+        return _encode_key(s.key, row_shape[0])
+    if name == "source_sha256":
+        return np.frombuffer(bytes.fromhex(s.source_sha256), dtype=np.uint8)
     plain = {
         "label": s.label,
         "bpp": s.bpp,
         "bpp_estimate": s.bpp_estimate,
-        "key": s.key,
-        "source_sha256": s.source_sha256,
         "image_size": s.image_size,
         "latent_shape": s.latent_shape,
         "z_shape": s.z_shape,
-        "y_string": s.y_string,
-        "z_string": s.z_string,
     }
     return plain[name]
+
+
+def _bitstreams(samples: list[EncodedSample], n_rows: int) -> tuple[bytes, np.ndarray]:
+    """The shard's concatenated y and z strings, and each row's (start, mid, stop) in them."""
+    offsets = np.zeros((n_rows, 3), dtype=np.int64)
+    pos = 0
+    for i, s in enumerate(samples):
+        offsets[i] = (pos, pos + len(s.y_string), pos + len(s.y_string) + len(s.z_string))
+        pos = int(offsets[i, 2])
+    return b"".join(s.y_string + s.z_string for s in samples), offsets
+
+
+def _columns(samples: list[EncodedSample], n_rows: int, group: zarr.Group) -> dict:
+    """Full-shard column arrays: the samples first, fill values in the holes after them."""
+    scales_name = scales_array_name(group.attrs["scales_repr"])
+    cols: dict[str, np.ndarray] = {}
+    for name, arr in group.arrays():
+        if name == "bitstream_offsets":
+            continue
+        col = np.full((n_rows, *arr.shape[1:]), arr.fill_value, dtype=arr.dtype)
+        for i, s in enumerate(samples):
+            col[i] = _value(s, name, scales_name, arr.shape[1:])
+        cols[name] = col
+    return cols
+
+
+def _check_fits(group: zarr.Group, samples: list[EncodedSample]) -> None:
+    limit = group.attrs["latent_shape"]
+    for s in samples:
+        if any(a > b for a, b in zip(s.latent_shape, limit, strict=True)):
+            raise ValueError(f"{s.key}: latent {s.latent_shape} exceeds the split's {limit}")
 
 
 def write_rows(
     store_path: Path, split: str, start: int, stop: int, samples: list[EncodedSample]
 ) -> None:
-    """Write rows [start, stop) — exactly one Zarr shard of every array — in one call each."""
+    """Write rows [start, stop) — exactly one Zarr shard of every array — and the shard's bitstreams."""
     group = _open_root(store_path, "r+")[split]
-    scales_name = scales_array_name(group.attrs["scales_repr"])
-    for s in samples:
-        if any(a > b for a, b in zip(s.latent_shape, group.attrs["latent_shape"], strict=True)):
-            raise ValueError(
-                f"{s.key}: latent {s.latent_shape} exceeds the split's {group.attrs['latent_shape']}"
-            )
-    for name, col in _columns(samples, stop - start, group, scales_name).items():
-        group[name][start:stop] = col
+    _check_fits(group, samples)
+    index = start // int(group.attrs["shard_size"])
+    data, offsets = _bitstreams(samples, stop - start)
+    blob = group[BITSTREAMS].create_array(
+        f"{index:06d}",
+        shape=(len(data),),
+        chunks=(max(len(data), 1),),
+        dtype="uint8",
+        fill_value=0,
+        compressors=(_CRC,),
+        overwrite=True,  # a resumed task rewrites what a killed one left
+        config=_WRITE_ALL,
+    )
+    if data:
+        blob[:] = np.frombuffer(data, dtype=np.uint8)
+    _writable(group["bitstream_offsets"])[start:stop] = offsets
+    for name, col in _columns(samples, stop - start, group).items():
+        _writable(group[name])[start:stop] = col
+
+
+def _rel(arr: zarr.Array, key: str) -> str:
+    """A chunk or metadata key of ``arr`` as a path relative to the store (as in the manifest)."""
+    return f"{ZARR_DIR}/{arr.path}/{key}"
+
+
+def _chunk_keys(arr: zarr.Array, start: int, stop: int) -> list[str]:
+    """Storage keys (shards, or chunks when unsharded) holding rows [start, stop), by zarr's
+    own chunk-key encoding."""
+    grid = arr.shards or arr.chunks
+    ranges = [range(start // grid[0], -(-stop // grid[0]))]
+    ranges += [range(-(-n // g)) for n, g in zip(arr.shape[1:], grid[1:], strict=True)]
+    return [arr.metadata.encode_chunk_key(c) for c in itertools.product(*ranges)]
+
+
+def shard_keys(group: zarr.Group, index: int) -> list[str]:
+    """Every file (store-relative path) that shard ``index`` of the split ``group`` consists of."""
+    size = int(group.attrs["shard_size"])
+    out = []
+    for _, arr in sorted(group.arrays()):
+        start = index * size
+        out += [_rel(arr, k) for k in _chunk_keys(arr, start, min(start + size, arr.shape[0]))]
+    blob = group[BITSTREAMS][f"{index:06d}"]
+    out += [_rel(blob, "zarr.json")] + [_rel(blob, k) for k in _chunk_keys(blob, 0, blob.shape[0])]
+    return out
 
 
 def shard_files(store_path: Path, split: str, shard_index: int) -> list[Path]:
-    """The files that hold shard ``shard_index`` of every array of ``split`` (those that exist)."""
+    """The files of shard ``shard_index`` of ``split``, just written; a missing one is an error."""
     group = _open_root(store_path)[split]
-    files = []
-    for name, arr in sorted(group.arrays()):
-        f = (
-            store_path
-            / ZARR_DIR
-            / split
-            / name
-            / "c"
-            / str(shard_index)
-            / Path(*(["0"] * (arr.ndim - 1)))
-        )
-        if f.is_file():
-            files.append(f)
+    files = [store_path / rel for rel in shard_keys(group, shard_index)]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise StoreCorruptError(f"{missing[0]}: expected after writing shard {shard_index}")
     return files
+
+
+def metadata_keys(root: zarr.Group, splits: Sequence[str]) -> list[str]:
+    """The group and array ``zarr.json`` files of ``splits`` (not the per-shard bitstream arrays,
+    which belong to their shard), as store-relative paths."""
+    out = [f"{ZARR_DIR}/zarr.json"]
+    for split in splits:
+        group = root[split]
+        out += [f"{ZARR_DIR}/{split}/zarr.json", f"{ZARR_DIR}/{split}/{BITSTREAMS}/zarr.json"]
+        out += [_rel(arr, "zarr.json") for _, arr in sorted(group.arrays())]
+    return out
 
 
 def valid_rows(key: np.ndarray) -> np.ndarray:
@@ -201,14 +316,81 @@ def valid_rows(key: np.ndarray) -> np.ndarray:
     return np.asarray(key != "")
 
 
+def decode_keys(raw: np.ndarray) -> np.ndarray:
+    """(n, K) uint8 zero-padded UTF-8 -> (n,) str."""
+    raw = np.ascontiguousarray(raw, dtype=np.uint8)
+    fixed = raw.view(f"S{raw.shape[-1]}").reshape(raw.shape[:-1])  # drops the zero padding
+    return np.char.decode(fixed, "utf-8").astype(str)
+
+
+def _reason(exc: Exception) -> str:
+    if "checksum" in str(exc):
+        return "crc32c checksum mismatch: the file is damaged"
+    return f"unreadable ({type(exc).__name__}: {exc})"
+
+
+def _array(group: zarr.Group, name: str) -> zarr.Array:
+    try:
+        return group[name]
+    except KeyError:
+        raise StoreCorruptError(f"{ZARR_DIR}/{group.path}/{name}/zarr.json: missing") from None
+
+
+def _read(arr: zarr.Array, start: int, stop: int) -> np.ndarray:
+    """``arr[start:stop]``, refusing missing or damaged files instead of returning fill values."""
+    keys = _chunk_keys(arr, start, stop)
+    for key in keys:
+        if not sync(arr.store_path.store.exists(f"{arr.path}/{key}")):
+            raise StoreCorruptError(
+                f"{_rel(arr, key)}: missing (rows {start}:{stop} of {arr.path})"
+            )
+    try:
+        return arr[start:stop]
+    except Exception as exc:  # the codecs' errors: crc32c, blosc, zstd, a short shard index
+        files = ", ".join(_rel(arr, k) for k in keys)
+        raise StoreCorruptError(f"{files}: {_reason(exc)}") from exc
+
+
+def _read_strings(group: zarr.Group, start: int, stop: int) -> dict[str, np.ndarray]:
+    """y_string and z_string (object arrays of bytes) of rows [start, stop)."""
+    offsets = _read(_array(group, "bitstream_offsets"), start, stop)
+    size = int(group.attrs["shard_size"])
+    out = {n: np.empty(stop - start, dtype=object) for n in _DERIVED}
+    for shard in range(start // size, -(-stop // size)):
+        blob = _array(group, f"{BITSTREAMS}/{shard:06d}")
+        data = _read(blob, 0, blob.shape[0]).tobytes()
+        for i in range(max(start, shard * size) - start, min(stop, (shard + 1) * size) - start):
+            a, b, c = (int(v) for v in offsets[i])
+            if not 0 <= a <= b <= c <= len(data):
+                raise StoreCorruptError(
+                    f"{_rel(blob, 'c/0')}: row {start + i}'s bitstream {a}:{c} lies outside its {len(data)} bytes"
+                )
+            out["y_string"][i], out["z_string"][i] = data[a:b], data[b:c]
+    return out
+
+
 def read_rows(
     group: zarr.Group, start: int, stop: int, names: Sequence[str]
 ) -> dict[str, np.ndarray]:
-    """Read ``names`` for rows [start, stop), dropping holes."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Numcodecs codecs are not in the Zarr version 3")
-        key = group["key"][start:stop]
-        keep = valid_rows(key)
-        return {
-            name: key[keep] if name == "key" else group[name][start:stop][keep] for name in names
-        }
+    """Read ``names`` for rows [start, stop), dropping holes.
+
+    ``key`` comes back as str, ``source_sha256`` as hex str, ``y_string`` / ``z_string`` as
+    object arrays of bytes. A missing or damaged file raises StoreCorruptError naming it.
+    """
+    keys = _array(group, "key")
+    stop = min(stop, keys.shape[0])
+    key = decode_keys(_read(keys, start, stop))
+    keep = valid_rows(key)
+    strings = _read_strings(group, start, stop) if set(_DERIVED) & set(names) else {}
+    out = {}
+    for name in names:
+        if name == "key":
+            out[name] = key[keep]
+        elif name in strings:
+            out[name] = strings[name][keep]
+        elif name == "source_sha256":
+            digests = _read(_array(group, name), start, stop)[keep]
+            out[name] = np.array([bytes(r).hex() for r in digests], dtype=str)
+        else:
+            out[name] = _read(_array(group, name), start, stop)[keep]
+    return out

@@ -3,9 +3,10 @@ horizontal flip; a deterministic center crop for evaluation.
 
 ::
 
-    batch {"y_hat": (B, M, h, w) int16, "scales_hat": (B, M, h, w) uint8 index | float}
-      └► normalize: y_hat standardized; scales_hat (0.11..256) -> log -> standardized
-           (a uint8 index: log of CompressAI's scale table, looked up on the device)
+    batch {"y_hat": (B, M, h, w) int16, "scales_hat": (B, M, h, w) uint8 index | float32}
+      └► normalize: y_hat standardized; scales_hat floored at the store's scale_floor (the
+         codec's lower bound, 0.11) -> log -> standardized (a uint8 index: the log of
+         CompressAI's scale table, looked up on the batch's device)
       └► cat along channels (B, 2M, h, w)      one tensor, so one crop and one flip
       └► resize (B, 2M, 32, 32) ─► crop 28 (+ flip) ─► split back per input
 
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from latentcache.errors import ConfigError
+from latentcache.store.scales import DEFAULT_SCALE_FLOOR
 
 __all__ = [
     "AugmentConfig",
@@ -35,7 +37,9 @@ __all__ = [
     "center_crop",
 ]
 
-SCALES_FLOOR = 1e-6  # scales_hat is >= 0.11 from the scale table; guard log(0) in padding
+# sigma-hat floor when the store predates its recorded ``scale_floor``; normalization uses
+# ``LatentStats.scales_floor`` (the store's floor), the same as its statistics did
+SCALES_FLOOR = DEFAULT_SCALE_FLOOR
 STD_FLOOR = 1e-3  # a constant channel (an untrained hyperprior's scales) standardizes to 0
 
 
@@ -58,12 +62,17 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class LatentStats:
-    """Normalization statistics: scalars, or one value per channel (tuples of M floats)."""
+    """Normalization statistics: scalars, or one value per channel (tuples of M floats).
+
+    ``scales_floor``: the codec's lower bound on sigma-hat (the store's ``scale_floor``);
+    log(sigma-hat) is taken after flooring there, exactly as the store's statistics were.
+    """
 
     y_hat_mean: float | tuple[float, ...] = 0.0
     y_hat_std: float | tuple[float, ...] = 1.0
     log_scales_mean: float | tuple[float, ...] = 0.0
     log_scales_std: float | tuple[float, ...] = 1.0
+    scales_floor: float = SCALES_FLOOR
 
     @classmethod
     def from_dict(cls, d: Mapping) -> LatentStats:
@@ -76,7 +85,10 @@ class LatentStats:
         missing = [n for n in names if n not in d]
         if missing:
             raise ConfigError(f"store stats lack {missing}; have {sorted(d)}")
-        return cls(**{n: conv(d[n]) for n in names})
+        floor = float(d.get("scales_floor", SCALES_FLOOR))
+        if not floor > 0:
+            raise ConfigError(f"scales_floor={floor}: should be > 0 (the codec's scale bound)")
+        return cls(**{n: conv(d[n]) for n in names}, scales_floor=floor)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -92,15 +104,16 @@ def _standardize(x: torch.Tensor, mean, std) -> torch.Tensor:
     return (x - _as_param(mean, x)) / std_t
 
 
-def _log_scales(scales: torch.Tensor) -> torch.Tensor:
-    """log σ̂; a uint8 ``scales_hat`` is an index into CompressAI's scale table, looked up
-    on the tensor's device (64 logs instead of one per element)."""
+def _log_scales(scales: torch.Tensor, floor: float) -> torch.Tensor:
+    """log σ̂ floored at ``floor``. A uint8 ``scales_hat`` is an index into CompressAI's
+    default scale table (the collate keeps the index only for stores with that table),
+    looked up on the tensor's device: 64 logs instead of one per element."""
     if scales.dtype == torch.uint8:
         from compressai.models.google import get_scale_table
 
-        table = torch.log(get_scale_table()).to(scales.device)
+        table = torch.log(get_scale_table().clamp_min(floor)).to(scales.device)
         return table[scales.int()]
-    return torch.log(scales.float().clamp_min(SCALES_FLOOR))
+    return torch.log(scales.float().clamp_min(floor))
 
 
 def normalize_inputs(
@@ -110,7 +123,8 @@ def normalize_inputs(
     out = []
     for name in inputs:
         if name == "scales_hat":
-            x = _standardize(_log_scales(batch[name]), stats.log_scales_mean, stats.log_scales_std)
+            x = _log_scales(batch[name], stats.scales_floor)
+            x = _standardize(x, stats.log_scales_mean, stats.log_scales_std)
         elif name == "y_hat":
             x = _standardize(batch[name].float(), stats.y_hat_mean, stats.y_hat_std)
         else:

@@ -1,5 +1,7 @@
-"""Checkpoints: model, optimizer, scheduler, epoch, config, codec identity, class names and
-normalization stats, in one ``torch.save`` dict that loads with ``weights_only=True``.
+"""Checkpoints: model, optimizer, scheduler, epoch, config, codec identity, class names,
+normalization stats (with the store's sigma-hat floor) and ``initialised_from`` (ImageNet
+file and sha256, another run, or random), in one ``torch.save`` dict that loads with
+``weights_only=True``.
 
 A checkpoint remembers the codec that made its training latents; :func:`check_codec`
 refuses a store made by another codec (architecture, quality, metric, weights).
@@ -13,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from latentcache.errors import CodecMismatchError, StoreCorruptError
+from latentcache.atomic import atomic_write
+from latentcache.errors import CodecMismatchError, RunNotFoundError, StoreCorruptError
 
 __all__ = [
     "CODEC_IDENTITY_KEYS",
@@ -21,6 +24,7 @@ __all__ = [
     "check_codec",
     "save_checkpoint",
     "load_checkpoint",
+    "check_run_folder",
     "unwrap_model",
 ]
 
@@ -59,12 +63,8 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     """Write ``state`` to ``path`` atomically (temporary name, fsync, rename)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as f:
         torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
     return path
 
 
@@ -72,7 +72,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     """Load a checkpoint with ``weights_only=True`` (no pickle code runs)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at {path}")
+        raise RunNotFoundError(f"No checkpoint at {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file
@@ -81,3 +81,19 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if missing:
         raise StoreCorruptError(f"Checkpoint {path} lacks {missing}")
     return state
+
+
+RUN_MARKERS = ("last.pt", "config.json")
+
+
+def check_run_folder(path: str | os.PathLike) -> None:
+    """Refuse ``--resume`` into something that exists but is not a run (an empty or new folder
+    starts one)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunNotFoundError(f"{path} is a file, not a training run folder")
+    if path.is_dir() and any(path.iterdir()) and not any((path / m).is_file() for m in RUN_MARKERS):
+        raise RunNotFoundError(
+            f"{path} is not a training run (no {' or '.join(RUN_MARKERS)} in it): --resume "
+            f"continues a folder made by `latentcache train --out`"
+        )

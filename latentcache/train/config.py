@@ -1,5 +1,11 @@
 """The training config: a frozen dataclass that validates itself and round-trips JSON
-(saved as ``config.json`` in the run folder and inside every checkpoint)."""
+(saved as ``config.json`` in the run folder and inside every checkpoint).
+
+::
+
+    TrainConfig defaults  <  --preset's settings  <  options given explicitly
+      (:meth:`TrainConfig.from_options`; the CLI passes only the options a user typed)
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,22 @@ from latentcache.errors import ConfigError
 from latentcache.train.augment import AugmentConfig
 from latentcache.train.data import FORMATS
 
-__all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "DEVICES"]
+__all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "DEVICES", "PRETRAINED", "RUN_RECORD_KEYS"]
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda")
+PRETRAINED = (
+    "auto",
+    "require",
+    "off",
+)  # ImageNet trunk: when cached (else WARNING), or refuse, or never
+# lr and weight decay that go with an optimizer chosen without them
+OPTIMIZER_DEFAULTS = {
+    "sgd": {"lr": 0.05, "weight_decay": 1e-4},
+    "adamw": {"lr": 1e-3, "weight_decay": 0.05},
+}
+RUN_RECORD_KEYS = ("initialised_from",)  # written beside the config in config.json, not options
 
 
 @dataclass(frozen=True)
@@ -24,11 +41,15 @@ class TrainConfig:
     out: str
     model: str = "cresnet39"
     model_kwargs: dict = field(default_factory=dict)
+    preset: str | None = None  # the preset the settings came from (latentcache.train.presets)
+    pretrained: str = "auto"  # ImageNet weights for models that have them (PRETRAINED)
+    init: str | None = None  # another run's folder or checkpoint: its weights, a new head
     epochs: int = 30
     batch_size: int = 64
     lr: float = 0.05
     optimizer: str = "sgd"
     momentum: float = 0.9
+    nesterov: bool = True
     weight_decay: float = 1e-4
     schedule: str = "cosine"
     step_size: int = 10  # epochs between decays of the "step" schedule
@@ -56,6 +77,7 @@ class TrainConfig:
         self._check_choice("schedule", SCHEDULES)
         self._check_choice("format", FORMATS)
         self._check_choice("device", DEVICES)
+        self._check_choice("pretrained", PRETRAINED)
         for name, low in (
             ("epochs", 1),
             ("batch_size", 1),
@@ -93,7 +115,33 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
+    def from_options(cls, options: dict, preset: str | None = None) -> TrainConfig:
+        """Defaults, then ``preset``'s settings, then ``options`` (only those given).
+
+        An optimizer other than the preset's (or the default's), given without ``lr`` /
+        ``weight_decay``, brings its own (:data:`OPTIMIZER_DEFAULTS`). ``model_kwargs`` add
+        to the preset's, unless another model is chosen (then the preset's are dropped).
+        """
+        from latentcache.train.presets import resolve_preset
+
+        settings = resolve_preset(preset)
+        if options.get("model", settings.get("model")) != settings.get("model"):
+            settings.pop("model_kwargs", None)
+        if "model_kwargs" in options:
+            options = {
+                **options,
+                "model_kwargs": {**settings.get("model_kwargs", {}), **options["model_kwargs"]},
+            }
+        if options.get("optimizer", settings.get("optimizer", "sgd")) != settings.get(
+            "optimizer", "sgd"
+        ):
+            extra = OPTIMIZER_DEFAULTS.get(options["optimizer"], {})
+            settings |= {k: v for k, v in extra.items() if k not in options}
+        return cls.from_dict({**settings, **options})
+
+    @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        d = {k: v for k, v in d.items() if k not in RUN_RECORD_KEYS}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

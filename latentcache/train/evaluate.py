@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from latentcache.errors import ConfigError
+from latentcache.errors import ConfigError, RunNotFoundError
 from latentcache.train.augment import AugmentConfig, LatentStats, LatentTransform
 from latentcache.train.checkpoint import check_codec, load_checkpoint
 from latentcache.train.data import StreamSpec, build_loader
@@ -40,7 +40,7 @@ def find_checkpoint(run_dir: str | os.PathLike, which: str = "best") -> Path:
     for name in names:
         if (run_dir / name).is_file():
             return run_dir / name
-    raise FileNotFoundError(
+    raise RunNotFoundError(
         f"No {' or '.join(names)} in {run_dir}: is it a `latentcache train` --out folder?"
     )
 

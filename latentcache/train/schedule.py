@@ -71,7 +71,7 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
             lr=config.lr,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
-            nesterov=config.momentum > 0,
+            nesterov=config.nesterov and config.momentum > 0,
         )
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from latentcache.errors import StoreCorruptError
-from latentcache.store.scales import scales_array_name, scales_dtype
+from latentcache.store.scales import scales_array_name
 from latentcache.store.shard_reader import ShardFile, ShardLayout, open_shard, read_layout
 from latentcache.store.zarr_store import ZARR_DIR, read_rows
 
@@ -178,67 +178,97 @@ def _chunk_decoder(sf: ShardFile, buf, j: int) -> Callable[[np.ndarray], None]:
 
 
 class WdsSource:
-    """Samples of one split of a store's WebDataset layout, one tar at a time."""
+    """Samples of one split of a store's WebDataset layout, one tar at a time.
+
+    Every tar is read through ``wds_store.checked_raw_samples`` (declared size, member
+    rules, sha256 at its end); each sample's label, latent size and arrays are checked
+    against the manifest's ``SampleLimits`` (arrays when they are decoded, at batch time).
+    """
 
     def __init__(self, store, split: str, fields: tuple[str, ...]) -> None:
         self.store, self.split, self.fields = store, split, tuple(fields)
-        self.m = int(store.num_channels)
+        self.entries = store.wds_entries(split)
+        self.limits = store.sample_limits(split)
         self._stored = scales_array_name(store.scales_repr)
         self._eager = store.scales_repr == "z_hat" and "scales_hat" in self.fields
 
     def units(self) -> list[str]:
-        """The split's tars, as paths relative to the store (for ``store.open_file``)."""
-        self.store.wds_shards(self.split)  # checks the layout and the split
-        return [
-            f["path"]
-            for sh in self.store.manifest["shards"]
-            if sh["split"] == self.split and sh["count"] > 0
-            for f in sh["files"]["webdataset"]
-        ]
+        """The split's non-empty tars, as paths relative to the store (``store.open_file``)."""
+        return [rel for rel, e in self.entries.items() if e["count"] > 0]
 
     def max_tar_samples(self) -> int:
         """The most samples a tar of the split holds (its shard's count in the manifest)."""
-        counts = [
-            int(sh["count"]) for sh in self.store.manifest["shards"] if sh["split"] == self.split
-        ]
-        return max(counts, default=1) or 1
+        return max((int(e["count"]) for e in self.entries.values()), default=1) or 1
 
     def samples(self, rel: str) -> Iterator[RawSample]:
         """The samples of one tar, in order, their latents still encoded."""
-        from latentcache.store.tar_reader import tar_samples
-        from latentcache.store.wds_store import MAX_MEMBER_BYTES, MEMBER_SUFFIXES
+        from latentcache.store.wds_store import checked_raw_samples
 
         with self.store.open_file(rel) as f:
-            for raw in tar_samples(f, rel, MEMBER_SUFFIXES, MAX_MEMBER_BYTES):
-                yield self._raw_sample(raw)
+            for raw in checked_raw_samples(f, self.entries[rel]):
+                try:
+                    yield self._raw_sample(raw, rel)
+                except (ValueError, KeyError, TypeError) as exc:
+                    reason = f"sample {raw['__key__']!r}: {exc}"
+                    raise StoreCorruptError(f"{rel}: {reason[:300]}") from None
 
-    def _raw_sample(self, raw: dict) -> RawSample:
+    def _raw_sample(self, raw: dict, rel: str) -> RawSample:
         if self._eager:  # z_hat: scales_hat needs h_s; decode the whole sample now
             s = self.store.decode_wds_sample(raw)
             payload = {f: _array_payload(np.ascontiguousarray(s[f])) for f in self.fields}
             return RawSample(s["key"], int(s["label"]), tuple(s["latent_shape"]), payload)
-        from latentcache.store.wds_store import array_member
-
-        info = json.loads(raw["json"])
-        hw = tuple(int(v) for v in info["latent_shape"])
+        key = str(raw["__key__"])
+        label, hw = _label_and_size(raw, self.limits)
         payload = {}
         for f in self.fields:
             name = self._stored if f == "scales_hat" else f
-            dtype = np.dtype(np.int16) if f == "y_hat" else scales_dtype(self.store.scales_repr)
-            member = array_member(raw, name)
-            payload[f] = Payload((self.m, *hw), dtype, _member_decoder(member, name))
-        return RawSample(str(raw["__key__"]), int(raw["cls"]), hw, payload)
+            spec = self.limits.arrays[name]
+            encoding, data = _array_member(raw, name)
+            where = f"{rel}: sample {key!r}: {name}.{encoding}"
+            payload[f] = Payload(
+                (spec.channels, *hw),
+                np.dtype(spec.dtype),
+                _member_decoder(encoding, data, spec, where),
+            )
+        return RawSample(key, label, hw, payload)
 
 
-def _member_decoder(member: tuple[str, bytes], name: str) -> Callable[[np.ndarray], None]:
-    from latentcache.store.wds_store import decode_member
+def _label_and_size(raw: dict, limits) -> tuple[int, tuple[int, int]]:
+    """The sample's label and latent (h, w), checked against the manifest's limits."""
+    try:
+        info = json.loads(raw["json"])
+        label = int(raw["cls"])
+        hw = tuple(int(v) for v in info["latent_shape"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"bad or missing .json / .cls member ({exc})") from None
+    if not 0 <= label < limits.num_classes:
+        raise ValueError(f"label {label} outside 0..{limits.num_classes - 1}")
+    max_hw = limits.arrays["y_hat"].max_hw
+    if len(hw) != 2 or not (0 < hw[0] <= max_hw[0] and 0 < hw[1] <= max_hw[1]):
+        raise ValueError(f"latent_shape {hw} outside the split's latent size {tuple(max_hw)}")
+    return label, hw
+
+
+def _array_member(raw: dict, name: str) -> tuple[str, bytes]:
+    """(encoding, bytes) of array ``name`` in a raw sample (``npy.zst``, ``npy.gz`` or ``npy``)."""
+    from latentcache.store.wds_store import ARRAY_SUFFIXES
+
+    for suffix in ARRAY_SUFFIXES:
+        if f"{name}{suffix}" in raw:
+            return suffix[1:], raw[f"{name}{suffix}"]
+    raise ValueError(f"missing array member {name}")
+
+
+def _member_decoder(encoding: str, data: bytes, spec, where: str) -> Callable[[np.ndarray], None]:
+    from latentcache.store.wds_store import decode_array
 
     def decode_into(out: np.ndarray) -> None:
-        a = decode_member(*member)
-        if a.shape != out.shape or a.dtype != out.dtype:
-            raise StoreCorruptError(
-                f"{name}: a {a.dtype} array {a.shape}, expected {out.dtype} {out.shape}"
-            )
+        try:
+            a = decode_array(encoding, data, spec)
+        except ValueError as exc:
+            raise StoreCorruptError(f"{where}: {exc}") from None
+        if a.shape != out.shape:
+            raise StoreCorruptError(f"{where}: shape {a.shape}, its .json says {out.shape}")
         np.copyto(out, a)
 
     return decode_into

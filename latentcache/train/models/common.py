@@ -11,6 +11,7 @@ from torch import nn
 from torchvision.models import resnet as tv_resnet
 
 from latentcache.errors import ConfigError, WeightsNotFoundError
+from latentcache.store.manifest import file_sha256
 
 __all__ = [
     "make_stage",
@@ -68,36 +69,48 @@ def _cached_files(arch: str) -> list[Path]:
     return [hub / Path(w.url).name for w in _WEIGHTS[arch]]
 
 
-def load_cached_imagenet(arch: str, pretrained: bool | str) -> dict | None:
-    """ImageNet state dict of torchvision's ``arch`` if torch hub's cache has it.
+def load_cached_imagenet(arch: str, pretrained: bool | str) -> tuple[dict | None, dict]:
+    """ImageNet state dict of torchvision's ``arch`` if torch hub's cache has it, and the
+    record of what was loaded: ``{"kind": "imagenet", "file", "sha256"}`` or
+    ``{"kind": "random", "reason"}``.
 
-    ``pretrained``: ``"auto"`` (use when cached, else random init), ``True`` (required:
-    raise :class:`WeightsNotFoundError` naming the file and URL) or ``False`` (never).
+    ``pretrained``: ``"auto"`` (use when cached, else random init with a WARNING),
+    ``True`` (required: raise :class:`WeightsNotFoundError` naming the file and URL) or
+    ``False`` (never).
     """
     if pretrained not in PRETRAINED_CHOICES:
         raise ConfigError(f"pretrained={pretrained!r}; valid: {list(PRETRAINED_CHOICES)}")
     if pretrained is False:
         logger.info("%s trunk: random init (pretrained=False)", arch)
-        return None
+        return None, {"kind": "random", "reason": "pretrained weights not requested"}
     for path in _cached_files(arch):
         if path.is_file():
             logger.info("%s trunk: ImageNet weights from %s", arch, path)
-            return torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            return state, {"kind": "imagenet", "file": str(path), "sha256": file_sha256(path)}
+    expected = _cached_files(arch)[0]
     if pretrained is True:
         url = _WEIGHTS[arch][0].url
         raise WeightsNotFoundError(
-            f"ImageNet weights for {arch} are not cached: expected {_cached_files(arch)[0]} "
-            f"(download {url} there, or use pretrained='auto' for random init)"
+            f"ImageNet weights for {arch} are not cached: expected {expected} "
+            f"(download {url} there, or use --pretrained auto for random init)"
         )
-    logger.info("%s trunk: random init (no ImageNet weights in %s)", arch, _cached_files(arch)[0])
-    return None
+    logger.warning(
+        "%s trunk: RANDOM weights replace the requested ImageNet weights (none cached at %s); "
+        "--pretrained require refuses to start without them",
+        arch,
+        expected,
+    )
+    return None, {"kind": "random", "reason": f"no ImageNet weights cached at {expected}"}
 
 
 def resnet_trunk(arch: str, pretrained: bool | str) -> tv_resnet.ResNet:
-    """torchvision's ResNet ``arch``, with cached ImageNet weights when available."""
+    """torchvision's ResNet ``arch``, with cached ImageNet weights when available;
+    ``trunk.initialised_from`` records which (see :func:`load_cached_imagenet`)."""
     factory = {"resnet50": tv_resnet.resnet50, "resnet101": tv_resnet.resnet101}[arch]
     model = factory(weights=None)
-    state = load_cached_imagenet(arch, pretrained)
+    state, record = load_cached_imagenet(arch, pretrained)
     if state is not None:
         model.load_state_dict(state)
+    model.initialised_from = {**record, "arch": arch}
     return model

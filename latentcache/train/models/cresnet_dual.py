@@ -2,34 +2,50 @@
 for ``y_hat`` and one for ``scales_hat``, concatenated to 256 channels, into ResNet-50's
 layer2..layer4 (ImageNet weights when torch hub's cache has them)::
 
-    y_hat      (B, M, h, w) ─► Bottleneck [1x1,32 3x3,32 1x1,128] ─┐
-    scales_hat (B, M, h, w) ─► Bottleneck [1x1,32 3x3,32 1x1,128] ─┴► cat (B, 256, h, w)
-      └► layer2 (conv3_x, x4, stride 1)  (B, 512, h, w)
-         layer3 (conv4_x, x6)            (B, 1024, h/2, w/2)
-         layer4 (conv5_x, x3)            (B, 2048, h/4, w/4)
+    y_hat      (B, M, h, w) ─► Bottleneck [1x1,W 3x3,W 1x1,128] ─┐
+    scales_hat (B, M, h, w) ─► Bottleneck [1x1,W 3x3,W 1x1,128] ─┴► cat (B, 256, h, w)
+      └► layer2 (conv3_x, x4, stride s)  (B, 512, h/s, w/s)
+         layer3 (conv4_x, x6)            (B, 1024, h/2s, w/2s)
+         layer4 (conv5_x, x3)            (B, 2048, h/4s, w/4s)
          global average pool, fc 2048 ─► logits (B, classes)
 
-torchvision's layer2 strides by 2 in its first block; here it runs at stride 1 so conv3_x
-sees the latent's own resolution, as in Torfason et al. Table 3 (weights are unchanged by
-the stride; ``layer2_stride=2`` restores torchvision's).
+**Two readings of the paper, chosen explicitly.** Table 2 gives each stem a width
+``W = 32`` ([1x1,32 3x3,32 1x1,128]). The paper's code (``downstream_model.py`` in its
+repository) builds each stem ``[1x1,M 3x3,M 1x1,128]`` (width ``W = M``, the latent's
+channels) and keeps torchvision's layer2, which strides by 2. The defaults here follow the
+paper's text: ``stem_width=32`` and ``layer2_stride=1`` (conv3_x at the latent's own
+resolution, as in Torfason et al. Table 3; the weights do not depend on the stride). The
+``gupta2024`` preset (:mod:`latentcache.train.presets`) sets what produced the paper's
+Tables 1, 3 and 4: ``stem_width="M"`` and ``layer2_stride=2``.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torchvision.models.resnet import Bottleneck
 
 from latentcache.errors import ConfigError
-from latentcache.train.models.common import init_weights, make_stage, resnet_trunk
+from latentcache.train.models.common import init_weights, resnet_trunk
 from latentcache.train.models.registry import register_classifier
 
-__all__ = ["DualStemCResNet"]
+__all__ = ["DualStemCResNet", "STEM_OUT"]
+
+STEM_OUT = 128  # each stem's output channels: 2 x 128 = layer2's 256 inputs
 
 
 def _set_layer_stride(layer: nn.Sequential, stride: int) -> None:
     first = layer[0]
     first.conv2.stride = (stride, stride)
     first.downsample[0].stride = (stride, stride)
+
+
+def _stem(in_channels: int, width: int) -> nn.Module:
+    """Bottleneck [1x1 width, 3x3 width, 1x1 128] with a projected shortcut."""
+    down = nn.Sequential(
+        nn.Conv2d(in_channels, STEM_OUT, 1, bias=False), nn.BatchNorm2d(STEM_OUT)
+    )  # torchvision: inner width = planes * base_width / 64, so base_width = 2 * width
+    return Bottleneck(in_channels, STEM_OUT // 4, downsample=down, base_width=2 * width)
 
 
 class DualStemCResNet(nn.Module):
@@ -43,14 +59,19 @@ class DualStemCResNet(nn.Module):
         num_classes: int,
         pretrained: bool | str = "auto",
         layer2_stride: int = 1,
+        stem_width: int | str = 32,
     ) -> None:
         super().__init__()
         if layer2_stride not in (1, 2):
             raise ConfigError(f"layer2_stride={layer2_stride}: should be 1 or 2")
-        self.y_stem = make_stage(in_channels, 32, 1)
-        self.scales_stem = make_stage(in_channels, 32, 1)
+        width = in_channels if stem_width == "M" else stem_width
+        if not isinstance(width, int) or width < 1:
+            raise ConfigError(f'stem_width={stem_width!r}: should be a positive integer or "M"')
+        self.y_stem = _stem(in_channels, width)
+        self.scales_stem = _stem(in_channels, width)
         init_weights(self)
         trunk = resnet_trunk("resnet50", pretrained)
+        self.initialised_from = trunk.initialised_from
         _set_layer_stride(trunk.layer2, layer2_stride)
         self.layer2, self.layer3, self.layer4 = trunk.layer2, trunk.layer3, trunk.layer4
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -62,7 +83,7 @@ class DualStemCResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-@register_classifier("cresnet39-dual", inputs=DualStemCResNet.inputs)
+@register_classifier("cresnet39-dual", inputs=DualStemCResNet.inputs, imagenet=True)
 def cresnet39_dual(in_channels: int, num_classes: int, **kwargs) -> DualStemCResNet:
-    """Dual-stem cResNet-39 (Gupta et al. 2024)."""
+    """Dual-stem cResNet-39 (Gupta et al. 2024): a stem each for y_hat and scales_hat."""
     return DualStemCResNet(in_channels, num_classes, **kwargs)

@@ -15,9 +15,9 @@ from latentcache.train.models.registry import register_classifier
 __all__ = ["resnet50"]
 
 
-@register_classifier("resnet50", inputs=("image",))
+@register_classifier("resnet50", inputs=("image",), imagenet=True)
 def resnet50(in_channels: int, num_classes: int, pretrained: bool | str = "auto") -> ResNet:
-    """ResNet-50 with a new ``num_classes`` head (and root when ``in_channels != 3``)."""
+    """Pixel baseline: ResNet-50 on images (the recipes train it on decoded or original images)."""
     model = resnet_trunk("resnet50", pretrained)
     if in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)

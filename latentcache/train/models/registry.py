@@ -27,17 +27,28 @@ _KNOWN_INPUTS = (*LATENT_INPUTS, "image")
 
 @dataclass(frozen=True)
 class ClassifierEntry:
-    """A registered classifier: its factory and the inputs it takes by default."""
+    """A registered classifier: its factory, the inputs it takes by default, and whether its
+    trunk can start from ImageNet weights (``pretrained`` is then one of its arguments)."""
 
     name: str
     factory: Callable[..., nn.Module]
     inputs: tuple[str, ...]
+    imagenet: bool = False
+
+    @property
+    def latent(self) -> bool:
+        """Trains on a latent store (else: the pixel baseline, trained on images)."""
+        return all(i in LATENT_INPUTS for i in self.inputs)
+
+    @property
+    def summary(self) -> str:
+        return (self.factory.__doc__ or "").strip().splitlines()[0] if self.factory.__doc__ else ""
 
 
 CLASSIFIERS: dict[str, ClassifierEntry] = {}
 
 
-def register_classifier(name: str, *, inputs: tuple[str, ...]) -> Callable:
+def register_classifier(name: str, *, inputs: tuple[str, ...], imagenet: bool = False) -> Callable:
     """Register ``factory(in_channels, num_classes, **kw) -> nn.Module`` under ``name``."""
     bad = [i for i in inputs if i not in _KNOWN_INPUTS]
     if bad:
@@ -46,7 +57,7 @@ def register_classifier(name: str, *, inputs: tuple[str, ...]) -> Callable:
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in CLASSIFIERS:
             raise ValueError(f'Classifier "{name}" is already registered')
-        CLASSIFIERS[name] = ClassifierEntry(name, factory, tuple(inputs))
+        CLASSIFIERS[name] = ClassifierEntry(name, factory, tuple(inputs), imagenet)
         return factory
 
     return decorator
@@ -68,6 +79,8 @@ def create_classifier(name: str, in_channels: int, num_classes: int, **kwargs) -
     model = entry.factory(in_channels, num_classes, **kwargs)
     if not hasattr(model, "inputs"):
         model.inputs = entry.inputs
+    if not hasattr(model, "initialised_from"):
+        model.initialised_from = {"kind": "random", "reason": f"{name} has no pretrained weights"}
     return model
 
 

@@ -1,0 +1,123 @@
+"""``finetune``: fine-tune a codec and/or its classifier for the task (T-FT, C-FT, J-FT).
+
+torch is imported inside the command, so ``latentcache --help`` stays fast. Options left
+unset take the ``--preset``'s value, then the FinetuneConfig default.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from latentcache.cli.common import codec_options, command_line, handle_errors, setup_logging
+
+__all__ = ["finetune"]
+
+# option name -> FinetuneConfig field, for the options a preset may fill
+_TUNABLE = (
+    "mode", "classifier", "beta", "gamma", "lmbda", "epochs", "codec_epochs", "batch_size", "lr",
+    "classifier_lr", "classifier_optimizer", "classifier_bn", "aux_lr", "scales_repr",
+)  # fmt: skip
+
+
+def _list_presets() -> None:
+    from latentcache.finetune import PRESETS
+
+    for name, p in sorted(PRESETS.items()):
+        opts = " ".join(f"{k}={v}" for k, v in p.options.items())
+        click.echo(f"{name:<28} {opts}")
+        click.echo(f"{'':<28} {p.note}")
+
+
+def _resolve(preset: str | None, given: dict) -> tuple[dict, int | None]:
+    """(config fields, quality): explicit options, then the preset's, then the defaults."""
+    from latentcache.finetune import get_preset
+
+    chosen = dict(get_preset(preset).options) if preset else {}
+    quality = chosen.pop("quality", None)
+    for key, value in given.items():
+        if value is not None:
+            chosen[key] = value
+    return chosen, quality
+
+
+@click.command()
+@click.option("--dataset", "-d", default=None, help="Dataset adapter (images, not a store).")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None)
+@codec_options
+@click.option("--preset", default=None, help="Paper settings (see --list-presets).")
+@click.option("--list-presets", is_flag=True, help="Print the presets and exit.")
+@click.option("--mode", type=click.Choice(["task", "codec", "joint"]), default=None,
+              help="task: classifier only; codec: codec only (classifier frozen); joint: both "
+              "[default: joint].")  # fmt: skip
+@click.option("--classifier", type=click.Path(file_okay=False), default=None,
+              help="`latentcache train` run folder (its last.pt) trained on the parent codec's store.")  # fmt: skip
+@click.option("--beta", type=float, default=None, help="Weight of the rate (bpp) [default: 1].")
+@click.option("--gamma", type=float, default=None,
+              help="Weight of lambda*255^2*MSE(g_s(y_hat), x) [default: 0].")  # fmt: skip
+@click.option("--lambda", "lmbda", type=float, default=None,
+              help="[default: the parent checkpoint's, else CompressAI's table]")  # fmt: skip
+@click.option("--epochs", type=int, default=None, help="[default: 5]")
+@click.option("--codec-epochs", type=int, default=None, help="Train the codec in the first N only.")
+@click.option("--batch-size", "-b", type=int, default=None, help="[default: 16]")
+@click.option("--lr", type=float, default=None, help="Codec Adam lr [default: 1e-4].")
+@click.option("--classifier-lr", type=float, default=None, help="[default: --lr]")
+@click.option("--classifier-optimizer", type=click.Choice(["adam", "sgd"]), default=None)
+@click.option("--classifier-bn", type=click.Choice(["auto", "update", "fixed"]), default=None,
+              help="Classifier BatchNorm statistics while it trains [default: auto: fixed while "
+              "the codec trains, updated otherwise].")  # fmt: skip
+@click.option("--aux-lr", type=float, default=None, help="Quantiles' Adam [default: 1e-3].")
+@click.option("--scales", "scales_repr", type=click.Choice(["index", "float16", "float32", "z_hat"]),
+              default=None, help="How the stores keep sigma-hat [default: index].")  # fmt: skip
+@click.option("--train-split", default="train", show_default=True)
+@click.option("--eval-split", default=None, help="[default: validate, val or test]")
+@click.option("--max-batches", type=int, default=None, help="Cap on steps per epoch.")
+@click.option("--workers", type=int, default=0, show_default=True)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option("--amp/--no-amp", default=True, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its state.pt.")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json.")
+@click.option("--out", "-o", type=click.Path(file_okay=False), default=None)
+@click.option("-v", "--verbose", count=True)
+@handle_errors
+def finetune(dataset, data_root, arch, quality, metric, codec_source, checkpoint, preset,
+             list_presets, train_split, eval_split, max_batches, workers, device, amp, seed,
+             threads, resume, as_json, out, verbose, **given):  # fmt: skip
+    """Fine-tune the codec and/or classifier on a dataset's images for the task.
+
+    Writes OUT/codec.pt (encode --checkpoint), a classifier run (eval OUT STORE) and
+    OUT/summary.json: top-1 and true bpp from real bytes, frozen codec vs fine-tuned.
+    """
+    if list_presets:
+        _list_presets()
+        return
+    setup_logging(max(verbose, 1))
+    from latentcache.cli.common import codec_spec_from_options
+    from latentcache.errors import ConfigError
+    from latentcache.finetune import FinetuneConfig, format_summary, run_finetune
+
+    if dataset is None or out is None:
+        raise ConfigError("finetune needs --dataset NAME and --out FOLDER")
+    fields, preset_quality = _resolve(preset, given)
+    spec = codec_spec_from_options(
+        arch, quality or preset_quality, metric, codec_source, checkpoint
+    )
+    config = FinetuneConfig(
+        dataset=dataset, out=out, codec=spec, data_root=data_root, train_split=train_split,
+        eval_split=eval_split, max_batches=max_batches, workers=workers, device=device, amp=amp,
+        seed=seed, resume=resume, preset=preset, command=command_line(click.get_current_context()),
+        **fields,
+    )  # fmt: skip
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    summary = run_finetune(config)
+    click.echo(
+        json.dumps(summary, indent=2, sort_keys=True) if as_json else format_summary(summary)
+    )

@@ -1,0 +1,141 @@
+"""One epoch of training, and a deterministic evaluation: plain PyTorch, no run state.
+
+::
+
+    batches ─► prepare (non-blocking copy ─► LatentTransform) ─► forward (AMP on CUDA)
+      ─► cross entropy ─► step          (train_one_epoch: loss, top-1, samples/s)
+    batches ─► prepare (center crop) ─► forward ─► ClassificationMeter, summed over ranks
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+
+from latentcache.train.augment import LatentTransform
+from latentcache.train.checkpoint import unwrap_model
+from latentcache.train.metrics import ClassificationMeter
+
+__all__ = ["Prepare", "amp_context", "make_prepare", "train_one_epoch", "evaluate", "SYNC_EVERY"]
+
+SYNC_EVERY = 20  # steps between device syncs for the loss check and progress bar
+
+Prepare = Callable[[dict, bool, "torch.Generator | None"], tuple[list[torch.Tensor], torch.Tensor]]
+
+
+def amp_context(device: torch.device, enabled: bool):
+    """bfloat16 autocast on CUDA where supported, float16 otherwise; nothing on the CPU."""
+    if not enabled or device.type != "cuda":
+        return nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def make_prepare(transform: LatentTransform, device: torch.device, channels_last: bool) -> Prepare:
+    """Batch dict -> (model inputs on ``device``, labels): non-blocking copy, then transform."""
+
+    def prepare(batch: dict, train: bool, generator: torch.Generator | None):
+        moved = {k: batch[k].to(device, non_blocking=True) for k in transform.inputs}
+        xs = transform(moved, train, generator)
+        if channels_last and device.type == "cuda":
+            xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
+        return xs, batch["label"].to(device, non_blocking=True)
+
+    return prepare
+
+
+def _progress(total: int | None, enabled: bool, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        unit="batch",
+        desc=desc,
+        disable=not (enabled and sys.stderr.isatty()),
+        leave=False,
+    )
+
+
+def train_one_epoch(
+    model: nn.Module,
+    batches: Iterable[dict],
+    prepare: Prepare,
+    optimizer: torch.optim.Optimizer,
+    *,
+    generator: torch.Generator | None = None,
+    label_smoothing: float = 0.0,
+    scaler: torch.amp.GradScaler | None = None,
+    amp=nullcontext,
+    total: int | None = None,
+    progress: bool = False,
+) -> dict:
+    """One pass over ``batches``; returns this rank's loss, top-1, samples and samples/s."""
+    model.train()
+    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    loss_sum, correct, seen, start = 0.0, 0, 0, time.perf_counter()  # sums stay on the device
+    with _progress(total, progress, "train") as bar:
+        for step, batch in enumerate(batches, 1):
+            xs, labels = prepare(batch, True, generator)
+            with amp():
+                logits = model(*xs)
+                loss = criterion(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            _backward_step(loss, optimizer, scaler)
+            n = len(labels)
+            loss_sum, seen = loss_sum + loss.detach() * n, seen + n
+            correct = correct + (logits.argmax(1) == labels).sum()
+            if step % SYNC_EVERY == 0 or not bar.disable:  # one device sync every few steps
+                _check_finite(loss_sum, step)
+                rate = seen / max(time.perf_counter() - start, 1e-9)
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", samples_s=f"{rate:.0f}")
+            bar.update()
+    _check_finite(loss_sum, "the last")
+    elapsed = time.perf_counter() - start
+    return {
+        "train_loss": float(loss_sum) / max(seen, 1),
+        "train_top1": int(correct) / max(seen, 1),
+        "train_samples": seen,
+        "train_samples_per_s": seen / max(elapsed, 1e-9),
+        "train_time_s": elapsed,
+    }
+
+
+def _check_finite(loss_sum, step) -> None:
+    if not math.isfinite(float(loss_sum)):
+        raise FloatingPointError(
+            f"training loss is not finite by step {step}; lower --lr or check the inputs"
+        )
+
+
+def _backward_step(loss: torch.Tensor, optimizer, scaler) -> None:
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, batches: Iterable[dict], prepare: Prepare, num_classes: int, amp=nullcontext
+) -> ClassificationMeter:
+    """Deterministic evaluation (center crop); the meter is summed over DDP ranks."""
+    model = unwrap_model(model)  # no DDP collectives: ranks may hold different batch counts
+    model.eval()
+    meter = ClassificationMeter(num_classes)
+    criterion = nn.CrossEntropyLoss()
+    for batch in batches:
+        xs, labels = prepare(batch, False, None)
+        with amp():
+            logits = model(*xs).float()
+        meter.update(logits, labels, float(criterion(logits, labels)))
+    meter.all_reduce()
+    return meter

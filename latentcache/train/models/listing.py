@@ -1,0 +1,37 @@
+"""``latentcache train --list-models``: each registered model, its inputs and its size.
+
+::
+
+    CLASSIFIERS ─► build each (random init, nothing downloaded) for M channels, K classes
+      ─► "name  inputs  parameters  what it is"   (resnet50: the pixel baseline, on images)
+"""
+
+from __future__ import annotations
+
+from latentcache.train.models.registry import CLASSIFIERS, create_classifier
+
+__all__ = ["describe_models", "count_parameters"]
+
+
+def count_parameters(name: str, channels: int, num_classes: int) -> int:
+    entry = CLASSIFIERS[name]
+    kwargs = {"pretrained": False} if entry.imagenet else {}
+    model = create_classifier(name, channels if entry.latent else 3, num_classes, **kwargs)
+    return sum(p.numel() for p in model.parameters())
+
+
+def describe_models(channels: int, num_classes: int) -> list[str]:
+    """One line per model for latents of ``channels`` (M) and ``num_classes`` classes."""
+    rows = [("model", "inputs", "parameters", "")]
+    for name in sorted(CLASSIFIERS):
+        entry = CLASSIFIERS[name]
+        what = entry.summary if entry.latent else f"{entry.summary} Not for latent training."
+        params = count_parameters(name, channels, num_classes)
+        rows.append((name, "+".join(entry.inputs), f"{params / 1e6:.2f}M", what))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    head = f"# M={channels} channels, {num_classes} classes"
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
+        for r in rows
+    ]
+    return [head] + [line.rstrip() for line in lines]

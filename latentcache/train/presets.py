@@ -1,0 +1,109 @@
+"""Training presets: the papers' hyper-parameters, by name (``latentcache train --preset``).
+
+::
+
+    PRESETS["gupta2024"] ─► Preset(reproduces, source, settings) ─► TrainConfig fields
+    TrainConfig defaults  <  preset settings  <  options given explicitly on the command line
+
+Each preset is frozen data; ``docs/presets.md`` prints every setting of every preset, and a
+test parses that page and checks it against :func:`resolve_preset`, so the page and the
+code cannot drift. Settings a paper does not state are marked as the source code's (for
+gupta2024, the paper's repository) or left at latentcache's defaults, and the page says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from latentcache.errors import ConfigError
+
+__all__ = ["Preset", "PRESETS", "resolve_preset", "list_presets"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named set of :class:`~latentcache.train.config.TrainConfig` fields."""
+
+    name: str
+    reproduces: str  # the paper's table(s) these settings produced
+    source: str  # where each setting comes from
+    settings: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+
+
+def _preset(name: str, reproduces: str, source: str, **settings) -> Preset:
+    return Preset(name, reproduces, source, MappingProxyType(settings))
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        _preset(
+            "gupta2024",
+            "Gupta et al. 2024, Tables 1, 3 and 4: dual-stem cResNet-39 on y_hat and sigma-hat "
+            "of bmshj2018-hyperprior at qualities 1/4/8 (MINC-2500 split 1, RESISC-45, RSSCN7)",
+            "§2.3 (ImageNet ResNet-50 trunk; resize 32, random crop 28, horizontal flip); the "
+            "paper's code (baseline/downstream_model.py, baseline_experiment.py) for the "
+            "optimizer, schedule, epochs, batch size and the stem it actually ran: width M and "
+            "torchvision's stride-2 layer2 (Table 2 draws width 32: --model-opt stem_width=32)",
+            model="cresnet39-dual",
+            model_kwargs={"stem_width": "M", "layer2_stride": 2},
+            pretrained="require",
+            epochs=30,
+            batch_size=32,
+            optimizer="sgd",
+            lr=0.01,
+            momentum=0.9,
+            nesterov=False,
+            weight_decay=5e-4,
+            schedule="step",
+            step_size=10,
+            gamma=0.1,
+            label_smoothing=0.0,
+            resize=32,
+            crop=28,
+            flip=True,
+        ),
+        _preset(
+            "torfason2018",
+            "Torfason et al. 2018, Table 2: cResNet-51 on the compressed representation, "
+            "trained from scratch for 28 epochs",
+            "Appendix A.4: SGD, momentum 0.9, weight decay 1e-4, batch 64, lr 0.025 divided by "
+            "10 at epochs 8, 16 and 24, 28 epochs; random mirroring and random 28x28 crops "
+            "(no resize); networks trained from scratch (TF-Slim ResNet: no zero-init residuals)",
+            model="cresnet51",
+            model_kwargs={"zero_init_residual": False},
+            pretrained="off",
+            epochs=28,
+            batch_size=64,
+            optimizer="sgd",
+            lr=0.025,
+            momentum=0.9,
+            nesterov=False,
+            weight_decay=1e-4,
+            schedule="step",
+            step_size=8,
+            gamma=0.1,
+            label_smoothing=0.0,
+            resize=None,
+            crop=28,
+            flip=True,
+        ),
+    )
+}
+
+
+def list_presets() -> list[str]:
+    return sorted(PRESETS)
+
+
+def resolve_preset(name: str | None) -> dict:
+    """The TrainConfig fields a preset sets (``{}`` for None), plus ``preset=name``."""
+    if name is None:
+        return {}
+    if name not in PRESETS:
+        raise ConfigError(f'Unknown preset "{name}". Available: {list_presets()}')
+    settings = {
+        k: (dict(v) if isinstance(v, dict) else v) for k, v in PRESETS[name].settings.items()
+    }
+    return {**settings, "preset": name}

@@ -195,7 +195,8 @@ def _write_sorted_classes(root, per_class: int = 16, size: int = 64):
 
 @pytest.fixture(scope="module")
 def sorted_store(tmp_path_factory, tiny_codec):
-    """96 rows in 24 shards of 4, written in class order (the index order of class folders)."""
+    """96 rows in 24 shards of 4, written in class order (``order="index"``: the index order
+    of class folders, as stores written before the seeded row order are)."""
     from latentcache.config import EncodeConfig
     from latentcache.pipeline.encode import run_encode
     from latentcache.store import open_store
@@ -203,7 +204,10 @@ def sorted_store(tmp_path_factory, tiny_codec):
     root = _write_sorted_classes(tmp_path_factory.mktemp("six"))
     out = tmp_path_factory.mktemp("stores") / "sorted"
     run_encode(
-        EncodeConfig(dataset="imagefolder", data_root=str(root), out=str(out), shard_size=4, workers=0),
+        EncodeConfig(
+            dataset="imagefolder", data_root=str(root), out=str(out), shard_size=4, workers=0,
+            order="index",
+        ),
         tiny_codec,
     )  # fmt: skip
     store = open_store(out)

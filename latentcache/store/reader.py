@@ -166,11 +166,12 @@ class LatentStore:
             zstore = FsspecStore.from_url(f"{self.url.rstrip('/')}/{ZARR_DIR}", read_only=True)
         return zarr.open_group(zstore, mode="r", zarr_format=3)
 
-    def open_file(self, rel: str):
+    def open_file(self, rel: str, seekable: bool = False):
         """A store file (path relative to the store, as in the manifest), opened for binary
-        reading; sequential reads (over HTTP it is streamed). Refuses paths outside the store."""
+        reading; sequential reads (over HTTP it is streamed) unless ``seekable`` (over HTTP,
+        byte ranges). Refuses paths outside the store."""
         try:
-            return self.location.open(rel)
+            return self.location.open(rel, seekable=seekable)
         except FileNotFoundError:
             raise StoreNotFoundError(f"{rel}: missing from {self.url}") from None
 

@@ -7,7 +7,7 @@
       latents ─ ShardFile.chunk_bytes: one read per array and piece (shard_reader)
         (layouts shard_reader does not take, and z_hat stores: ZarrSplit.read, decoded)
     WdsSource    unit = one tar, streamed; a piece = its next n samples
-      LatentStore.open_file ─ tar_reader.tar_samples ─ wds_store.decode_member at batch time
+      LatentStore.open_file ─ wds_store.checked_raw_samples ─ decode_array at batch time
                    │
                    ▼
     RawSample(key, label, latent_shape, payload: field -> Payload)
@@ -132,11 +132,14 @@ class ZarrSource:
             for i, r in enumerate(range(start, stop))
         ]
 
+    def _open_seekable(self, rel: str):
+        return self.store.open_file(rel, seekable=True)  # the shard index, then row ranges
+
     def _shard(self, field: str, shard: int) -> ShardFile:
         key = (field, shard)
         if key not in self._files:
             self._files[key] = open_shard(
-                self.store.open_file, self._dir(field), self._layouts[field], shard
+                self._open_seekable, self._dir(field), self._layouts[field], shard
             )
             while len(self._files) > OPEN_SHARDS * len(self.fields):
                 self._files.popitem(last=False)[1].close()

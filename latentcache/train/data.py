@@ -76,6 +76,7 @@ class StreamSpec:
     world_size: int = 1
     batch_size: int = 32
     batches_per_rank: int | None = None
+    codec_checkpoint: str | None = None  # z_hat stores: the codec's weights, if not zoo/demo
 
     def __post_init__(self) -> None:
         if self.fmt not in FORMATS:
@@ -195,7 +196,15 @@ class LatentStream(IterableDataset):
         if self._store is None:
             from latentcache.store import open_store
 
-            self._store = open_store(self.spec.store)
+            store = open_store(self.spec.store)
+            if store.scales_repr == "z_hat" and "scales_hat" in self.spec.fields:
+                from latentcache.codec.load import load_store_codec
+
+                # scales_hat = h_s(z_hat): the store's own codec, checked by its sha256
+                store = open_store(
+                    self.spec.store, load_store_codec(store.codec, self.spec.codec_checkpoint)
+                )
+            self._store = store
         return self._store
 
     @property

@@ -1,28 +1,36 @@
 """Training-side benchmark: what streaming stored latents saves, side by side in one run.
 
-    python benchmarks/train_input.py [--images 64] [--size 256] [--train-samples 32]
-                                     [--batch-size 8] [--codec demo|random] [--repeats 2] [--threads 1]
+    python benchmarks/train_input.py [--images 128] [--size 384] [--min-samples 4000]
+        [--repeats 3] [--workers 0 2] [--redecode-samples 128] [--epoch-steps 1] [--epoch-repeats 2]
+        [--codec demo|random] [--threads 1] [--only loaders|epochs] [--gpu]
 
-1. Input pipeline, samples/s delivered as training batches (shuffled, collated tensors):
-   latentcache's loader from Zarr and from WebDataset, vs re-decoding every bitstream each
-   epoch as the reference implementation does (stock CompressAI: entropy-decode z, h_s,
-   build_indexes, entropy-decode y; never g_s). Goal: >= 30x.
-2. One training epoch, end to end on this CPU: cresnet39 on latents (loader + latent
-   augmentation: resize 32, crop 28, flip as in gupta2024; and at the latents' own size)
-   vs ResNet-50 on the same images stored as 224x224 JPEG (PIL decode, flip, normalize).
-   Goal: >= 2x faster on latents. (At 28x28, cResNet-39 costs 2.95 vs ResNet-50's 3.86
-   GFLOPs, Torfason Table 1: compute alone gives ~1.3x.)
+MINC size by default: 384² images -> 24x24 latents, M = 192 (the demo codec's widths).
 
-Real images: crops of scikit-image's CC0 photos and textures. The codec: the shipped demo
-codec when present, else bmshj2018-hyperprior at quality-3 widths (N=128, M=192) with seeded
-random weights (same compute and tensor sizes as the zoo codec). Best of ``--repeats``.
+1. Input pipeline, samples/s delivered as training batches of 64 (shuffled, mixed, in the
+   stored dtypes, before augmentation), Zarr and WebDataset, with 0 and 2 worker processes:
+   each run streams >= --min-samples samples in one pass (cycling the generated store: several
+   of its epochs) after an untimed pass that starts the workers. Beside it, in the same run: the decompression
+   floor (numcodecs alone on the same chunks) and re-decoding every bitstream each epoch as
+   the reference implementation does (entropy-decode z, h_s, build_indexes, entropy-decode
+   y; never g_s). Median and spread ((max - min) / median) over --repeats.
+   Goals: >= 30x re-decoding; >= 5,000 raw samples/s per worker process.
+2. One training epoch on this CPU at the papers' batch size (64, torfason2018): cResNet-39
+   on latents (loader + augmentation: resize 32 + crop 28 as gupta2024; and native 24x24
+   with a flip) against ResNet-50 on the same images as 224² JPEGs (PIL decode, flip,
+   normalize). Each model's GMACs per sample (forward, at the size it sees) are printed
+   beside its measured ratio, so compute and input cost can be told apart. Goal: >= 2x.
+3. --gpu (needs CUDA; never required): cResNet-39 training samples/s on the latents against
+   ResNet-50 on 224² JPEGs decoded on the GPU (torchvision.io.decode_jpeg), and the share
+   of each step spent waiting for data (benchmarks/_gpu_train.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import shutil
+import statistics
 import tempfile
 import time
 import warnings
@@ -30,12 +38,15 @@ from pathlib import Path
 
 import numpy as np
 from _common import bench_codec
+from _train_steps import count_gmacs, latent_epoch, pixel_epoch, write_jpegs
 
 warnings.filterwarnings("ignore")
 
+BATCH = 64  # torfason2018's training batch size; the loaders' too
+
 
 def make_images(root: Path, n: int, size: int) -> Path:
-    """``n`` RGB crops in class folders (one per source image)."""
+    """``n`` RGB crops in class folders (one per source image), written in class order."""
     from PIL import Image
     from skimage import data
 
@@ -65,42 +76,110 @@ def _at_least(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BICUBIC))
 
 
-def encode_store(codec, root: Path, out: Path) -> Path:
+def encode_store(codec, root: Path, out: Path, shard_size: int) -> Path:
     from latentcache.config import EncodeConfig
     from latentcache.pipeline.encode import run_encode
 
     config = EncodeConfig(
-        dataset="imagefolder", data_root=str(root), out=str(out), workers=0, shard_size=64
+        dataset="imagefolder", data_root=str(root), out=str(out), workers=0, shard_size=shard_size
     )
     run_encode(config, codec)
     return out
 
 
-def _best(fn, repeats: int) -> tuple[float, object]:
-    best, result = float("inf"), None
+def _repeat(fn, repeats: int) -> tuple[list[float], int]:
+    """Rates (items/s) of ``repeats`` calls of ``fn() -> (items, seconds)``."""
+    rates, n = [], 0
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+        n, seconds = fn()[:2]
+        rates.append(n / seconds)
+    return rates, n
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its live children (DataLoader workers), from /proc."""
+    import multiprocessing
+    import os
+
+    total = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK")
+    for child in multiprocessing.active_children():
+        try:
+            fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def _timed(fn):
+    """``fn() -> items`` as ``() -> (items, wall seconds, CPU seconds)``."""
+
+    def run():
+        t0, c0 = time.perf_counter(), _cpu_seconds()
+        n = fn()
+        return n, time.perf_counter() - t0, _cpu_seconds() - c0
+
+    return run
+
+
+def _summary(rates: list[float]) -> tuple[float, float]:
+    median = statistics.median(rates)
+    return median, (max(rates) - min(rates)) / median
 
 
 # ------------------------------------------------------------- 1. the input pipeline
 
 
-def loader_epoch(store_path: Path, fmt: str, batch_size: int) -> int:
-    from latentcache.store import open_store
-    from latentcache.train.data import StreamSpec, batches_per_rank, build_loader, split_count
+def loader_run(store_path: Path, fmt: str, workers: int, samples: int):
+    """A loader with ``workers`` processes streaming ``samples`` in one pass (cycling the
+    store: several of its epochs), after an untimed pass that starts the workers."""
+    from latentcache.train.data import StreamSpec, build_loader
 
-    count = split_count(open_store(store_path).split_info("train"))
     spec = StreamSpec(
-        store=str(store_path), split="train", fmt=fmt, shuffle=True, batch_size=batch_size,
-        batches_per_rank=batches_per_rank(count, 1, batch_size),
+        store=str(store_path), split="train", fmt=fmt, shuffle=True, batch_size=BATCH,
+        batches_per_rank=-(-samples // BATCH),
     )  # fmt: skip
-    return sum(len(b["label"]) for b in build_loader(spec))
+    loader = build_loader(spec, workers=workers)
+
+    loader.dataset.set_epoch(0)
+    for _ in loader:  # starts the (persistent) workers, fills caches
+        pass
+
+    def run() -> int:
+        loader.dataset.set_epoch(1)
+        return sum(len(b["label"]) for b in loader)
+
+    return _timed(run)
 
 
-def redecode_epoch(codec, store_path: Path, batch_size: int) -> int:
+def floor_run(store_path: Path, epochs: int):
+    """numcodecs alone on the same stored chunks: y_hat Blosc + scale-index Zstd per sample."""
+    import numcodecs
+
+    from latentcache.store import open_store
+    from latentcache.store.shard_reader import open_shard, read_layout
+
+    store = open_store(store_path)
+    chunks = []
+    for name in ("y_hat", "scales_hat"):
+        layout = read_layout(store.open_file, f"zarr/train/{name}")
+        for shard in range(layout.num_shards):
+            sf = open_shard(store.open_file, f"zarr/train/{name}", layout, shard)
+            chunks += [bytes(b) for b in sf.chunk_bytes(0, layout.chunks_per_shard) if b]
+    blosc, zstd = numcodecs.Blosc(), numcodecs.Zstd()
+    samples = len(chunks) // 2
+
+    def run() -> int:
+        for _ in range(epochs):
+            for i, c in enumerate(chunks):
+                (blosc if i < samples else zstd).decode(c)
+        return samples * epochs
+
+    return _timed(run)
+
+
+def redecode_run(codec, store_path: Path, samples: int):
     """The reference implementation: bytes -> y_hat, scales_hat for every sample, every epoch."""
     import torch
 
@@ -108,110 +187,92 @@ def redecode_epoch(codec, store_path: Path, batch_size: int) -> int:
 
     model = codec.model
     zs = open_store(store_path).zarr_split("train")
-    seen = 0
-    with torch.no_grad():
-        for a, b in zs.blocks():
-            rows = zs.read(a, b, bitstreams=True)
-            batch = []
+    rows = zs.read(0, min(samples, len(zs)), bitstreams=True)
+
+    def run() -> int:
+        with torch.no_grad():
             for y, z, shape in zip(
                 rows["y_string"], rows["z_string"], rows["z_shape"], strict=True
             ):
                 z_hat = model.entropy_bottleneck.decompress([z], tuple(int(v) for v in shape))
                 scales_hat = model.h_s(z_hat)
                 idx = model.gaussian_conditional.build_indexes(scales_hat)
-                y_hat = model.gaussian_conditional.decompress([y], idx, z_hat.dtype)
-                batch.append((y_hat, scales_hat))
-                if len(batch) == batch_size:
-                    seen += len(torch.cat([t[0] for t in batch]))
-                    batch = []
-            seen += len(batch)
-    return seen
+                model.gaussian_conditional.decompress([y], idx, z_hat.dtype)
+        return len(rows["y_string"])
+
+    return _timed(run)
+
+
+def bench_loaders(args, codec, store: Path, count: int) -> None:
+    """Every contender once per round, ``--repeats`` rounds: load drift on a shared machine
+    hits all of them alike. Rates per wall second and per CPU second (all processes)."""
+    epochs = max(1, math.ceil(args.min_samples / count))
+    runs = {"decompression floor (numcodecs)": (floor_run(store, epochs), 1)}
+    for fmt, label in (("zarr", "Zarr"), ("webdataset", "WebDataset")):
+        for w in args.workers:
+            runs[f"loader, {label}, {w} workers"] = (
+                loader_run(store, fmt, w, epochs * count),
+                max(w, 1),
+            )
+    runs["re-decode bitstreams"] = (redecode_run(codec, store, args.redecode_samples), 1)
+    walls: dict[str, list[float]] = {k: [] for k in runs}
+    cpus: dict[str, list[float]] = {k: [] for k in runs}
+    counts = {}
+    for _ in range(args.repeats):
+        for name, (run, _procs) in runs.items():
+            n, wall, cpu = run()
+            walls[name].append(n / wall)
+            cpus[name].append(n / max(cpu, 1e-9))
+            counts[name] = n
+    decode = statistics.median(walls["re-decode bitstreams"])
+    decode_cpu = statistics.median(cpus["re-decode bitstreams"])
+    print(f"{'input pipeline, batch 64':<34}{'samples':>8}{'samples/s':>10}{'spread':>7}"
+          f"{'per process':>12}{'per CPU-s':>10}{'vs re-decode':>13}{'(CPU)':>8}")  # fmt: skip
+    for name, (_run, procs) in runs.items():
+        median, spread = _summary(walls[name])
+        cpu = statistics.median(cpus[name])
+        print(
+            f"{name:<34}{counts[name]:>8}{median:>10.0f}{spread:>7.0%}{median / procs:>12.0f}"
+            f"{cpu:>10.0f}{median / decode:>12.1f}x{cpu / decode_cpu:>7.1f}x"
+        )
 
 
 # ------------------------------------------------------------- 2. one training epoch
 
 
-def latent_epoch(store_path: Path, batch_size: int, samples: int, native: bool = False) -> int:
+def bench_epochs(args, store: Path, images: Path, tmp: Path) -> None:
     import torch
 
     from latentcache.store import open_store
-    from latentcache.train.augment import AugmentConfig, LatentStats, LatentTransform
-    from latentcache.train.data import StreamSpec, build_loader
-    from latentcache.train.loop import make_prepare, train_one_epoch
     from latentcache.train.models import create_classifier
 
-    store = open_store(store_path)
-    torch.manual_seed(0)
-    model = create_classifier("cresnet39", store.num_channels, len(store.classes))
-    stats = LatentStats.from_dict(store.split_info("train")["stats"])
-    prepare = make_prepare(
-        LatentTransform(model.inputs, stats, AugmentConfig()), torch.device("cpu"), False
-    )
-    spec = StreamSpec(
-        store=str(store_path), split="train", fields=model.inputs, shuffle=True, batch_size=batch_size,
-        batches_per_rank=samples // batch_size,
-    )  # fmt: skip
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    out = train_one_epoch(
-        model, build_loader(spec), prepare, opt, generator=torch.Generator().manual_seed(0)
-    )
-    return out["train_samples"]
-
-
-def write_jpegs(root: Path, out: Path) -> list[tuple[Path, int]]:
-    from PIL import Image
-
-    files = []
-    for png in sorted(root.rglob("*.png")):
-        dst = out / png.parent.name / (png.stem + ".jpg")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        Image.open(png).convert("RGB").resize((224, 224), Image.BILINEAR).save(dst, quality=90)
-        files.append((dst, int(png.parent.name.removeprefix("class"))))
-    return files
-
-
-class JpegDataset:
-    """ImageNet-style pixel input: JPEG decode, random flip, normalize."""
-
-    def __init__(self, files: list[tuple[Path, int]]) -> None:
-        self.files = files
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int):
-        import torch
-        from PIL import Image
-
-        path, label = self.files[i]
-        x = torch.from_numpy(
-            np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255
-        ).permute(2, 0, 1)
-        if torch.rand(()) < 0.5:
-            x = x.flip(-1)
-        mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
-        return (x - mean[:, None, None]) / std[:, None, None], label
-
-
-def pixel_epoch(files: list[tuple[Path, int]], batch_size: int, samples: int, classes: int) -> int:
-    import torch
-    from torch.utils.data import DataLoader
-
-    from latentcache.train.loop import train_one_epoch
-    from latentcache.train.models import create_classifier
-
-    torch.manual_seed(0)
-    model = create_classifier("resnet50", 3, classes, pretrained=False)
-    loader = DataLoader(
-        JpegDataset(files[:samples]), batch_size=batch_size, shuffle=True, drop_last=True
-    )
-    batches = ({"image": x, "label": y} for x, y in loader)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def prepare(batch, train, generator):
-        return [batch["image"]], batch["label"]
-
-    return train_one_epoch(model, batches, prepare, opt)["train_samples"]
+    st = open_store(store)
+    m, classes = st.num_channels, len(st.classes)
+    files = write_jpegs(images, tmp / "jpeg")
+    samples = BATCH * args.epoch_steps
+    hw = tuple(st.split_info("train")["latent_shape"])
+    cres = create_classifier("cresnet39", m, classes)
+    res50 = create_classifier("resnet50", 3, classes, pretrained=False)
+    lat = cres.inputs
+    gmacs = {
+        "cresnet39, crop 28": count_gmacs(cres, [torch.zeros(1, m, 28, 28) for _ in lat]),
+        f"cresnet39, native {hw[0]}": count_gmacs(cres, [torch.zeros(1, m, *hw) for _ in lat]),
+        "ResNet-50 on JPEG 224": count_gmacs(res50, [torch.zeros(1, 3, 224, 224)]),
+    }
+    epochs = {
+        "cresnet39, crop 28": lambda: latent_epoch(store, BATCH, samples, native=False),
+        f"cresnet39, native {hw[0]}": lambda: latent_epoch(store, BATCH, samples, native=True),
+        "ResNet-50 on JPEG 224": lambda: pixel_epoch(files, BATCH, samples, classes),
+    }
+    timed = {name: _summary(_repeat(fn, args.epoch_repeats)[0]) for name, fn in epochs.items()}
+    base = timed["ResNet-50 on JPEG 224"][0]
+    print(f"\n{'one training epoch, batch 64':<30}{'samples':>8}{'samples/s':>11}{'spread':>8}"
+          f"{'GMACs':>8}{'speed-up':>10}")  # fmt: skip
+    for name, (median, spread) in timed.items():
+        print(
+            f"{name:<30}{samples:>8}{median:>11.2f}{spread:>8.0%}{gmacs[name]:>8.2f}"
+            f"{median / base:>9.2f}x"
+        )
 
 
 # ------------------------------------------------------------- main
@@ -219,21 +280,19 @@ def pixel_epoch(files: list[tuple[Path, int]], batch_size: int, samples: int, cl
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument(
-        "--images", type=int, default=64, help="images encoded into the store (train split)"
-    )
-    ap.add_argument(
-        "--size", type=int, default=256, help="image side (256: RESISC-45's 16x16 latents)"
-    )
-    ap.add_argument(
-        "--train-samples", type=int, default=32, help="samples in the timed training epochs"
-    )
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--images", type=int, default=128, help="images encoded into the store")
+    ap.add_argument("--size", type=int, default=384, help="image side (384: MINC's 24x24 latents)")
+    ap.add_argument("--shard-size", type=int, default=64)
+    ap.add_argument("--min-samples", type=int, default=4000, help="samples per loader run")
+    ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    ap.add_argument("--redecode-samples", type=int, default=128)
+    ap.add_argument("--epoch-steps", type=int, default=1, help="timed steps of batch 64 per epoch")
+    ap.add_argument("--epoch-repeats", type=int, default=2)
     ap.add_argument("--codec", choices=["demo", "random"], default="demo")
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument(
-        "--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)"
-    )
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", choices=["loaders", "epochs"], default=None)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier)")
+    ap.add_argument("--gpu", action="store_true", help="the CUDA benchmark (_gpu_train.py)")
     args = ap.parse_args()
     import torch
 
@@ -247,47 +306,30 @@ def main() -> None:
 
 
 def run(args, tmp: Path) -> None:
+    import os
+
     import torch
 
     root = make_images(tmp / "images", args.images, args.size)
     codec, what = bench_codec(args.codec)
-    store = encode_store(codec, root, tmp / "store")
+    store = encode_store(codec, root, tmp / "store", args.shard_size)
     from latentcache.store import open_store
 
     info = open_store(store).split_info("train")
     print(
-        f"{info['stored']} images {args.size}x{args.size} -> latents {info['latent_shape']} x M={codec.model.M}, "
-        f"{what}, torch threads {torch.get_num_threads()}, best of {args.repeats}\n"
+        f"{info['stored']} images {args.size}x{args.size} -> latents {info['latent_shape']} x "
+        f"M={codec.model.M}, {what}; {os.cpu_count()} CPUs, torch threads "
+        f"{torch.get_num_threads()}; median of {args.repeats} (epochs: {args.epoch_repeats})\n"
     )
-    rows = []
-    for name, fn in (
-        ("loader, Zarr", lambda: loader_epoch(store, "zarr", args.batch_size)),
-        ("loader, WebDataset", lambda: loader_epoch(store, "webdataset", args.batch_size)),
-        ("re-decode bitstreams", lambda: redecode_epoch(codec, store, args.batch_size)),
-    ):
-        seconds, n = _best(fn, args.repeats)
-        rows.append((name, n, seconds, n / seconds))
-    decode_rate = rows[-1][3]
-    print(
-        f"{'input pipeline':<24}{'samples':>9}{'seconds':>10}{'samples/s':>12}{'vs re-decode':>14}"
-    )
-    for name, n, s, rate in rows:
-        print(f"{name:<24}{n:>9}{s:>10.3f}{rate:>12.0f}{rate / decode_rate:>13.1f}x")
-    files = write_jpegs(root, tmp / "jpeg")
-    n = min(args.train_samples, info["stored"]) // args.batch_size * args.batch_size
-    classes = len(open_store(store).classes)
-    epochs = [
-        ("cresnet39, crop 28", lambda: latent_epoch(store, args.batch_size, n)),
-        ("cresnet39, native size", lambda: latent_epoch(store, args.batch_size, n, native=True)),
-        ("ResNet-50 on JPEG 224", lambda: pixel_epoch(files, args.batch_size, n, classes)),
-    ]
-    timed = [(name, *_best(fn, args.repeats)) for name, fn in epochs]
-    print(
-        f"\n{'one training epoch':<24}{'samples':>9}{'seconds':>10}{'samples/s':>12}{'speed-up':>14}"
-    )
-    slowest = timed[-1][1]
-    for name, s, count in timed:
-        print(f"{name:<24}{count:>9}{s:>10.2f}{count / s:>12.1f}{slowest / s:>13.2f}x")
+    if args.gpu:
+        from _gpu_train import bench_gpu
+
+        bench_gpu(store, root, tmp, BATCH)
+        return
+    if args.only in (None, "loaders"):
+        bench_loaders(args, codec, store, int(info["stored"]))
+    if args.only in (None, "epochs"):
+        bench_epochs(args, store, root, tmp)
 
 
 if __name__ == "__main__":

@@ -213,13 +213,17 @@ def _npy_gz(a: np.ndarray, allow_pickle: bool = False) -> bytes:
     return gzip.compress(buf.getvalue(), mtime=0)
 
 
-def _replace_y_hat(payload: bytes):
+def _replace_y_hat(payload: bytes, suffix: str = "npy.gz"):
+    """Put ``payload`` in place of the first sample's y_hat member, named ``y_hat.<suffix>``."""
+
     def edit(members):
         out, done = [], False
         for info, data in members:
-            if not done and info.name.endswith(".y_hat.npy.gz"):
+            if not done and ".y_hat.npy" in info.name:
+                info.name = info.name[: info.name.index(".y_hat.npy")] + f".y_hat.{suffix}"
                 data, done = payload, True
             out.append((info, data))
+        assert done, "no y_hat member to replace"
         return out
 
     return edit
@@ -235,12 +239,30 @@ def _symlink() -> tarfile.TarInfo:
     return info
 
 
-def _bomb() -> bytes:
+def _bomb_npy() -> bytes:
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(
         header, {"descr": "<i2", "fortran_order": False, "shape": (24, 8, 8)}
     )
-    return gzip.compress(header.getvalue() + bytes(64 << 20), mtime=0)  # 64 MiB of zeros
+    return header.getvalue() + bytes(64 << 20)  # a valid header, then 64 MiB of zeros
+
+
+def _bomb() -> bytes:
+    return gzip.compress(_bomb_npy(), mtime=0)
+
+
+def _zstd_bomb() -> bytes:
+    import numcodecs
+
+    return bytes(numcodecs.Zstd(level=1).encode(_bomb_npy()))
+
+
+def _npy_zst(a: np.ndarray) -> bytes:
+    import numcodecs
+
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return bytes(numcodecs.Zstd(level=1).encode(buf.getvalue()))
 
 
 HOSTILE = {
@@ -251,6 +273,11 @@ HOSTILE = {
         "object dtype: a pickled .npy",
     ),
     "gzip-bomb": (_replace_y_hat(_bomb()), "gzip bomb"),
+    "zstd-bomb": (_replace_y_hat(_zstd_bomb(), "npy.zst"), "zstd bomb"),
+    "zstd-wrong-dtype": (
+        _replace_y_hat(_npy_zst(np.zeros((24, 8, 8), np.float32)), "npy.zst"),
+        "dtype float32, manifest says int16",
+    ),
     "oversized-array": (
         _replace_y_hat(_npy_gz(np.zeros((24, 512, 512), np.int16))),
         "oversized array",
@@ -288,6 +315,20 @@ def test_hostile_tar_refused_by_verify_and_train(hostile_store, tmp_path, one_to
     assert trained.exit_code == 1 and "Traceback" not in trained.output
     assert f"{SHARD}: " in trained.output and reason in trained.output, trained.output
     assert not (tmp_path / "evil.y_string").exists() and not (src.parent / "evil.y_string").exists()
+
+
+@pytest.mark.parametrize("hostile_store", ["zstd-wrong-dtype"], indirect=True)
+def test_hostile_tar_refused_in_one_line_by_train_with_worker_processes(
+    hostile_store, tmp_path
+) -> None:
+    src, reason = hostile_store
+    args = ["train", str(src), "--format", "webdataset", "--out", str(tmp_path / "run")]
+    trained = CliRunner().invoke(
+        cli, [*args, "--epochs", "1", "--batch-size", "4", "--workers", "2"]
+    )
+    assert trained.exit_code == 1 and "Traceback" not in trained.output, trained.output
+    (line,) = [x for x in trained.output.splitlines() if x.startswith("Error: ")]
+    assert line.startswith(f"Error: {SHARD}: ") and reason in line, trained.output
 
 
 def _rewrite_manifest(store: Path, change) -> None:

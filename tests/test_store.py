@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 
+import numcodecs
 import numpy as np
 import pytest
 import webdataset as wds
@@ -84,8 +86,12 @@ def test_plain_zarr_and_plain_webdataset_read_the_store(texture_store):
     assert names == list(ours["key"]) and names[i] == ours["key"][i]
     assert (data[start:mid], data[mid:stop]) == (ours["y_string"][i], ours["z_string"][i])
     urls = sorted(str(p) for p in (texture_store.path / "wds").glob("train-*.tar"))
-    sample = next(iter(wds.WebDataset(urls, shardshuffle=False).decode()))
-    assert sample["y_hat.npy.gz"].dtype == np.int16 and int(sample["cls"]) >= 0
+    npy_zst = wds.handle_extension(
+        "npy.zst", lambda b: np.load(io.BytesIO(numcodecs.Zstd().decode(b)))
+    )  # the README's one-line handler
+    sample = next(iter(wds.WebDataset(urls, shardshuffle=False).decode(npy_zst)))
+    assert sample["y_hat.npy.zst"].dtype == np.int16 and int(sample["cls"]) >= 0
+    assert sample["y_hat.npy.zst"].shape[0] == texture_store.num_channels
     assert sample["json"]["bpp"] > 0
 
 

@@ -139,3 +139,48 @@ def test_z_hat_store_of_mixed_sizes_equals_h_s_on_each_sample_alone(
         assert sample["scales_hat"].shape == alone.shape
         np.testing.assert_array_equal(sample["scales_hat"], alone, err_msg=sample["key"])
         np.testing.assert_array_equal(wds_scales[sample["key"]], alone, err_msg=sample["key"])
+
+
+@pytest.mark.parametrize("fmt", ["zarr", "webdataset"])
+def test_z_hat_and_float32_stores_train_with_the_index_stores_normalisation(
+    tmp_path, texture_root, tiny_codec, tiny_checkpoint, texture_store, fmt
+):
+    """The loader gives a z_hat store the scales h_s makes (with the store's own codec, checked
+    by sha256): normalized exactly like the float32 store's, and within one scale-table bin of
+    the index store's; training runs on it, and without the codec it says what to pass."""
+    from click.testing import CliRunner
+
+    from latentcache.cli.main import cli
+    from latentcache.train.data import StreamSpec, build_loader
+
+    stores = {
+        "z_hat": _encode(tmp_path, texture_root, tiny_codec, "z", scales_repr="z_hat"),
+        "float32": _encode(tmp_path, texture_root, tiny_codec, "f", scales_repr="float32"),
+        "index": texture_store,
+    }
+    normalized = {}
+    for name, store in stores.items():
+        spec = StreamSpec(
+            store=str(store.path), split="test", fmt=fmt, batch_size=64,
+            codec_checkpoint=str(tiny_checkpoint) if name == "z_hat" else None,
+        )  # fmt: skip
+        (batch,) = list(build_loader(spec, workers=0, resize=None))
+        stats = LatentStats.from_dict(
+            store.split_info("train")["stats"] | {"scales_floor": store.scale_floor}
+        )
+        (x,) = normalize_inputs(batch, ["scales_hat"], stats)
+        order = np.argsort(batch["key"])
+        normalized[name] = (x * stats.log_scales_std + stats.log_scales_mean).numpy()[order]
+    np.testing.assert_allclose(normalized["z_hat"], normalized["float32"], rtol=0, atol=1e-5)
+    assert np.abs(normalized["z_hat"] - normalized["index"]).max() <= 0.125  # ln 1.13
+
+    z = str(stores["z_hat"].path)
+    args = ["train", z, "--format", fmt, "--epochs", "1", "--batch-size", "4", "--resize", "8"]
+    args += ["--crop", "6", "--model", "cresnet39-dual", "--model-opt", "stem_width=8"]
+    args += ["--pretrained", "off", "--out", str(tmp_path / "run")]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 1 and "--codec-checkpoint" in refused.output, refused.output
+    trained = CliRunner().invoke(cli, [*args, "--codec-checkpoint", str(tiny_checkpoint)])
+    assert trained.exit_code == 0, trained.output
+    scored = CliRunner().invoke(cli, ["eval", str(tmp_path / "run"), z, "--json"])
+    assert scored.exit_code == 0, scored.output  # the run remembers the codec's file

@@ -138,6 +138,19 @@ def test_evaluation_is_deterministic_and_complete(finished_run, texture_store) -
     assert set(a["per_class"]) == set(texture_store.classes)
 
 
+@pytest.mark.parametrize("fmt", ["zarr", "webdataset"])
+def test_train_and_eval_with_two_worker_processes(texture_store, tmp_path, fmt) -> None:
+    """Training's per-epoch evaluation and ``eval`` both run with spawned workers."""
+    out = tmp_path / fmt
+    result = run_training(_config(texture_store, out, epochs=1, workers=2, format=fmt))
+    line = json.loads((out / "metrics.jsonl").read_text())
+    assert line["train_samples"] == math.ceil(12 / 4) * 4 and "eval_top1" in line
+    again = evaluate_run(out, texture_store.path, "test", checkpoint="last", workers=2, write=False)
+    serial = evaluate_run(out, texture_store.path, "test", checkpoint="last", write=False)
+    assert again["count"] == serial["count"] == texture_store.split_info("test")["stored"]
+    assert again["confusion"] == serial["confusion"] and result["epochs"] == 1
+
+
 def test_split_choice_and_bad_options(texture_store, tmp_path) -> None:
     assert choose_splits(["test", "train"], None, None) == ("train", "test")
     assert choose_splits(["train", "validate", "test"], None, None) == ("train", "validate")
@@ -219,3 +232,31 @@ def test_short_training_beats_chance_by_a_wide_margin(texture_store_90, tmp_path
     chance = 1 / len(store.classes)
     assert result["count"] == 45
     assert result["top1"] >= chance + 0.3, result["per_class"]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fmt", ["zarr", "webdataset"])
+def test_training_on_cuda_with_worker_processes_and_amp(texture_store, tmp_path, fmt) -> None:
+    """Batches in the stored dtypes reach the GPU (pinned), where the scale index is looked up,
+    normalised and cropped; AMP on. Needs CUDA (never required)."""
+    import torch
+    from click.testing import CliRunner
+
+    from latentcache.cli.main import cli
+    from latentcache.train.data import split_count
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    out = tmp_path / "run"
+    args = ["train", str(texture_store.path), "--format", fmt, "--device", "cuda", "--amp"]
+    args += ["--workers", "2", "--epochs", "2", "--batch-size", "8", "--resize", "8"]
+    args += ["--crop", "6", "--model-opt", "base_width=8", "--out", str(out)]
+    done = CliRunner().invoke(cli, args)
+    assert done.exit_code == 0, done.output
+    scored = CliRunner().invoke(
+        cli, ["eval", str(out), str(texture_store.path), "--device", "cuda", "--json"]
+    )
+    assert scored.exit_code == 0, scored.output
+    result = json.loads(scored.stdout)
+    assert result["count"] == split_count(texture_store.split_info("test"))
+    assert 0.0 <= result["top1"] <= 1.0

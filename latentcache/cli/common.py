@@ -29,12 +29,23 @@ def handle_errors(fn):
         try:
             return fn(*args, **kwargs)
         except LatentCacheError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(one_line(exc)) from None
         except KeyboardInterrupt:
             click.echo("interrupted; re-run the same command to resume", err=True)
             sys.exit(130)
 
     return wrapper
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's message; one raised in a DataLoader worker comes back with the worker's
+    traceback prepended by torch, of which only the original message is kept."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    head, sep, rest = last.partition(": ")
+    return rest if sep and head.endswith(type(exc).__name__) else last
 
 
 def setup_logging(verbose: int) -> None:

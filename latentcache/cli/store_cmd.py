@@ -231,21 +231,12 @@ def verify(store, redecode, arch, quality, metric, codec_source, checkpoint, ver
 
 def _codec_for(st, checkpoint, codec_source):
     """The store's own codec: its checkpoint (--checkpoint), the demo codec or the zoo."""
-    from latentcache.codec.load import load_codec
+    from latentcache.codec.load import load_codec, load_store_codec
     from latentcache.codec.spec import CodecSpec
 
-    c = st.codec
-    if checkpoint:
-        return load_codec(CodecSpec(arch=c["arch"], source="checkpoint", checkpoint=checkpoint))
-    if c["source"] == "demo" or codec_source == "demo":
+    if not checkpoint and codec_source == "demo":
         return load_codec(CodecSpec(source="demo"))
-    if c["source"] in ("checkpoint", "model"):
-        raise click.ClickException(
-            f"this store was made with codec weights {c.get('checkpoint') or '(in memory)'}: pass them with --checkpoint"
-        )
-    return load_codec(
-        CodecSpec(arch=c["arch"], quality=c["quality"], metric=c["metric"], source="zoo")
-    )
+    return load_store_codec(st.codec, checkpoint)
 
 
 def _transfer_summary(verb: str, src: str, result) -> str:

@@ -178,6 +178,12 @@ def _print_models(store: str | None, channels: int | None, classes: int | None) 
     help="DataLoader worker processes (spawned).",
 )
 @click.option(
+    "--codec-checkpoint",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="z_hat stores encoded with a weights file: that file (h_s gives scales_hat).",
+)
+@click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
 )
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
@@ -250,6 +256,12 @@ def train(store, out, preset, list_models, channels, classes, verbose, **_option
 )
 @click.option("--workers", type=int, default=0, show_default=True)
 @click.option(
+    "--codec-checkpoint",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="z_hat stores encoded with a weights file: that file (h_s gives scales_hat).",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -257,7 +269,10 @@ def train(store, out, preset, list_models, channels, classes, verbose, **_option
 )
 @click.option("-v", "--verbose", count=True)
 @handle_errors
-def evaluate(run_dir, store, split, checkpoint, fmt, batch_size, device, workers, as_json, verbose):
+def evaluate(
+    run_dir, store, split, checkpoint, fmt, batch_size, device, workers, codec_checkpoint, as_json,
+    verbose,
+):  # fmt: skip
     """Evaluate RUN_DIR's checkpoint on a split of STORE (deterministic center crop)."""
     setup_logging(verbose)
     from latentcache.train import evaluate_run
@@ -271,6 +286,7 @@ def evaluate(run_dir, store, split, checkpoint, fmt, batch_size, device, workers
         batch_size=batch_size,
         device=device,
         workers=workers,
+        codec_checkpoint=codec_checkpoint,
     )
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))

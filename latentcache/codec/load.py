@@ -50,6 +50,7 @@ from latentcache.errors import (
 __all__ = [
     "Codec",
     "load_codec",
+    "load_store_codec",
     "codec_from_model",
     "save_codec_checkpoint",
     "state_dict_sha256",
@@ -305,6 +306,37 @@ def load_codec(spec: CodecSpec) -> Codec:
     if spec.source == "demo" and not path.is_file():
         raise WeightsNotFoundError(f"the demo codec is missing from this install: {path}")
     return _load_file(spec, path)
+
+
+def load_store_codec(record: dict, checkpoint: str | None = None) -> Codec:
+    """The codec a store's manifest records (``store.codec``): the weights file ``checkpoint``
+    when given, else the demo codec or the zoo's weights it names. Its weights must be the
+    ones the store was encoded with (sha256), else one line names both."""
+    if checkpoint:
+        codec = load_codec(
+            CodecSpec(arch=record["arch"], source="checkpoint", checkpoint=checkpoint)
+        )
+    elif record.get("source") == "demo":
+        codec = load_codec(CodecSpec(source="demo"))
+    elif record.get("source") in ("checkpoint", "model"):
+        raise ConfigError(
+            f"the store was encoded with codec weights {record.get('checkpoint') or '(in memory)'}: pass that file (--codec-checkpoint)"
+        )
+    else:
+        codec = load_codec(
+            CodecSpec(
+                arch=record["arch"],
+                quality=record["quality"],
+                metric=record["metric"],
+                source="zoo",
+            )
+        )
+    want = record.get("weights_sha256")
+    if want and codec.weights_sha256 != want:
+        raise ConfigError(
+            f"codec weights sha256 {codec.weights_sha256[:12]} are not the store's {str(want)[:12]} ({record.get('arch')} quality={record.get('quality')})"
+        )
+    return codec
 
 
 def save_codec_checkpoint(

@@ -71,9 +71,10 @@ class StoreLocation:
     def join(self, rel: str) -> str:
         return f"{self.root.rstrip('/')}/{check_rel(rel)}"
 
-    def open(self, rel: str, mode: str = "rb"):
-        """A store file opened for sequential reading (HTTP streams it, without range requests)."""
-        kwargs = {"block_size": 0} if self.scheme in READ_ONLY else {}
+    def open(self, rel: str, mode: str = "rb", seekable: bool = False):
+        """A store file opened for sequential reading (HTTP streams it, without range
+        requests); ``seekable``: random access (over HTTP, byte ranges)."""
+        kwargs = {"block_size": 0} if self.scheme in READ_ONLY and not seekable else {}
         return self.fs.open(self.join(rel), mode, **kwargs)
 
     def exists(self, rel: str) -> bool:

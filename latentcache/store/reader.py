@@ -166,11 +166,12 @@ class LatentStore:
             zstore = FsspecStore.from_url(f"{self.url.rstrip('/')}/{ZARR_DIR}", read_only=True)
         return zarr.open_group(zstore, mode="r", zarr_format=3)
 
-    def open_file(self, rel: str):
+    def open_file(self, rel: str, seekable: bool = False):
         """A store file (path relative to the store, as in the manifest), opened for binary
-        reading; sequential reads (over HTTP it is streamed). Refuses paths outside the store."""
+        reading; sequential reads (over HTTP it is streamed) unless ``seekable`` (over HTTP,
+        byte ranges). Refuses paths outside the store."""
         try:
-            return self.location.open(rel)
+            return self.location.open(rel, seekable=seekable)
         except FileNotFoundError:
             raise StoreNotFoundError(f"{rel}: missing from {self.url}") from None
 
@@ -219,14 +220,15 @@ class LatentStore:
     def wds_shards(self, split: str) -> list[str]:
         """The split's tars holding samples: local paths, or URLs for a store at a URL (what plain
         ``webdataset`` opens); :meth:`wds_samples` takes these or the manifest's paths."""
-        return [self._shard_url(rel) for rel, e in self._wds_entries(split).items() if e["count"]]
+        return [self._shard_url(rel) for rel, e in self.wds_entries(split).items() if e["count"]]
 
     def _shard_url(self, rel: str) -> str:
         if self.location.local:
             return self.location.join(rel)
         return f"{self.url.rstrip('/')}/{rel}"
 
-    def _wds_entries(self, split: str) -> dict[str, dict]:
+    def wds_entries(self, split: str) -> dict[str, dict]:
+        """The split's tars: manifest-relative path -> {path, bytes, sha256, count}."""
         self._need("webdataset")
         self.split_info(split)
         return {
@@ -256,7 +258,7 @@ class LatentStore:
 
         Raises StoreCorruptError naming the tar and the reason (``wds_store`` lists the checks).
         """
-        entries = self._wds_entries(split)
+        entries = self.wds_entries(split)
         named = {**{self._shard_url(rel): rel for rel in entries}, **{rel: rel for rel in entries}}
         limits = self.sample_limits(split)
         for shard in entries if shards is None else shards:

@@ -3,9 +3,10 @@ horizontal flip; a deterministic center crop for evaluation.
 
 ::
 
-    batch {"y_hat": (B, M, h, w) int16, "scales_hat": (B, M, h, w) float32}
+    batch {"y_hat": (B, M, h, w) int16, "scales_hat": (B, M, h, w) uint8 index | float32}
       └► normalize: y_hat standardized; scales_hat floored at the store's scale_floor (the
-         codec's lower bound, 0.11) -> log -> standardized
+         codec's lower bound, 0.11) -> log -> standardized (a uint8 index: the log of
+         CompressAI's scale table, looked up on the batch's device)
       └► cat along channels (B, 2M, h, w)      one tensor, so one crop and one flip
       └► resize (B, 2M, 32, 32) ─► crop 28 (+ flip) ─► split back per input
 
@@ -103,21 +104,31 @@ def _standardize(x: torch.Tensor, mean, std) -> torch.Tensor:
     return (x - _as_param(mean, x)) / std_t
 
 
+def _log_scales(scales: torch.Tensor, floor: float) -> torch.Tensor:
+    """log σ̂ floored at ``floor``. A uint8 ``scales_hat`` is an index into CompressAI's
+    default scale table (the collate keeps the index only for stores with that table),
+    looked up on the tensor's device: 64 logs instead of one per element."""
+    if scales.dtype == torch.uint8:
+        from compressai.models.google import get_scale_table
+
+        table = torch.log(get_scale_table().clamp_min(floor)).to(scales.device)
+        return table[scales.int()]
+    return torch.log(scales.float().clamp_min(floor))
+
+
 def normalize_inputs(
     batch: Mapping[str, torch.Tensor], inputs: Sequence[str], stats: LatentStats
 ) -> list[torch.Tensor]:
     """Float tensors in ``inputs`` order: y_hat standardized, scales_hat log-standardized."""
     out = []
     for name in inputs:
-        x = batch[name].float()
-        if name == "y_hat":
-            x = _standardize(x, stats.y_hat_mean, stats.y_hat_std)
-        elif name == "scales_hat":
-            x = _standardize(
-                torch.log(x.clamp_min(stats.scales_floor)),
-                stats.log_scales_mean,
-                stats.log_scales_std,
-            )
+        if name == "scales_hat":
+            x = _log_scales(batch[name], stats.scales_floor)
+            x = _standardize(x, stats.log_scales_mean, stats.log_scales_std)
+        elif name == "y_hat":
+            x = _standardize(batch[name].float(), stats.y_hat_mean, stats.y_hat_std)
+        else:
+            x = batch[name].float()
         out.append(x)
     return out
 

@@ -68,6 +68,7 @@ class TrainConfig:
     channels_last: bool = True  # CUDA only
     seed: int = 0
     max_batches: int | None = None  # cap on steps per epoch (smoke runs, benchmarks)
+    codec_checkpoint: str | None = None  # z_hat stores encoded with a weights file: that file
     progress: bool = True
     resume: bool = False
     command: str = ""  # the command line that made the run, for the record

@@ -2,22 +2,29 @@
 
 ::
 
-    store split ─► units (Zarr: row slices of shard blocks; WebDataset: tar shards)
-      └► per epoch: the same seeded shuffle of units on every rank
-      └► split over slots = ranks x DataLoader workers
-           Zarr: a contiguous share of the rows, sized to each worker's quota;
-           WebDataset: whole shards (or every n-th sample when shards are fewer than slots)
-      └► train: each worker yields a fixed quota of whole batches (cycling its units when
-           short), so every rank runs the same number of steps and DDP never waits forever
-      └► buffer shuffle (train) ─► LatentCollate ─► {"y_hat", "scales_hat", "label", "key"}
+    store split ─► pieces: a few rows of one Zarr shard | the next samples of one tar
+      └► per epoch: the same seeded shuffle of pieces (Zarr) or tars (WebDataset) on every rank
+      └► split over slots = ranks x DataLoader workers, disjoint:
+           Zarr: a contiguous share of the shuffled pieces, sized to each worker's quota;
+           WebDataset: whole tars (or every n-th sample when tars are fewer than slots)
+      └► train: mix — a window of MIX_PIECES pieces (Zarr: random places of the split;
+           WebDataset: the next samples of MIX_PIECES tars read side by side) is shuffled
+           so that consecutive samples come from different pieces: class-sorted stores
+           still give batches of many classes, and every read stays sequential
+         each worker yields a fixed quota of whole batches (cycling its share when short),
+           so every rank runs the same number of steps and DDP never waits forever
+      └► batches built in the worker: each latent decoded into its slot of the batch tensor
+           (collate.BatchAssembler) ─► {"y_hat", "scales_hat", "label", "key"}
 
-Workers start with ``spawn`` (zarr v3 deadlocks under fork) and memory is pinned when
-CUDA is used. Batches hold the stored dtypes (``y_hat`` int16); normalization and
-augmentation happen on the device (:mod:`latentcache.train.augment`).
+Workers start with ``spawn`` (zarr v3 deadlocks under fork) and persist across epochs
+(``set_epoch`` reaches them through shared memory). Batches hold the stored dtypes
+(``y_hat`` int16, the scale index uint8); normalization and augmentation happen on the
+training device (:mod:`latentcache.train.augment`).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +35,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from latentcache.errors import ConfigError, StoreCorruptError
+from latentcache.train.collate import BatchAssembler, LatentCollate, default_scale_table
+from latentcache.train.sources import WdsSource, ZarrSource
 
 __all__ = [
     "FORMATS",
@@ -37,7 +46,8 @@ __all__ = [
     "build_loader",
     "split_ranges",
     "slot_fraction",
-    "buffer_shuffle",
+    "mix_pieces",
+    "piece_size",
     "worker_quotas",
     "batches_per_rank",
     "split_count",
@@ -46,13 +56,14 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FORMATS = ("zarr", "webdataset")
-READ_ROWS = 64  # Zarr rows per read: ~0.3 ms/sample in 64-row slices vs ~2 ms one by one
-ZARR_CONCURRENCY = 64  # chunk reads in flight (zarr's default 10): ~1.8x faster blocks
+READ_ROWS = 64  # Zarr rows per read in evaluation (order kept)
+MIX_PIECES = 64  # pieces mixed per window: a batch of 64 draws from 64 places
 
 
 @dataclass(frozen=True)
 class StreamSpec:
-    """What one rank streams. ``batches_per_rank`` set: train mode (fixed, equal quota)."""
+    """What one rank streams. ``batches_per_rank`` set: train mode (fixed, equal quota).
+    ``buffer_size``: samples held (still compressed) for mixing in train mode."""
 
     store: str
     split: str
@@ -65,6 +76,7 @@ class StreamSpec:
     world_size: int = 1
     batch_size: int = 32
     batches_per_rank: int | None = None
+    codec_checkpoint: str | None = None  # z_hat stores: the codec's weights, if not zoo/demo
 
     def __post_init__(self) -> None:
         if self.fmt not in FORMATS:
@@ -73,6 +85,8 @@ class StreamSpec:
             raise ConfigError(f"rank={self.rank} outside 0..{self.world_size - 1}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size={self.batch_size}: should be >= 1")
+        if self.buffer_size < 1:
+            raise ConfigError(f"buffer_size={self.buffer_size}: should be >= 1")
 
 
 def split_ranges(ranges: list[tuple[int, int]], lo: float, hi: float) -> list[tuple[int, int]]:
@@ -89,12 +103,13 @@ def split_ranges(ranges: list[tuple[int, int]], lo: float, hi: float) -> list[tu
 
 
 def slot_fraction(
-    rank: int, world_size: int, worker: int, weights: list[int] | None
+    rank: int, world_size: int, worker: int, weights: list[int]
 ) -> tuple[float, float]:
     """This (rank, worker)'s share of the rows: 1/world per rank, split among the rank's
-    workers in proportion to ``weights`` (their batch quotas; equal when None)."""
-    n = len(weights) if weights else 1
-    weights = weights if weights and sum(weights) else [1] * n
+    ``len(weights)`` workers in proportion to ``weights`` (their quotas; equal if all 0)."""
+    if not 0 <= worker < len(weights):
+        raise ConfigError(f"worker={worker} outside 0..{len(weights) - 1}")
+    weights = weights if sum(weights) else [1] * len(weights)
     cum = np.cumsum([0, *weights]) / sum(weights)
     return (rank + cum[worker]) / world_size, (rank + cum[worker + 1]) / world_size
 
@@ -104,33 +119,31 @@ def worker_quotas(batches: int, workers: int) -> list[int]:
     return [batches // workers + (w < batches % workers) for w in range(workers)]
 
 
-def buffer_shuffle(samples: Iterable, size: int, rng: np.random.Generator) -> Iterator:
-    """webdataset's shuffle: fill a buffer, emit a random element, refill."""
-    buf: list = []
-    for sample in samples:
-        if len(buf) < size:
-            buf.append(sample)
-            continue
-        i = int(rng.integers(len(buf)))
-        buf[i], sample = sample, buf[i]
-        yield sample
-    rng.shuffle(buf)
-    yield from buf
+def piece_size(buffer_size: int, batch_size: int) -> int:
+    """Rows per piece: the buffer holds MIX_PIECES pieces (at least a batch's worth)."""
+    return max(1, buffer_size // max(MIX_PIECES, batch_size))
 
 
-def _rows(batch: dict[str, np.ndarray], fields: tuple[str, ...]) -> Iterator[dict]:
-    keep = (*fields, "label", "key", "latent_shape")
-    for i in range(len(batch["label"])):
-        yield {k: batch[k][i] for k in keep}
+def mix_pieces(pieces: Iterable[list], width: int, rng: np.random.Generator) -> Iterator:
+    """Windows of ``width`` pieces, each emitted in rounds: one sample of every piece per
+    round, pieces and their samples in random order. A batch then spans ``width`` pieces."""
+    window: list[list] = []
+    for piece in pieces:
+        if piece:
+            window.append(list(piece))
+        if len(window) == width:
+            yield from _rounds(window, rng)
+            window = []
+    yield from _rounds(window, rng)
 
 
-def _read_block(zs, start: int, stop: int) -> dict[str, np.ndarray]:
-    """``zs.read`` with more chunk requests in flight: one sample is one Zarr chunk, and
-    zarr's default of 10 concurrent requests leaves most of a block's read waiting."""
-    import zarr
-
-    with zarr.config.set({"async.concurrency": ZARR_CONCURRENCY}):
-        return zs.read(start, stop)
+def _rounds(window: list[list], rng: np.random.Generator) -> Iterator:
+    for piece in window:
+        rng.shuffle(piece)
+    for r in range(max((len(p) for p in window), default=0)):
+        for i in rng.permutation(len(window)):
+            if r < len(window[i]):
+                yield window[i][r]
 
 
 def _cycle(make: Callable[[], Iterator], count: int) -> Iterator:
@@ -147,128 +160,144 @@ def _cycle(make: Callable[[], Iterator], count: int) -> Iterator:
             raise StoreCorruptError("a loader slot has units but they hold no readable samples")
 
 
-class LatentStream(IterableDataset):
-    """Samples of one split for this rank and DataLoader worker (see module docstring)."""
+def _batched(samples: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for s in samples:
+        batch.append(s)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
-    def __init__(self, spec: StreamSpec) -> None:
+
+class LatentStream(IterableDataset):
+    """Batches of one split for this rank and DataLoader worker (see module docstring)."""
+
+    def __init__(self, spec: StreamSpec, resize: int | None = None) -> None:
         super().__init__()
-        self.spec, self.epoch, self._store = spec, 0, None
+        self.spec, self.resize = spec, resize
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._store = self._source = None
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_store": None}  # reopened in each worker
+        return {**self.__dict__, "_store": None, "_source": None}  # reopened in each worker
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        """Seed the next pass; reaches persistent workers through shared memory."""
+        self._epoch.fill_(epoch)
 
     @property
     def store(self):
         if self._store is None:
             from latentcache.store import open_store
 
-            self._store = open_store(self.spec.store)
+            store = open_store(self.spec.store)
+            if store.scales_repr == "z_hat" and "scales_hat" in self.spec.fields:
+                from latentcache.codec.load import load_store_codec
+
+                # scales_hat = h_s(z_hat): the store's own codec, checked by its sha256
+                store = open_store(
+                    self.spec.store, load_store_codec(store.codec, self.spec.codec_checkpoint)
+                )
+            self._store = store
         return self._store
+
+    @property
+    def source(self) -> ZarrSource | WdsSource:
+        if self._source is None:
+            kind = ZarrSource if self.spec.fmt == "zarr" else WdsSource
+            self._source = kind(self.store, self.spec.split, self.spec.fields)
+        return self._source
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        spec = self.spec
-        quotas = None
-        if spec.batches_per_rank is not None:
-            quotas = [q * spec.batch_size for q in worker_quotas(spec.batches_per_rank, workers)]
-        order = np.random.default_rng([spec.seed, self.epoch]) if spec.shuffle else None
+        spec, epoch = self.spec, self.epoch
+        train = spec.batches_per_rank is not None
+        quotas = worker_quotas(spec.batches_per_rank, workers) if train else [1] * workers
+        order = np.random.default_rng([spec.seed, epoch]) if spec.shuffle else None
+        rng = np.random.default_rng([spec.seed, epoch, spec.rank, worker, 1])
         if spec.fmt == "zarr":
-            read = self._zarr_units(
-                order, slot_fraction(spec.rank, spec.world_size, worker, quotas or [1] * workers)
-            )
+            share = slot_fraction(spec.rank, spec.world_size, worker, quotas)
+            pieces = self._zarr_pieces(order, share)
         else:
-            read = self._wds_units(order, spec.rank * workers + worker, spec.world_size * workers)
-        stream: Iterable = read()
-        if quotas is not None:
-            stream = _cycle(read, quotas[worker]) if quotas[worker] else iter(())
+            slot, slots = spec.rank * workers + worker, spec.world_size * workers
+            pieces = self._wds_pieces(order, slot, slots, rng)
         if spec.shuffle:
-            rng = np.random.default_rng([spec.seed, self.epoch, spec.rank, worker, 1])
-            stream = buffer_shuffle(stream, spec.buffer_size, rng)
-        yield from stream
 
-    def _zarr_units(self, order, share: tuple[float, float]) -> Callable[[], Iterator[dict]]:
-        zs = self.store.zarr_split(self.spec.split)
-        units = [
-            (a, min(a + READ_ROWS, b)) for a0, b in zs.blocks() for a in range(a0, b, READ_ROWS)
-        ]
+            def samples() -> Iterator:
+                return mix_pieces(pieces(), MIX_PIECES, rng)
+        else:
+
+            def samples() -> Iterator:
+                return (s for piece in pieces() for s in piece)
+
+        stream: Iterable = samples()
+        if train:
+            count = quotas[worker] * spec.batch_size
+            stream = _cycle(samples, count) if count else iter(())
+        assemble = BatchAssembler(spec.fields, self.resize, self._scale_table())
+        for batch in _batched(stream, spec.batch_size):
+            yield assemble(batch)
+
+    def _scale_table(self) -> np.ndarray | None:
+        """None when a uint8 index can travel as is (the store uses CompressAI's table)."""
+        table = np.asarray(self.store.manifest["scale_table"], dtype=np.float32)
+        return None if np.array_equal(table, default_scale_table()) else table
+
+    def _piece_rows(self) -> int:
+        spec = self.spec
+        return piece_size(spec.buffer_size, spec.batch_size) if spec.shuffle else READ_ROWS
+
+    def _zarr_pieces(self, order, share) -> Callable[[], Iterator[list]]:
+        source, p = self.source, self._piece_rows()
+        pieces = [(a, min(a + p, b)) for a0, b in source.blocks() for a in range(a0, b, p)]
         if order is not None:
-            units = [units[i] for i in order.permutation(len(units))]
-        mine = split_ranges(units, *share)
+            pieces = [pieces[i] for i in order.permutation(len(pieces))]
+        mine = split_ranges(pieces, *share)  # pieces never cross a block; cut ones stay inside
+        return lambda: (source.piece(a, b) for a, b in mine)
 
-        def read() -> Iterator[dict]:
-            for a, b in mine:
-                yield from _rows(_read_block(zs, a, b), self.spec.fields)
-
-        return read
-
-    def _wds_units(self, order, slot: int, slots: int) -> Callable[[], Iterator[dict]]:
-        urls = list(self.store.wds_shards(self.spec.split))
+    def _wds_pieces(self, order, slot: int, slots: int, rng) -> Callable[[], Iterator[list]]:
+        source, p = self.source, self._piece_rows()
+        urls = source.units()
         if order is not None:
             urls = [urls[i] for i in order.permutation(len(urls))]
         if len(urls) >= slots:
-            mine, stride, offset = urls[slot::slots], 1, 0
-        else:  # fewer shards than slots: everyone reads all, keeps every slots-th sample
-            mine, stride, offset = urls, slots, slot
+            mine, stride = list(enumerate(urls[slot::slots])), 1
+        else:  # fewer tars than slots: everyone reads all, keeps every slots-th sample
+            mine, stride = list(enumerate(urls)), slots
+        size = source.max_tar_samples()
 
-        def read() -> Iterator[dict]:
-            yield from self._read_tars(mine, stride, offset)
+        def samples(t: int, url: str) -> Iterator:  # sample i of tar t: number t * size + i
+            for i, s in enumerate(source.samples(url)):
+                if stride == 1 or (t * size + i) % stride == slot:
+                    yield s
 
-        return read
-
-    def _read_tars(self, urls: list[str], stride: int, offset: int) -> Iterator[dict]:
-        if not urls:
-            return
-        keep = (*self.spec.fields, "label", "key", "latent_shape")
-        for i, sample in enumerate(self.store.wds_samples(self.spec.split, urls)):
-            if i % stride == offset:  # checked against the manifest (store.wds_store)
-                yield {k: sample[k] for k in keep}
+        side_by_side = MIX_PIECES if self.spec.shuffle else 1
+        units = [lambda t=t, u=u: samples(t, u) for t, u in mine]
+        return lambda: _interleave(units, side_by_side, p, rng)
 
 
-def _crop_real(a: np.ndarray, hw) -> np.ndarray:
-    return a[..., : int(hw[0]), : int(hw[1])]
-
-
-def _resize_one(a: np.ndarray, size: int, log: bool) -> torch.Tensor:
-    from latentcache.train.augment import resize_latents
-
-    x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None]
-    if log:
-        return torch.exp(resize_latents(torch.log(x.clamp_min(1e-6)), size))[0]
-    return resize_latents(x, size)[0]
-
-
-class LatentCollate:
-    """Stack samples into a batch; samples of different real sizes are resized to ``resize``.
-
-    Same-size batches keep the stored dtypes; mixed ones become float32, ``scales_hat``
-    resized in the log domain (where the model sees it).
-    """
-
-    def __init__(self, fields: tuple[str, ...], resize: int | None) -> None:
-        self.fields, self.resize = tuple(fields), resize
-
-    def __call__(self, samples: list[dict]) -> dict:
-        shapes = {tuple(int(v) for v in s["latent_shape"]) for s in samples}
-        batch = {
-            "label": torch.as_tensor(np.array([s["label"] for s in samples]), dtype=torch.long),
-            "key": [str(s["key"]) for s in samples],
-        }
-        for f in self.fields:
-            batch[f] = self._stack(samples, f, len(shapes) == 1)
-        return batch
-
-    def _stack(self, samples: list[dict], field: str, uniform: bool) -> torch.Tensor:
-        cropped = [_crop_real(s[field], s["latent_shape"]) for s in samples]
-        if uniform:
-            return torch.from_numpy(np.ascontiguousarray(np.stack(cropped)))
-        if self.resize is None:
-            sizes = sorted({c.shape[-2:] for c in cropped})
-            raise ConfigError(f"batch mixes latent sizes {sizes}; set resize to train on them")
-        return torch.stack([_resize_one(c, self.resize, field == "scales_hat") for c in cropped])
+def _interleave(
+    units: list[Callable[[], Iterator]], width: int, piece: int, rng: np.random.Generator
+) -> Iterator[list]:
+    """Pieces of ``piece`` samples, each from one of up to ``width`` units read side by side
+    (a random one each time); a finished unit makes room for the next in ``units``."""
+    todo, open_ = list(units), []
+    while todo or open_:
+        while todo and len(open_) < width:
+            open_.append(todo.pop(0)())
+        i = int(rng.integers(len(open_))) if len(open_) > 1 else 0
+        chunk = list(itertools.islice(open_[i], piece))
+        if len(chunk) < piece:
+            open_.pop(i)
+        if chunk:
+            yield chunk
 
 
 def build_loader(
@@ -278,12 +307,12 @@ def build_loader(
     if workers < 0:
         raise ConfigError(f"workers={workers}: should be >= 0")
     return DataLoader(
-        LatentStream(spec),
-        batch_size=spec.batch_size,
+        LatentStream(spec, resize),
+        batch_size=None,  # the stream yields whole batches
         num_workers=workers,
-        collate_fn=LatentCollate(spec.fields, resize),
         pin_memory=pin_memory,
         multiprocessing_context="spawn" if workers > 0 else None,
+        persistent_workers=workers > 0,
     )
 
 

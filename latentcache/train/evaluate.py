@@ -80,6 +80,7 @@ def evaluate_run(
     device: str = "auto",
     workers: int = 0,
     write: bool = True,
+    codec_checkpoint: str | None = None,
 ) -> dict:
     """Top-1/top-5, per-class accuracy and confusion of a run's checkpoint on ``split``."""
     from latentcache.store import open_store
@@ -103,6 +104,7 @@ def evaluate_run(
         fmt=fmt or cfg["format"],
         fields=tuple(model.inputs),
         batch_size=batch_size or cfg["batch_size"],
+        codec_checkpoint=codec_checkpoint or cfg.get("codec_checkpoint"),
     )
     loader = build_loader(spec, workers, cfg["resize"], pin_memory=dev.type == "cuda")
     prepare = make_prepare(transform, dev, channels_last=False)

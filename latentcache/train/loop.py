@@ -186,6 +186,7 @@ def make_loader(
         world_size=dist.world_size,
         batch_size=config.batch_size,
         batches_per_rank=steps,
+        codec_checkpoint=config.codec_checkpoint,
     )
     return build_loader(spec, config.workers, config.resize, pin_memory=pin), steps
 

@@ -1,0 +1,144 @@
+"""Batches from samples: latents decoded straight into one (shared-memory) tensor per field.
+
+::
+
+    [RawSample x B] ─► same real size, stored at it (the usual case):
+                         torch.empty (B, *shape) in shared memory inside a worker,
+                         each latent decoded into its slot (no stacking copy)
+                     └► mixed sizes: decode, crop to latent_shape, resize to ``resize``
+                         (scales in the log domain), as :class:`LatentCollate`
+    ─► {"y_hat": int16, "scales_hat": uint8 scale index | float16 | float32,
+        "label": int64, "key": [str]}
+
+A uint8 ``scales_hat`` indexes CompressAI's scale table (``get_scale_table()``), which the
+store's manifest must hold; :func:`latentcache.train.augment.normalize_inputs` looks it up
+on the training device. A store with another table gets float32 ``scales_hat`` here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.utils.data import get_worker_info
+
+from latentcache.errors import ConfigError
+
+__all__ = ["LatentCollate", "BatchAssembler", "default_scale_table"]
+
+
+def default_scale_table() -> np.ndarray:
+    """CompressAI's scale table (float32), the one a uint8 ``scales_hat`` indexes."""
+    from compressai.models.google import get_scale_table
+
+    return get_scale_table().numpy().astype(np.float32)
+
+
+def _crop_real(a: np.ndarray, hw) -> np.ndarray:
+    return a[..., : int(hw[0]), : int(hw[1])]
+
+
+def _resize_one(a: np.ndarray, size: int, log: bool) -> torch.Tensor:
+    from latentcache.train.augment import resize_latents
+
+    x = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None]
+    if log:
+        return torch.exp(resize_latents(torch.log(x.clamp_min(1e-6)), size))[0]
+    return resize_latents(x, size)[0]
+
+
+class LatentCollate:
+    """Stack decoded samples into a batch; different real sizes are resized to ``resize``.
+
+    Same-size batches keep the stored dtypes; mixed ones become float32, ``scales_hat``
+    resized in the log domain (where the model sees it).
+    """
+
+    def __init__(self, fields: tuple[str, ...], resize: int | None) -> None:
+        self.fields, self.resize = tuple(fields), resize
+
+    def __call__(self, samples: list[dict]) -> dict:
+        shapes = {tuple(int(v) for v in s["latent_shape"]) for s in samples}
+        batch = {
+            "label": torch.as_tensor(np.array([s["label"] for s in samples]), dtype=torch.long),
+            "key": [str(s["key"]) for s in samples],
+        }
+        for f in self.fields:
+            batch[f] = self._stack(samples, f, len(shapes) == 1)
+        return batch
+
+    def _stack(self, samples: list[dict], field: str, uniform: bool) -> torch.Tensor:
+        cropped = [_crop_real(s[field], s["latent_shape"]) for s in samples]
+        if uniform:
+            return torch.from_numpy(np.ascontiguousarray(np.stack(cropped)))
+        if self.resize is None:
+            sizes = sorted({c.shape[-2:] for c in cropped})
+            raise ConfigError(f"batch mixes latent sizes {sizes}; set resize to train on them")
+        return torch.stack([_resize_one(c, self.resize, field == "scales_hat") for c in cropped])
+
+
+def _empty(shape: tuple[int, ...], dtype: np.dtype) -> torch.Tensor:
+    """An uninitialised tensor; in a DataLoader worker, allocated in shared memory (as
+    torch's default_collate does), so handing it to the main process copies nothing."""
+    like = torch.from_numpy(np.empty(0, dtype))
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=like.dtype)
+    storage = like._typed_storage()._new_shared(math.prod(shape), device=like.device)
+    return like.new(storage).view(shape)
+
+
+class BatchAssembler:
+    """RawSamples -> one batch dict (see module docstring). ``scale_table``: float32 table
+    to turn a uint8 index into ``scales_hat`` here (None: the batch keeps the index)."""
+
+    def __init__(
+        self, fields: tuple[str, ...], resize: int | None, scale_table: np.ndarray | None
+    ) -> None:
+        self.fields, self.resize, self.scale_table = tuple(fields), resize, scale_table
+        self._collate = LatentCollate(fields, resize)
+
+    def __call__(self, samples: list) -> dict:
+        if not self._direct(samples):
+            return self._collate([self._decoded(s) for s in samples])
+        batch = {
+            "label": torch.tensor([s.label for s in samples], dtype=torch.long),
+            "key": [s.key for s in samples],
+        }
+        for f in self.fields:
+            first = samples[0].payload[f]
+            out = _empty((len(samples), *first.shape), first.dtype)
+            view = out.numpy()
+            for i, s in enumerate(samples):
+                s.payload[f].decode_into(view[i])
+            batch[f] = self._scales(out) if f == "scales_hat" else out
+        return batch
+
+    def _direct(self, samples: list) -> bool:
+        """One real size, stored at that size, one shape and dtype per field."""
+        hw = samples[0].latent_shape
+        for f in self.fields:
+            first = samples[0].payload[f]
+            if tuple(first.shape[-2:]) != tuple(hw):
+                return False
+            for s in samples:
+                p = s.payload[f]
+                if s.latent_shape != hw or p.shape != first.shape or p.dtype != first.dtype:
+                    return False
+        return True
+
+    def _scales(self, out: torch.Tensor) -> torch.Tensor:
+        if out.dtype != torch.uint8 or self.scale_table is None:
+            return out
+        return torch.from_numpy(self.scale_table[out.numpy()])
+
+    def _decoded(self, s) -> dict:
+        d = {"key": s.key, "label": s.label, "latent_shape": s.latent_shape}
+        for f in self.fields:
+            p = s.payload[f]
+            a = np.empty(p.shape, p.dtype)
+            p.decode_into(a)
+            if f == "scales_hat" and a.dtype == np.uint8:  # resizing needs float scales
+                a = (self.scale_table if self.scale_table is not None else default_scale_table())[a]
+            d[f] = a
+        return d

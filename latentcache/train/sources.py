@@ -1,0 +1,277 @@
+"""Where a loader's samples come from: pieces of a split, read sequentially, decoded late.
+
+::
+
+    ZarrSource   piece = rows [a, b) of one Zarr shard
+      per-row arrays (key, label, latent_shape) ─ zarr_store.read_rows, once per shard
+      latents ─ ShardFile.chunk_bytes: one read per array and piece (shard_reader)
+        (layouts shard_reader does not take, and z_hat stores: ZarrSplit.read, decoded)
+    WdsSource    unit = one tar, streamed; a piece = its next n samples
+      LatentStore.open_file ─ wds_store.checked_raw_samples ─ decode_array at batch time
+                   │
+                   ▼
+    RawSample(key, label, latent_shape, payload: field -> Payload)
+      Payload.decode_into(out) decodes one latent straight into its slot of a batch
+
+Latents travel in their stored dtypes (``y_hat`` int16, the scale index uint8); decoding
+waits until the batch is assembled, so a shuffle buffer holds compressed bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from latentcache.errors import StoreCorruptError
+from latentcache.store.scales import scales_array_name
+from latentcache.store.shard_reader import ShardFile, ShardLayout, open_shard, read_layout
+from latentcache.store.zarr_store import ZARR_DIR, read_rows
+
+__all__ = ["Payload", "RawSample", "ZarrSource", "WdsSource"]
+
+OPEN_SHARDS = 64  # shard files kept open per array by one reader (least recently used closed)
+
+
+@dataclass(frozen=True)
+class Payload:
+    """One latent of one sample: its stored shape and dtype, and how to decode it."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    decode_into: Callable[[np.ndarray], None]
+
+
+@dataclass(frozen=True)
+class RawSample:
+    key: str
+    label: int
+    latent_shape: tuple[int, int]
+    payload: dict[str, Payload]
+
+
+def _array_payload(a: np.ndarray) -> Payload:
+    return Payload(tuple(a.shape), a.dtype, lambda out: np.copyto(out, a))
+
+
+class ZarrSource:
+    """Pieces of one split of a store's Zarr layout (rows of one shard at a time)."""
+
+    def __init__(self, store, split: str, fields: tuple[str, ...]) -> None:
+        self.store, self.split, self.fields = store, split, tuple(fields)
+        self.zs = store.zarr_split(split)
+        self._rows: OrderedDict[int, dict] = OrderedDict()
+        self._files: OrderedDict[tuple[str, int], ShardFile] = OrderedDict()
+        self._layouts = {f: self._layout(f) for f in self.fields}
+        self.block_rows = int(self.zs.group.attrs["shard_size"])
+
+    def _array(self, field: str) -> str:
+        return scales_array_name(self.store.scales_repr) if field == "scales_hat" else field
+
+    def _layout(self, field: str) -> ShardLayout | None:
+        if field == "scales_hat" and self.store.scales_repr == "z_hat":
+            return None  # scales_hat = h_s(z_hat): ZarrSplit.read runs the codec
+        layout_dir = self.store.manifest.get("layout", {}).get("zarr", ZARR_DIR)
+        try:
+            return read_layout(self.store.open_file, self._dir(field, layout_dir))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _dir(self, field: str, layout_dir: str = ZARR_DIR) -> str:
+        return f"{layout_dir}/{self.split}/{self._array(field)}"
+
+    @property
+    def fast(self) -> bool:
+        """Whether every field is read by shard_reader (else ZarrSplit.read)."""
+        return all(lay is not None and lay.chunk_rows == 1 for lay in self._layouts.values())
+
+    def blocks(self) -> list[tuple[int, int]]:
+        return self.zs.blocks()
+
+    def _block_rows(self, block: int) -> dict:
+        """key, label, latent_shape of a block's valid rows (holes trail a block's samples)."""
+        if block not in self._rows:
+            start = block * self.block_rows
+            stop = min(start + self.block_rows, len(self.zs))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rows = read_rows(self.zs.group, start, stop, ["key", "label", "latent_shape"])
+            self._rows[block] = {
+                "key": [str(k) for k in rows["key"]],
+                "label": np.asarray(rows["label"], np.int64).tolist(),
+                "latent_shape": [tuple(int(v) for v in s) for s in rows["latent_shape"]],
+            }
+            while len(self._rows) > OPEN_SHARDS:
+                self._rows.popitem(last=False)
+        self._rows.move_to_end(block)
+        return self._rows[block]
+
+    def piece(self, start: int, stop: int) -> list[RawSample]:
+        """The valid samples of rows [start, stop), which lie in one block."""
+        block = start // self.block_rows
+        meta = self._block_rows(block)
+        base = block * self.block_rows
+        stop = min(stop, base + len(meta["key"]))  # rows past the block's samples are holes
+        if stop <= start:
+            return []
+        if self.fast:
+            payloads = self._fast_payloads(start, stop)
+        else:
+            payloads = self._slow_payloads(start, stop)
+        return [
+            RawSample(
+                meta["key"][r - base],
+                meta["label"][r - base],
+                meta["latent_shape"][r - base],
+                payloads[i],
+            )
+            for i, r in enumerate(range(start, stop))
+        ]
+
+    def _open_seekable(self, rel: str):
+        return self.store.open_file(rel, seekable=True)  # the shard index, then row ranges
+
+    def _shard(self, field: str, shard: int) -> ShardFile:
+        key = (field, shard)
+        if key not in self._files:
+            self._files[key] = open_shard(
+                self._open_seekable, self._dir(field), self._layouts[field], shard
+            )
+            while len(self._files) > OPEN_SHARDS * len(self.fields):
+                self._files.popitem(last=False)[1].close()
+        self._files.move_to_end(key)
+        return self._files[key]
+
+    def _fast_payloads(self, start: int, stop: int) -> list[dict[str, Payload]]:
+        out: list[dict[str, Payload]] = [{} for _ in range(start, stop)]
+        for field in self.fields:
+            lay = self._layouts[field]
+            s = lay.shard_rows
+            for shard in range(start // s, -(-stop // s)):
+                lo, hi = max(start, shard * s), min(stop, (shard + 1) * s)
+                sf = self._shard(field, shard)
+                chunks = sf.chunk_bytes(lo - shard * s, hi - shard * s)
+                for r, buf in zip(range(lo, hi), chunks, strict=True):
+                    out[r - start][field] = Payload(
+                        lay.row_shape,
+                        lay.dtype.newbyteorder("="),
+                        _chunk_decoder(sf, buf, r - shard * s),
+                    )
+        return out
+
+    def _slow_payloads(self, start: int, stop: int) -> list[dict[str, Payload]]:
+        got = self.zs.read(start, stop)
+        return [
+            {f: _array_payload(np.ascontiguousarray(got[f][i])) for f in self.fields}
+            for i in range(len(got["key"]))
+        ]
+
+    def close(self) -> None:
+        for sf in self._files.values():
+            sf.close()
+        self._files.clear()
+
+
+def _chunk_decoder(sf: ShardFile, buf, j: int) -> Callable[[np.ndarray], None]:
+    return lambda out: sf.decode_chunk(buf, out[None], j)
+
+
+class WdsSource:
+    """Samples of one split of a store's WebDataset layout, one tar at a time.
+
+    Every tar is read through ``wds_store.checked_raw_samples`` (declared size, member
+    rules, sha256 at its end); each sample's label, latent size and arrays are checked
+    against the manifest's ``SampleLimits`` (arrays when they are decoded, at batch time).
+    """
+
+    def __init__(self, store, split: str, fields: tuple[str, ...]) -> None:
+        self.store, self.split, self.fields = store, split, tuple(fields)
+        self.entries = store.wds_entries(split)
+        self.limits = store.sample_limits(split)
+        self._stored = scales_array_name(store.scales_repr)
+        self._eager = store.scales_repr == "z_hat" and "scales_hat" in self.fields
+
+    def units(self) -> list[str]:
+        """The split's non-empty tars, as paths relative to the store (``store.open_file``)."""
+        return [rel for rel, e in self.entries.items() if e["count"] > 0]
+
+    def max_tar_samples(self) -> int:
+        """The most samples a tar of the split holds (its shard's count in the manifest)."""
+        return max((int(e["count"]) for e in self.entries.values()), default=1) or 1
+
+    def samples(self, rel: str) -> Iterator[RawSample]:
+        """The samples of one tar, in order, their latents still encoded."""
+        from latentcache.store.wds_store import checked_raw_samples
+
+        with self.store.open_file(rel) as f:
+            for raw in checked_raw_samples(f, self.entries[rel]):
+                try:
+                    yield self._raw_sample(raw, rel)
+                except (ValueError, KeyError, TypeError) as exc:
+                    reason = f"sample {raw['__key__']!r}: {exc}"
+                    raise StoreCorruptError(f"{rel}: {reason[:300]}") from None
+
+    def _raw_sample(self, raw: dict, rel: str) -> RawSample:
+        if self._eager:  # z_hat: scales_hat needs h_s; decode the whole sample now
+            s = self.store.decode_wds_sample(raw)
+            payload = {f: _array_payload(np.ascontiguousarray(s[f])) for f in self.fields}
+            return RawSample(s["key"], int(s["label"]), tuple(s["latent_shape"]), payload)
+        key = str(raw["__key__"])
+        label, hw = _label_and_size(raw, self.limits)
+        payload = {}
+        for f in self.fields:
+            name = self._stored if f == "scales_hat" else f
+            spec = self.limits.arrays[name]
+            encoding, data = _array_member(raw, name)
+            where = f"{rel}: sample {key!r}: {name}.{encoding}"
+            payload[f] = Payload(
+                (spec.channels, *hw),
+                np.dtype(spec.dtype),
+                _member_decoder(encoding, data, spec, where),
+            )
+        return RawSample(key, label, hw, payload)
+
+
+def _label_and_size(raw: dict, limits) -> tuple[int, tuple[int, int]]:
+    """The sample's label and latent (h, w), checked against the manifest's limits."""
+    try:
+        info = json.loads(raw["json"])
+        label = int(raw["cls"])
+        hw = tuple(int(v) for v in info["latent_shape"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"bad or missing .json / .cls member ({exc})") from None
+    if not 0 <= label < limits.num_classes:
+        raise ValueError(f"label {label} outside 0..{limits.num_classes - 1}")
+    max_hw = limits.arrays["y_hat"].max_hw
+    if len(hw) != 2 or not (0 < hw[0] <= max_hw[0] and 0 < hw[1] <= max_hw[1]):
+        raise ValueError(f"latent_shape {hw} outside the split's latent size {tuple(max_hw)}")
+    return label, hw
+
+
+def _array_member(raw: dict, name: str) -> tuple[str, bytes]:
+    """(encoding, bytes) of array ``name`` in a raw sample (``npy.zst``, ``npy.gz`` or ``npy``)."""
+    from latentcache.store.wds_store import ARRAY_SUFFIXES
+
+    for suffix in ARRAY_SUFFIXES:
+        if f"{name}{suffix}" in raw:
+            return suffix[1:], raw[f"{name}{suffix}"]
+    raise ValueError(f"missing array member {name}")
+
+
+def _member_decoder(encoding: str, data: bytes, spec, where: str) -> Callable[[np.ndarray], None]:
+    from latentcache.store.wds_store import decode_array
+
+    def decode_into(out: np.ndarray) -> None:
+        try:
+            a = decode_array(encoding, data, spec)
+        except ValueError as exc:
+            raise StoreCorruptError(f"{where}: {exc}") from None
+        if a.shape != out.shape:
+            raise StoreCorruptError(f"{where}: shape {a.shape}, its .json says {out.shape}")
+        np.copyto(out, a)
+
+    return decode_into

@@ -89,7 +89,16 @@ class JpegBytes:
 
 
 def collate_bytes(samples):
-    return [s[0] for s in samples], [s[1] for s in samples]
+    """One flat uint8 tensor of the batch's files, their lengths, their labels: a batch
+    crosses from a worker as one shared-memory tensor, not one per file (a file descriptor
+    each, which runs out with many workers)."""
+    import torch
+
+    return (
+        torch.cat([s[0] for s in samples]),
+        [len(s[0]) for s in samples],
+        [s[1] for s in samples],
+    )
 
 
 def _jpeg_batches(files, batch: int, workers: int, device):
@@ -105,8 +114,9 @@ def _jpeg_batches(files, batch: int, workers: int, device):
     std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1) * 255
 
     def prepare(b):
-        data, labels = b
-        x = torch.stack(decode_jpeg(list(data), device=device)).float()  # (B, 3, 224, 224)
+        flat, lengths, labels = b
+        data = list(torch.split(flat, lengths))
+        x = torch.stack(decode_jpeg(data, device=device)).float()  # (B, 3, 224, 224)
         flip = torch.rand(len(x), device=device) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)

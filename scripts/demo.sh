@@ -4,7 +4,8 @@
 #   demo dataset (generated from scikit-image's CC0 textures) -> encode with the demo codec
 #   -> cResNet-39 on the latents | decode -> ResNet-50 on decoded pixels | ResNet-50 on originals
 #   -> test accuracy -> rate-accuracy report; then the dataset card and the codec against JPEG.
-# Every stage is cached: a second `make demo` reuses them and finishes in seconds.
+# Every stage is cached: a second `make demo` reuses them and finishes in seconds. The first
+# takes about a minute on a 2-core CPU (the recipe is small on purpose: see pipelines/demo.toml).
 # Assumes `latentcache` is on PATH (the Makefile puts .venv/bin first).
 set -euo pipefail
 OUT=${DEMO_OUT:-demo-out}

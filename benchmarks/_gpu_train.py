@@ -44,6 +44,7 @@ def time_steps(model, batches, prepare, device, steps: int = STEPS) -> dict:
         torch.cuda.synchronize(device)
         if step >= WARMUP:
             wait, total, seen = wait + t1 - t0, total + time.perf_counter() - t0, seen + len(labels)
+    getattr(it, "_shutdown_workers", lambda: None)()  # workers of an endless loader: stop them
     return {"samples_per_s": seen / total, "wait_share": wait / total, "samples": seen}
 
 

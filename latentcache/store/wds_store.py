@@ -64,6 +64,9 @@ __all__ = [
     "decode_array",
     "checked_raw_samples",
     "parse_sample",
+    "sample_info",
+    "check_label",
+    "array_member",
     "count_tar_samples",
     "ArraySpec",
     "SampleLimits",
@@ -294,11 +297,7 @@ def parse_sample(raw: dict, limits: SampleLimits | None = None) -> dict:
     unknown = [k for k in raw if not k.startswith("__") and k not in MEMBER_SUFFIXES]
     if unknown:
         raise ValueError(f"unexpected members {unknown}")
-    try:
-        info = json.loads(raw["json"])
-        label = int(raw["cls"])
-    except (KeyError, ValueError) as exc:
-        raise ValueError(f"bad or missing .json / .cls member ({exc})") from None
+    info, label = sample_info(raw)
     out = {
         "key": raw["__key__"],
         "label": label,
@@ -321,6 +320,27 @@ def parse_sample(raw: dict, limits: SampleLimits | None = None) -> dict:
     return out
 
 
+def sample_info(raw: dict) -> tuple[dict, int]:
+    """A raw sample's ``.json`` info and ``.cls`` label, parsed (ValueError if unreadable)."""
+    try:
+        return json.loads(raw["json"]), int(raw["cls"])
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"bad or missing .json / .cls member ({exc})") from None
+
+
+def check_label(label: int, limits: SampleLimits) -> None:
+    if not 0 <= label < limits.num_classes:
+        raise ValueError(f"label {label} outside 0..{limits.num_classes - 1}")
+
+
+def array_member(raw: dict, name: str) -> tuple[str, bytes]:
+    """(encoding, bytes) of array ``name`` in a raw sample: ``npy.zst``, ``npy.gz`` or ``npy``."""
+    for suffix in ARRAY_SUFFIXES:
+        if f"{name}{suffix}" in raw:
+            return suffix[1:], raw[f"{name}{suffix}"]
+    raise ValueError(f"missing array member {name}")
+
+
 def _decode_member(b: bytes, spec: ArraySpec, suffix: str, name: str) -> np.ndarray:
     try:
         return decode_array(suffix[1:], b, spec)
@@ -332,8 +352,7 @@ def _check_sample(out: dict, limits: SampleLimits) -> None:
     missing = [n for n in ("y_hat", limits.scales_name) if n not in out]
     if missing:
         raise ValueError(f"missing array members {missing}")
-    if not 0 <= out["label"] < limits.num_classes:
-        raise ValueError(f"label {out['label']} outside 0..{limits.num_classes - 1}")
+    check_label(out["label"], limits)
     hw = tuple(int(v) for v in out["latent_shape"].ravel())
     if hw != out["y_hat"].shape[1:]:
         raise ValueError(f"latent_shape {hw} is not y_hat's {out['y_hat'].shape[1:]}")

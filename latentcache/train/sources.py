@@ -19,7 +19,6 @@ waits until the batch is assembled, so a shuffle buffer holds compressed bytes.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -30,6 +29,13 @@ import numpy as np
 from latentcache.errors import StoreCorruptError
 from latentcache.store.scales import scales_array_name
 from latentcache.store.shard_reader import ShardFile, ShardLayout, open_shard, read_layout
+from latentcache.store.wds_store import (
+    array_member,
+    check_label,
+    checked_raw_samples,
+    decode_array,
+    sample_info,
+)
 from latentcache.store.zarr_store import ZARR_DIR, read_rows
 
 __all__ = ["Payload", "RawSample", "ZarrSource", "WdsSource"]
@@ -205,8 +211,6 @@ class WdsSource:
 
     def samples(self, rel: str) -> Iterator[RawSample]:
         """The samples of one tar, in order, their latents still encoded."""
-        from latentcache.store.wds_store import checked_raw_samples
-
         with self.store.open_file(rel) as f:
             for raw in checked_raw_samples(f, self.entries[rel]):
                 try:
@@ -226,7 +230,7 @@ class WdsSource:
         for f in self.fields:
             name = self._stored if f == "scales_hat" else f
             spec = self.limits.arrays[name]
-            encoding, data = _array_member(raw, name)
+            encoding, data = array_member(raw, name)
             where = f"{rel}: sample {key!r}: {name}.{encoding}"
             payload[f] = Payload(
                 (spec.channels, *hw),
@@ -238,33 +242,19 @@ class WdsSource:
 
 def _label_and_size(raw: dict, limits) -> tuple[int, tuple[int, int]]:
     """The sample's label and latent (h, w), checked against the manifest's limits."""
+    info, label = sample_info(raw)
+    check_label(label, limits)
     try:
-        info = json.loads(raw["json"])
-        label = int(raw["cls"])
         hw = tuple(int(v) for v in info["latent_shape"])
     except (KeyError, ValueError, TypeError) as exc:
-        raise ValueError(f"bad or missing .json / .cls member ({exc})") from None
-    if not 0 <= label < limits.num_classes:
-        raise ValueError(f"label {label} outside 0..{limits.num_classes - 1}")
+        raise ValueError(f"bad or missing latent_shape in .json ({exc})") from None
     max_hw = limits.arrays["y_hat"].max_hw
     if len(hw) != 2 or not (0 < hw[0] <= max_hw[0] and 0 < hw[1] <= max_hw[1]):
         raise ValueError(f"latent_shape {hw} outside the split's latent size {tuple(max_hw)}")
     return label, hw
 
 
-def _array_member(raw: dict, name: str) -> tuple[str, bytes]:
-    """(encoding, bytes) of array ``name`` in a raw sample (``npy.zst``, ``npy.gz`` or ``npy``)."""
-    from latentcache.store.wds_store import ARRAY_SUFFIXES
-
-    for suffix in ARRAY_SUFFIXES:
-        if f"{name}{suffix}" in raw:
-            return suffix[1:], raw[f"{name}{suffix}"]
-    raise ValueError(f"missing array member {name}")
-
-
 def _member_decoder(encoding: str, data: bytes, spec, where: str) -> Callable[[np.ndarray], None]:
-    from latentcache.store.wds_store import decode_array
-
     def decode_into(out: np.ndarray) -> None:
         try:
             a = decode_array(encoding, data, spec)

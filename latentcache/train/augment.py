@@ -17,6 +17,7 @@ the batch is on; random draws come from an explicit CPU generator (seeded per ep
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
@@ -109,11 +110,16 @@ def _log_scales(scales: torch.Tensor, floor: float) -> torch.Tensor:
     default scale table (the collate keeps the index only for stores with that table),
     looked up on the tensor's device: 64 logs instead of one per element."""
     if scales.dtype == torch.uint8:
-        from compressai.models.google import get_scale_table
-
-        table = torch.log(get_scale_table().clamp_min(floor)).to(scales.device)
-        return table[scales.int()]
+        return _log_scale_table(scales.device, floor)[scales.int()]
     return torch.log(scales.float().clamp_min(floor))
+
+
+@functools.lru_cache(maxsize=8)
+def _log_scale_table(device: torch.device, floor: float) -> torch.Tensor:
+    """log of CompressAI's default scale table on ``device``: made once, not every batch."""
+    from compressai.models.google import get_scale_table
+
+    return torch.log(get_scale_table().clamp_min(floor)).to(device)
 
 
 def normalize_inputs(

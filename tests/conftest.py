@@ -33,6 +33,32 @@ def make_tiny_model(seed: int = 0, gain: float = 40.0):
     return model.eval()
 
 
+def checkpoint_spec(path: Path):
+    """The CodecSpec that loads a latentcache codec checkpoint of the tiny codec."""
+    from latentcache.codec.spec import CodecSpec
+
+    return CodecSpec(quality=1, source="checkpoint", checkpoint=str(path))
+
+
+def encode_with_tiny_checkpoint(root: Path, data_root: Path) -> tuple[Path, Path]:
+    """Save the tiny codec as ``<root>/tiny.pt`` and encode ``data_root`` with it into
+    ``<root>/store`` (Zarr, shards of 4): (checkpoint, store)."""
+    from latentcache.codec.load import save_codec_checkpoint
+    from latentcache.codec.spec import CodecSpec
+    from latentcache.config import EncodeConfig
+    from latentcache.pipeline.encode import run_encode
+
+    ckpt = save_codec_checkpoint(root / "tiny.pt", make_tiny_model(), CodecSpec(quality=1))
+    store = root / "store"
+    run_encode(
+        EncodeConfig(
+            dataset="imagefolder", data_root=str(data_root), out=str(store),
+            codec=checkpoint_spec(ckpt), shard_size=4, workers=0, formats=("zarr",),
+        )
+    )  # fmt: skip
+    return ckpt, store
+
+
 def write_texture_folder(
     root: Path, per_class: int = 6, size: int = 96, layout: str = "flat"
 ) -> Path:

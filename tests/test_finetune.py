@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_model
+from conftest import checkpoint_spec, encode_with_tiny_checkpoint, make_tiny_model
 
 from latentcache.codec.load import load_codec, save_codec_checkpoint
 from latentcache.codec.spec import CodecSpec
@@ -23,26 +23,13 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CODEC_PARTS = ("g_a", "h_a", "h_s", "entropy_bottleneck")
 
 
-def _spec(path: Path) -> CodecSpec:
-    return CodecSpec(quality=1, source="checkpoint", checkpoint=str(path))
-
-
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory, texture_root, one_torch_thread):
     """The tiny codec as a checkpoint, its store, and a classifier trained on that store."""
-    from latentcache.config import EncodeConfig
-    from latentcache.pipeline.encode import run_encode
     from latentcache.train import TrainConfig, run_training
 
     root = tmp_path_factory.mktemp("parent")
-    ckpt = save_codec_checkpoint(root / "tiny.pt", make_tiny_model(), CodecSpec(quality=1))
-    store = root / "store"
-    run_encode(
-        EncodeConfig(
-            dataset="imagefolder", data_root=str(texture_root), out=str(store),
-            codec=_spec(ckpt), shard_size=4, workers=0, formats=("zarr",),
-        )
-    )  # fmt: skip
+    ckpt, store = encode_with_tiny_checkpoint(root, texture_root)
     run = root / "classifier"
     run_training(
         TrainConfig(
@@ -56,7 +43,7 @@ def parent(tmp_path_factory, texture_root, one_torch_thread):
 def _config(parent, out, **kw) -> FinetuneConfig:
     base = dict(
         dataset="imagefolder", data_root=str(parent["data_root"]), out=str(out), mode="joint",
-        classifier=str(parent["run"]), codec=_spec(parent["checkpoint"]), beta=1.0, epochs=1,
+        classifier=str(parent["run"]), codec=checkpoint_spec(parent["checkpoint"]), beta=1.0, epochs=1,
         batch_size=4, max_batches=2, lr=1e-3, progress=False,
     )  # fmt: skip
     return FinetuneConfig(**{**base, **kw})
@@ -69,7 +56,7 @@ def joint(parent, tmp_path_factory):
 
 
 def _codec_params(path: Path) -> dict[str, torch.Tensor]:
-    model = load_codec(_spec(path)).model
+    model = load_codec(checkpoint_spec(path)).model
     return dict(model.named_parameters())
 
 
@@ -130,7 +117,7 @@ def test_saved_codec_records_lineage_and_stock_compressai_decodes_it(joint, phot
         "gamma": 0.0,
         "epochs": 1,
     }
-    codec = load_codec(_spec(out / "codec.pt"))  # what `encode --checkpoint` loads
+    codec = load_codec(checkpoint_spec(out / "codec.pt"))  # what `encode --checkpoint` loads
     assert (
         codec.weights_sha256
         == summary["codec"]["weights_sha256"]
@@ -167,7 +154,7 @@ def test_joint_classifier_refuses_the_old_store_and_reads_the_re_encoded_one(
     run_encode(
         EncodeConfig(
             dataset="imagefolder", data_root=str(parent["data_root"]), out=str(store),
-            codec=_spec(out / "codec.pt"), shard_size=4, workers=0, formats=("zarr",),
+            codec=checkpoint_spec(out / "codec.pt"), shard_size=4, workers=0, formats=("zarr",),
         )
     )  # fmt: skip
     result = evaluate_run(out, store, "test", write=False)
@@ -232,7 +219,7 @@ def test_a_classifier_of_another_codec_is_refused(parent, tmp_path) -> None:
         tmp_path / "other.pt", make_tiny_model(seed=1), CodecSpec(quality=1)
     )
     with pytest.raises(CodecMismatchError, match="weights_sha256"):
-        run_finetune(_config(parent, tmp_path / "x", codec=_spec(other)))
+        run_finetune(_config(parent, tmp_path / "x", codec=checkpoint_spec(other)))
 
 
 @pytest.mark.gpu
@@ -240,7 +227,10 @@ def test_a_classifier_of_another_codec_is_refused(parent, tmp_path) -> None:
 def test_joint_on_the_gpu_with_amp(parent, tmp_path) -> None:
     out = tmp_path / "gpu"
     summary = run_finetune(_config(parent, out, device="cuda", amp=True, gamma=1.0))
-    assert load_codec(_spec(out / "codec.pt")).weights_sha256 == summary["codec"]["weights_sha256"]
+    assert (
+        load_codec(checkpoint_spec(out / "codec.pt")).weights_sha256
+        == summary["codec"]["weights_sha256"]
+    )
     assert summary["finetuned"]["bpp_true_mean"] > 0 and summary["finetuned"]["failed"] == 0
 
 

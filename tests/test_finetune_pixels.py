@@ -3,14 +3,11 @@ tiny real codec, fine-tuned on g_s(y_hat) of real texture images with the codec 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from conftest import make_tiny_model
+from conftest import checkpoint_spec, encode_with_tiny_checkpoint
 
-from latentcache.codec.load import load_codec, save_codec_checkpoint
-from latentcache.codec.spec import CodecSpec
+from latentcache.codec.load import load_codec
 from latentcache.errors import ConfigError
 from latentcache.finetune import FinetuneConfig, run_finetune
 from latentcache.train.checkpoint import load_checkpoint
@@ -18,28 +15,15 @@ from latentcache.train.checkpoint import load_checkpoint
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _spec(path: Path) -> CodecSpec:
-    return CodecSpec(quality=1, source="checkpoint", checkpoint=str(path))
-
-
 @pytest.fixture(scope="module")
 def pixel_parent(tmp_path_factory, texture_root, one_torch_thread):
     """Tiny codec -> store -> decoded PNGs -> a ResNet-50 trained on them."""
-    from latentcache.config import EncodeConfig
-    from latentcache.pipeline.encode import run_encode
     from latentcache.pixels.decode import DecodeConfig, run_decode
     from latentcache.pixels.train import ImageTrainConfig, run_image_training
 
     root = tmp_path_factory.mktemp("pixparent")
-    ckpt = save_codec_checkpoint(root / "tiny.pt", make_tiny_model(), CodecSpec(quality=1))
-    store = root / "store"
-    run_encode(
-        EncodeConfig(
-            dataset="imagefolder", data_root=str(texture_root), out=str(store),
-            codec=_spec(ckpt), shard_size=4, workers=0, formats=("zarr",),
-        )
-    )  # fmt: skip
-    run_decode(DecodeConfig(str(store), str(root / "images")), load_codec(_spec(ckpt)))
+    ckpt, store = encode_with_tiny_checkpoint(root, texture_root)
+    run_decode(DecodeConfig(str(store), str(root / "images")), load_codec(checkpoint_spec(ckpt)))
     run = root / "classifier"
     run_image_training(
         ImageTrainConfig.from_dict(
@@ -55,7 +39,7 @@ def pixel_parent(tmp_path_factory, texture_root, one_torch_thread):
 def _config(parent, out, **kw) -> FinetuneConfig:
     base = dict(
         dataset="imagefolder", data_root=str(parent["data_root"]), out=str(out), mode="task",
-        classifier=str(parent["run"]), codec=_spec(parent["checkpoint"]), epochs=1,
+        classifier=str(parent["run"]), codec=checkpoint_spec(parent["checkpoint"]), epochs=1,
         batch_size=4, max_batches=2, lr=1e-3, progress=False, device="cpu",
     )  # fmt: skip
     return FinetuneConfig(**{**base, **kw})
@@ -66,8 +50,8 @@ def test_task_mode_on_decoded_pixels_trains_only_the_classifier(pixel_parent, tm
 
     out = tmp_path / "tft"
     summary = run_finetune(_config(pixel_parent, out))
-    before = dict(load_codec(_spec(pixel_parent["checkpoint"])).model.named_parameters())
-    after = dict(load_codec(_spec(out / "codec.pt")).model.named_parameters())
+    before = dict(load_codec(checkpoint_spec(pixel_parent["checkpoint"])).model.named_parameters())
+    after = dict(load_codec(checkpoint_spec(out / "codec.pt")).model.named_parameters())
     assert all(torch.equal(before[n], after[n]) for n in before)  # the codec is frozen
     old = load_checkpoint(pixel_parent["run"] / "last.pt")["model"]
     new = load_checkpoint(out / "last.pt")["model"]

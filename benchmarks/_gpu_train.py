@@ -60,7 +60,7 @@ def _latent_batches(store: Path, batch: int, workers: int, model, device):
         store=str(store), split="train", fields=model.inputs, shuffle=True, batch_size=batch,
         batches_per_rank=10**6,
     )  # fmt: skip
-    loader = build_loader(spec, workers=workers, pin_memory=True)
+    loader = build_loader(spec, workers=workers, pin_memory=True, recycle=True)
     stats = LatentStats.from_dict(st.split_info("train")["stats"])
     transform = LatentTransform(model.inputs, stats, AugmentConfig())
     gen = torch.Generator().manual_seed(0)

@@ -66,7 +66,7 @@ def latent_epoch(store_path: Path, batch_size: int, samples: int, native: bool):
             store=str(store_path), split="train", fields=model.inputs, shuffle=True,
             batch_size=batch, batches_per_rank=steps,
         )  # fmt: skip
-        out = train_one_epoch(model, build_loader(spec), prepare, opt, generator=gen)
+        out = train_one_epoch(model, build_loader(spec, recycle=True), prepare, opt, generator=gen)
         return out["train_samples"]
 
     epoch(1, WARMUP_BATCH)  # warm-up: first-call costs

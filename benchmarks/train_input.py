@@ -12,7 +12,9 @@ MINC size by default: 384² images -> 24x24 latents, M = 192 (the demo codec's w
    of its epochs) after an untimed pass that starts the workers. Beside it, in the same run: the decompression
    floor (numcodecs alone on the same chunks) and re-decoding every bitstream each epoch as
    the reference implementation does (entropy-decode z, h_s, build_indexes, entropy-decode
-   y; never g_s). Median and spread ((max - min) / median) over --repeats.
+   y; never g_s). Median and spread ((max - min) / median) over --repeats. Blosc runs one
+   thread per process (as in a DataLoader worker); loaders recycle their batch buffers, as
+   the trainer's do.
    Goals: >= 30x re-decoding; >= 5,000 raw samples/s per worker process.
 2. One training epoch on this CPU at the papers' batch size (64, torfason2018): cResNet-39
    on latents (loader + augmentation: resize 32 + crop 28 as gupta2024; and native 24x24
@@ -140,7 +142,7 @@ def loader_run(store_path: Path, fmt: str, workers: int, samples: int):
         store=str(store_path), split="train", fmt=fmt, shuffle=True, batch_size=BATCH,
         batches_per_rank=-(-samples // BATCH),
     )  # fmt: skip
-    loader = build_loader(spec, workers=workers)
+    loader = build_loader(spec, workers=workers, recycle=True)
 
     loader.dataset.set_epoch(0)
     for _ in loader:  # starts the (persistent) workers, fills caches
@@ -308,6 +310,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from numcodecs import blosc
+
+    blosc.use_threads = False  # one core per process: the floor and 0 workers as a worker
     logging.disable(logging.INFO)
     tmp = Path(tempfile.mkdtemp(prefix="lc-bench-train-"))
     try:

@@ -25,7 +25,7 @@ from torch.utils.data import get_worker_info
 
 from latentcache.errors import ConfigError
 
-__all__ = ["LatentCollate", "BatchAssembler", "default_scale_table"]
+__all__ = ["LatentCollate", "BatchAssembler", "BufferPool", "default_scale_table", "POOL_SIZE"]
 
 
 def default_scale_table() -> np.ndarray:
@@ -88,14 +88,70 @@ def _empty(shape: tuple[int, ...], dtype: np.dtype) -> torch.Tensor:
     return like.new(storage).view(shape)
 
 
+POOL_SIZE = 4  # batch buffers one producer recycles: its prefetched batches + one in use
+FREE, IN_USE = 1, 0  # lease values; the consumer sets FREE, the producer IN_USE
+
+
+class BufferPool:
+    """Batch buffers a producer (a DataLoader worker, or the main process) reuses once the
+    consumer has released them: allocating fresh shared memory for every batch costs more
+    than decoding it (the kernel zeroes every page).
+
+    ``leases``: (producers, POOL_SIZE) int32 in shared memory, created before the workers
+    start. A buffer is handed out as lease ``slot * POOL_SIZE + k`` and marked IN_USE; only
+    the consumer's :func:`release` marks it FREE again, so a batch that was never released
+    is never overwritten (the pool then allocates, as without it).
+    """
+
+    def __init__(self, leases: torch.Tensor, slot: int, rows: int) -> None:
+        self.leases, self.slot, self.rows = leases[slot], slot, rows
+        self.buffers: list[dict[str, torch.Tensor] | None] = [None] * POOL_SIZE
+
+    def take(self, layout: dict[str, tuple], n: int) -> tuple[int, dict[str, torch.Tensor]]:
+        """(lease, field -> tensor of ``n`` rows) for ``layout``: field -> (row shape, dtype);
+        lease -1: a fresh, unpooled allocation (no free buffer, or ``n`` above ``rows``)."""
+        if n <= self.rows:
+            for k, bufs in enumerate(self.buffers):
+                if bufs is None or int(self.leases[k]) == FREE:
+                    if bufs is None or not _fits(bufs, layout):
+                        bufs = self.buffers[k] = _allocate(layout, self.rows)
+                    self.leases[k] = IN_USE
+                    return self.slot * POOL_SIZE + k, {f: b[:n] for f, b in bufs.items()}
+        return -1, _allocate(layout, n)
+
+
+def release(leases: torch.Tensor, lease: int) -> None:
+    """The consumer is done with the batch that came with ``lease`` (-1: nothing to do)."""
+    if lease >= 0:
+        leases.view(-1)[lease] = FREE
+
+
+def _fits(bufs: dict[str, torch.Tensor], layout: dict[str, tuple]) -> bool:
+    return bufs.keys() == layout.keys() and all(
+        tuple(bufs[f].shape[1:]) == tuple(shape) and bufs[f].numpy().dtype == dtype
+        for f, (shape, dtype) in layout.items()
+    )
+
+
+def _allocate(layout: dict[str, tuple], rows: int) -> dict[str, torch.Tensor]:
+    return {f: _empty((rows, *shape), dtype) for f, (shape, dtype) in layout.items()}
+
+
 class BatchAssembler:
     """RawSamples -> one batch dict (see module docstring). ``scale_table``: float32 table
-    to turn a uint8 index into ``scales_hat`` here (None: the batch keeps the index)."""
+    to turn a uint8 index into ``scales_hat`` here (None: the batch keeps the index).
+    ``pool``: where same-size batches get their buffers (None: allocated per batch); such
+    batches carry their ``"lease"`` (-1 when unpooled)."""
 
     def __init__(
-        self, fields: tuple[str, ...], resize: int | None, scale_table: np.ndarray | None
+        self,
+        fields: tuple[str, ...],
+        resize: int | None,
+        scale_table: np.ndarray | None,
+        pool: BufferPool | None = None,
     ) -> None:
         self.fields, self.resize, self.scale_table = tuple(fields), resize, scale_table
+        self.pool = pool
         self._collate = LatentCollate(fields, resize)
 
     def __call__(self, samples: list) -> dict:
@@ -105,9 +161,15 @@ class BatchAssembler:
             "label": torch.tensor([s.label for s in samples], dtype=torch.long),
             "key": [s.key for s in samples],
         }
+        layout = {
+            f: (samples[0].payload[f].shape, samples[0].payload[f].dtype) for f in self.fields
+        }
+        if self.pool is not None:
+            batch["lease"], outs = self.pool.take(layout, len(samples))
+        else:
+            outs = _allocate(layout, len(samples))
         for f in self.fields:
-            first = samples[0].payload[f]
-            out = _empty((len(samples), *first.shape), first.dtype)
+            out = outs[f]
             view = out.numpy()
             for i, s in enumerate(samples):
                 s.payload[f].decode_into(view[i])

@@ -35,13 +35,21 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from latentcache.errors import ConfigError, StoreCorruptError
-from latentcache.train.collate import BatchAssembler, LatentCollate, default_scale_table
+from latentcache.train.collate import (
+    POOL_SIZE,
+    BatchAssembler,
+    BufferPool,
+    LatentCollate,
+    default_scale_table,
+    release,
+)
 from latentcache.train.sources import WdsSource, ZarrSource
 
 __all__ = [
     "FORMATS",
     "StreamSpec",
     "LatentStream",
+    "LatentLoader",
     "LatentCollate",
     "build_loader",
     "split_ranges",
@@ -172,16 +180,38 @@ def _batched(samples: Iterable, size: int) -> Iterator[list]:
 
 
 class LatentStream(IterableDataset):
-    """Batches of one split for this rank and DataLoader worker (see module docstring)."""
+    """Batches of one split for this rank and DataLoader worker (see module docstring).
 
-    def __init__(self, spec: StreamSpec, resize: int | None = None) -> None:
+    ``producers``: > 0 to recycle batch buffers (one :class:`BufferPool` per producer, the
+    DataLoader's workers or the main process); the consumer hands each batch back with
+    :meth:`release` (:class:`LatentLoader` does so when the next batch is requested).
+    """
+
+    def __init__(self, spec: StreamSpec, resize: int | None = None, producers: int = 0) -> None:
         super().__init__()
         self.spec, self.resize = spec, resize
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-        self._store = self._source = None
+        self._leases = (
+            torch.zeros((producers, POOL_SIZE), dtype=torch.int32).share_memory_()
+            if producers
+            else None
+        )
+        self._store = self._source = self._pool = None
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_store": None, "_source": None}  # reopened in each worker
+    def __getstate__(self) -> dict:  # reopened in each worker
+        return {**self.__dict__, "_store": None, "_source": None, "_pool": None}
+
+    def release(self, batch: dict) -> None:
+        """The consumer is done with ``batch``: its buffers may be overwritten from now on."""
+        if self._leases is not None:
+            release(self._leases, int(batch.get("lease", -1)))
+
+    def _buffer_pool(self, producer: int) -> BufferPool | None:
+        if self._leases is None:
+            return None
+        if self._pool is None:  # kept across epochs (persistent workers)
+            self._pool = BufferPool(self._leases, producer, self.spec.batch_size)
+        return self._pool
 
     @property
     def epoch(self) -> int:
@@ -217,6 +247,8 @@ class LatentStream(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        if info is not None:
+            _one_thread_per_worker()
         spec, epoch = self.spec, self.epoch
         train = spec.batches_per_rank is not None
         quotas = worker_quotas(spec.batches_per_rank, workers) if train else [1] * workers
@@ -241,7 +273,8 @@ class LatentStream(IterableDataset):
         if train:
             count = quotas[worker] * spec.batch_size
             stream = _cycle(samples, count) if count else iter(())
-        assemble = BatchAssembler(spec.fields, self.resize, self._scale_table())
+        pool = self._buffer_pool(worker)
+        assemble = BatchAssembler(spec.fields, self.resize, self._scale_table(), pool)
         for batch in _batched(stream, spec.batch_size):
             yield assemble(batch)
 
@@ -283,6 +316,15 @@ class LatentStream(IterableDataset):
         return lambda: _interleave(units, side_by_side, p, rng)
 
 
+def _one_thread_per_worker() -> None:
+    """Blosc decompresses with a thread pool of up to 8 threads when called from a main
+    thread, which a DataLoader worker's is: with many workers that oversubscribes the cores
+    (torch sets its own threads to 1 in workers for the same reason)."""
+    from numcodecs import blosc
+
+    blosc.use_threads = False
+
+
 def _interleave(
     units: list[Callable[[], Iterator]], width: int, piece: int, rng: np.random.Generator
 ) -> Iterator[list]:
@@ -300,14 +342,37 @@ def _interleave(
             yield chunk
 
 
+class LatentLoader(DataLoader):
+    """A DataLoader over a :class:`LatentStream`. When the stream recycles buffers, each
+    batch is released when the next one is requested: a consumer must be done with a batch
+    (its tensors copied to the device, or its step finished) before asking for the next."""
+
+    def __iter__(self):
+        it = super().__iter__()
+        return it if self.dataset._leases is None else self._recycling(it)
+
+    def _recycling(self, it) -> Iterator[dict]:
+        for batch in it:
+            yield batch
+            self.dataset.release(batch)
+
+
 def build_loader(
-    spec: StreamSpec, workers: int = 0, resize: int | None = None, pin_memory: bool = False
-) -> DataLoader:
-    """A DataLoader over :class:`LatentStream`; call ``loader.dataset.set_epoch(e)`` each epoch."""
+    spec: StreamSpec,
+    workers: int = 0,
+    resize: int | None = None,
+    pin_memory: bool = False,
+    recycle: bool = False,
+) -> LatentLoader:
+    """A DataLoader over :class:`LatentStream`; call ``loader.dataset.set_epoch(e)`` each epoch.
+
+    ``recycle``: reuse batch buffers (see :class:`LatentLoader`) instead of allocating fresh
+    shared memory per batch, for loops that finish with a batch before taking the next.
+    """
     if workers < 0:
         raise ConfigError(f"workers={workers}: should be >= 0")
-    return DataLoader(
-        LatentStream(spec, resize),
+    return LatentLoader(
+        LatentStream(spec, resize, producers=max(workers, 1) if recycle else 0),
         batch_size=None,  # the stream yields whole batches
         num_workers=workers,
         pin_memory=pin_memory,

@@ -106,7 +106,7 @@ def evaluate_run(
         batch_size=batch_size or cfg["batch_size"],
         codec_checkpoint=codec_checkpoint or cfg.get("codec_checkpoint"),
     )
-    loader = build_loader(spec, workers, cfg["resize"], pin_memory=dev.type == "cuda")
+    loader = build_loader(spec, workers, cfg["resize"], pin_memory=dev.type == "cuda", recycle=True)
     prepare = make_prepare(transform, dev, channels_last=False)
     meter = evaluate(
         model, loader, prepare, len(state["classes"]), lambda: amp_context(dev, cfg["amp"])

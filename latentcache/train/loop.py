@@ -188,7 +188,8 @@ def make_loader(
         batches_per_rank=steps,
         codec_checkpoint=config.codec_checkpoint,
     )
-    return build_loader(spec, config.workers, config.resize, pin_memory=pin), steps
+    loader = build_loader(spec, config.workers, config.resize, pin_memory=pin, recycle=True)
+    return loader, steps
 
 
 def _reduce_train_stats(stats: dict) -> dict:

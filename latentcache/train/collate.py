@@ -3,12 +3,13 @@
 ::
 
     [RawSample x B] ─► same real size, stored at it (the usual case):
-                         torch.empty (B, *shape) in shared memory inside a worker,
+                         a (B, *shape) buffer in shared memory inside a worker (from
+                         a BufferPool when recycling: reused once the batch is released),
                          each latent decoded into its slot (no stacking copy)
                      └► mixed sizes: decode, crop to latent_shape, resize to ``resize``
                          (scales in the log domain), as :class:`LatentCollate`
     ─► {"y_hat": int16, "scales_hat": uint8 scale index | float16 | float32,
-        "label": int64, "key": [str]}
+        "label": int64, "key": [str], "lease": int (recycling only)}
 
 A uint8 ``scales_hat`` indexes CompressAI's scale table (``get_scale_table()``), which the
 store's manifest must hold; :func:`latentcache.train.augment.normalize_inputs` looks it up

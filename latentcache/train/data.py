@@ -15,6 +15,9 @@
            so every rank runs the same number of steps and DDP never waits forever
       └► batches built in the worker: each latent decoded into its slot of the batch tensor
            (collate.BatchAssembler) ─► {"y_hat", "scales_hat", "label", "key"}
+      └► recycle=True (the trainer's loaders): each worker reuses its few batch buffers,
+           each only after the main process released the batch (LatentLoader: when the
+           next batch is requested), instead of fresh shared memory per batch
 
 Workers start with ``spawn`` (zarr v3 deadlocks under fork) and persist across epochs
 (``set_epoch`` reaches them through shared memory). Batches hold the stored dtypes

@@ -278,15 +278,20 @@ def _run_dask(tasks, codec, settings, config: EncodeConfig, bar, on_dashboard, t
 
 
 def run_encode(
-    config: EncodeConfig, codec=None, on_dashboard: Callable[[str], None] | None = None
+    config: EncodeConfig,
+    codec=None,
+    on_dashboard: Callable[[str], None] | None = None,
+    index: DatasetIndex | None = None,
 ) -> EncodeResult:
     """Encode ``config.dataset`` into ``config.out``; resumes an unfinished store of the same settings.
 
     ``codec``: an already loaded :class:`~latentcache.codec.load.Codec` (tests, notebooks);
     by default it is loaded from ``config.codec``. ``on_dashboard``: called with the Dask
-    dashboard's address once the cluster is up.
+    dashboard's address once the cluster is up. ``index``: an already built listing (tests,
+    notebooks); by default ``config.dataset`` is indexed under ``config.data_root``.
     """
-    index = build_index(config.dataset, config.data_root, **config.dataset_options)
+    if index is None:
+        index = build_index(config.dataset, config.data_root, **config.dataset_options)
     if not index.samples:
         raise ValueError(f"dataset {config.dataset!r} at {index.root} lists no images")
     if codec is None:

@@ -3,7 +3,7 @@ image resolution, exactly as the dataset gives it.
 
 ::
 
-    encode   dataset mask file (palette/grayscale PNG: indices, never convert()) ─► (H, W) uint8,
+    encode   the dataset's mask file (datasets.masks.read_mask: indices) ─► (H, W) uint8,
              size checked against the decoded image's
     Zarr     mask (R, H_max, W_max) uint8, fill 255, one chunk per row, sharded like y_hat;
              the real size is the row's image_size
@@ -29,48 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
+from latentcache.datasets.masks import IGNORE_INDEX, read_mask
 from latentcache.errors import SampleError
 from latentcache.tasks.base import Task, register_task
 
-__all__ = ["SegmentationTask", "IGNORE_INDEX", "MASK_MEMBER", "read_mask_file", "mask_png"]
+__all__ = ["SegmentationTask", "IGNORE_INDEX", "MASK_MEMBER", "mask_png", "decode_mask_png"]
 
-IGNORE_INDEX = 255
 MASK_MEMBER = "mask.png"
 CELL = 16  # image pixels per latent cell (the codec's total stride)
-
-
-def read_mask_file(path: Path) -> np.ndarray:
-    """A mask file as (H, W) uint8 class indices: a palette PNG's indices (never its
-    colours), an 8-bit grayscale image's values; anything else is refused (SampleError)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
-        with im:
-            if im.mode not in ("P", "L"):
-                raise SampleError(
-                    f"mask {path.name}: mode {im.mode}, expected class indices (P or L)"
-                )
-            im.load()
-            return np.array(im, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise SampleError(f"mask {path.name}: unreadable ({exc})") from None
-
-
-def _read_mask(path: Path) -> np.ndarray:
-    """The dataset layer's reader where there is one (SBD .mat included), else PNG/L."""
-    try:
-        from latentcache.datasets.masks import read_mask
-    except ImportError:
-        return read_mask_file(path)
-    try:
-        return np.asarray(read_mask(path), dtype=np.uint8)
-    except SampleError:
-        raise
-    except (OSError, ValueError, KeyError) as exc:
-        raise SampleError(f"mask {path.name}: unreadable ({exc})") from None
 
 
 def mask_png(mask: np.ndarray) -> bytes:
@@ -93,6 +59,8 @@ def decode_mask_png(data: bytes, image_hw: tuple[int, int], max_hw: tuple[int, i
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=["PNG"])
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"{MASK_MEMBER}: decompression bomb ({str(exc)[:100]})") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise ValueError(f"{MASK_MEMBER}: not a PNG ({str(exc)[:100]})") from None
     with im:
@@ -130,7 +98,7 @@ class SegmentationTask(Task):
     def read_targets(self, target: str | None, root: Path, image_hw: tuple[int, int]) -> dict:
         if not target:
             raise SampleError("no mask file listed for this image")
-        mask = _read_mask(root / target)
+        mask = read_mask(root / target)
         if mask.ndim != 2 or tuple(mask.shape) != tuple(image_hw):
             raise SampleError(
                 f"mask {target}: {'x'.join(map(str, mask.shape))}, its image is "

@@ -35,8 +35,9 @@ _SHARD_KEYS = ("split", "index", "rows", "indexed", "count", "files", "encoder")
 
 
 def task_entry(index) -> dict:
-    """The manifest's ``task``: what the dataset's labels are (one class per image today)."""
-    return {"name": "classification"}
+    """The manifest's ``task``: what the dataset's labels are; a task with keys of its own
+    (schema v2: segmentation's ``ignore_index``, detection's ``category_ids``) adds them."""
+    return {"name": index.task}
 
 
 def model_inputs(codec) -> list[str]:

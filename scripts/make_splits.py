@@ -5,6 +5,7 @@
     class lists + file naming (below) ──► data_manifests/minc2500/{classes.txt,counts.json}
                                           data_manifests/resisc45/{classes.txt,counts.json,splits.json}
                                           data_manifests/rsscn7/{classes.txt,counts.json,splits.json}
+                                          data_manifests/voc2012/{classes.txt,counts.json}
     official detection counts         ──► data_manifests/coco/counts.json
                                           data_manifests/voc_det/{classes.txt,counts.json}
 
@@ -49,6 +50,11 @@ RESISC45_CLASSES = (
     "sparse_residential stadium storage_tank tennis_court terrace thermal_power_station wetland"
 ).split()
 RSSCN7_CLASSES = "aGrass bField cIndustry dRiverLake eForest fResident gParking".split()
+# PASCAL VOC 2012 (VOCdevkit's VOCinit.m order; label 0 = background; 255 = ignore)
+VOC_CLASSES = (
+    "background aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse "
+    "motorbike person pottedplant sheep sofa train tvmonitor"
+).split()
 
 NO_CHECKSUM = (
     "unknown: no download was verified when this manifest was made; record the "
@@ -144,9 +150,39 @@ def _listed(name: str, title: str, classes, files_of, size: int, source: dict) -
     }
 
 
+def _voc() -> dict[str, str]:
+    counts = {
+        "classes": len(VOC_CLASSES),
+        "dataset": "voc",
+        "ignore_index": 255,
+        "name": "PASCAL VOC 2012 segmentation + SBD (Hariharan et al. 2011)",
+        "sbd_splits": {"train": 8498, "val": 2857},
+        "split": "official: VOC2012 ImageSets/Segmentation/{train,val}.txt; train_aug = "
+        "(SBD train.txt + val.txt + VOC2012 train) - VOC2012 val, VOC masks first",
+        "splits": {"train": 1464, "train_aug": 10582, "trainval": 2913, "val": 1449},
+        "source": {
+            "sbd": {
+                "archive": "benchmark.tgz",
+                "sha256": None,
+                "sha256_note": NO_CHECKSUM,
+                "url": "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/"
+                "semantic_contours/benchmark.tgz",
+            },
+            "voc2012": {
+                "archive": "VOCtrainval_11-May-2012.tar",
+                "sha256": None,
+                "sha256_note": NO_CHECKSUM,
+                "url": "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+            },
+        },
+    }
+    return {"classes.txt": _lines(VOC_CLASSES), "counts.json": _json(counts)}
+
+
 def build_manifests() -> dict[str, str]:
     """Every manifest file as ``{relative path: text}``."""
     files = {f"minc2500/{k}": v for k, v in _minc().items()}
+    files.update({f"voc2012/{k}": v for k, v in _voc().items()})
     resisc45 = _listed(
         "resisc45",
         "NWPU-RESISC45",
@@ -178,12 +214,6 @@ def build_manifests() -> dict[str, str]:
     files.update({f"rsscn7/{k}": v for k, v in rsscn7.items()})
     files.update(_detection())
     return files
-
-
-VOC_CLASSES = (
-    "aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike "
-    "person pottedplant sheep sofa train tvmonitor"
-).split()
 
 
 def _detection() -> dict[str, str]:
@@ -219,7 +249,7 @@ def _detection() -> dict[str, str]:
     }
     return {
         "coco/counts.json": _json(coco),
-        "voc_det/classes.txt": _lines(VOC_CLASSES),
+        "voc_det/classes.txt": _lines(VOC_CLASSES[1:]),  # no background: id k = line k
         "voc_det/counts.json": _json(voc),
     }
 

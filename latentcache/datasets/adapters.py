@@ -8,5 +8,7 @@ from latentcache.datasets import (
     minc,  # noqa: F401
     resisc45,  # noqa: F401
     rsscn7,  # noqa: F401
+    segfolder,  # noqa: F401
+    voc,  # noqa: F401
     voc_det,  # noqa: F401
 )

@@ -49,8 +49,8 @@ RESISC45_CLASSES = (
 RSSCN7_CLASSES = "aGrass bField cIndustry dRiverLake eForest fResident gParking".split()
 
 NO_CHECKSUM = (
-    "unknown: no download was verified when this manifest was made; record the "
-    "`sha256sum` of the archive from the url here"
+    "the publisher records none; what `latentcache download` fetches, with the checksum a "
+    "library records for it and which, is in data_manifests/downloads/<dataset>.json"
 )
 
 
@@ -168,7 +168,8 @@ def build_manifests() -> dict[str, str]:
         {
             "archive": None,
             "sha256": None,
-            "sha256_note": "a git repository, not an archive: pin a commit instead",
+            "sha256_note": "a git repository, not an archive, with no checksum recorded anywhere; "
+            "see data_manifests/downloads/rsscn7.json",
             "url": "https://github.com/palewithout/RSSCN7",
         },
     )

@@ -2,6 +2,7 @@
 
 from latentcache.datasets import (
     demo,  # noqa: F401
+    demo_seg,  # noqa: F401
     imagefolder,  # noqa: F401
     minc,  # noqa: F401
     resisc45,  # noqa: F401

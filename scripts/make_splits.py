@@ -6,6 +6,8 @@
                                           data_manifests/resisc45/{classes.txt,counts.json,splits.json}
                                           data_manifests/rsscn7/{classes.txt,counts.json,splits.json}
                                           data_manifests/voc2012/{classes.txt,counts.json}
+    official detection counts         ──► data_manifests/coco/counts.json
+                                          data_manifests/voc_det/{classes.txt,counts.json}
 
 RESISC-45 and RSSCN7 have no official split. Each class's files are ranked by
 ``sha256(f"{SEED}:{relpath}")`` and cut at 80 % / 10 % / 10 % (train / validate / test); each
@@ -210,7 +212,46 @@ def build_manifests() -> dict[str, str]:
     )
     files.update({f"resisc45/{k}": v for k, v in resisc45.items()})
     files.update({f"rsscn7/{k}": v for k, v in rsscn7.items()})
+    files.update(_detection())
     return files
+
+
+def _detection() -> dict[str, str]:
+    """Official image and box counts of the detection datasets (warned about when an index
+    differs: latentcache/datasets/counts.py)."""
+    coco = {
+        "annotations": {"train": 860001, "validate": 36781},
+        "categories": {"all": 80},
+        "dataset": "coco",
+        "images_without_annotations": {"train": 1021, "validate": 48},
+        "name": "COCO-2017 detection (instances)",
+        "source": {
+            "sha256": None,
+            "sha256_note": NO_CHECKSUM,
+            "url": "https://cocodataset.org/#download",
+        },
+        "split": "official: train2017 -> train, val2017 -> validate",
+        "splits": {"train": 118287, "validate": 5000},
+    }
+    voc = {
+        "categories": {"all": 20},
+        "dataset": "voc-det",
+        "name": "Pascal VOC detection",
+        "objects": {"train": 40058, "test": 12032},
+        "source": {
+            "sha256": None,
+            "sha256_note": NO_CHECKSUM,
+            "url": "http://host.robots.ox.ac.uk/pascal/VOC/",
+        },
+        "split": "official: train = VOC2007 trainval (5,011) + VOC2012 trainval (11,540); "
+        "test = VOC2007 test",
+        "splits": {"train": 16551, "test": 4952},
+    }
+    return {
+        "coco/counts.json": _json(coco),
+        "voc_det/classes.txt": _lines(VOC_CLASSES[1:]),  # no background: id k = line k
+        "voc_det/counts.json": _json(voc),
+    }
 
 
 def _lines(items) -> str:

@@ -45,6 +45,12 @@ FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("za
 @click.option(
     "--split-set", type=int, default=None, help="MINC-2500 official split 1..5 [default: 1]."
 )
+@click.option(
+    "--train-split",
+    type=click.Choice(["train_aug", "train"]),
+    default=None,
+    help="VOC training set: train_aug (SBD + VOC2012 train, 10,582) or VOC2012 train [default: train_aug].",
+)
 @codec_options
 @click.option(
     "--out",
@@ -118,6 +124,7 @@ def encode(
     data_root,
     download,
     split_set,
+    train_split,
     arch,
     quality,
     metric,
@@ -148,7 +155,7 @@ def encode(
         dataset=dataset,
         out=out or _default_out(dataset, spec),
         data_root=data_root,
-        dataset_options={"split_set": split_set} if split_set is not None else {},
+        dataset_options=_dataset_options(split_set=split_set, train_split=train_split),
         codec=spec,
         formats=FORMAT_CHOICES[fmt],
         shard_size=shard_size,
@@ -169,6 +176,11 @@ def encode(
         config, on_dashboard=lambda link: click.echo(f"Dask dashboard: {link}", err=True)
     )
     click.echo(_summary(result))
+
+
+def _dataset_options(**options) -> dict:
+    """The adapter options given on the command line (those left unset keep their defaults)."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _default_out(dataset: str, spec) -> str:

@@ -114,7 +114,6 @@ def voc() -> dict[str, bytes]:
     return {
         "VOCtrainval_11-May-2012.tar": make_tar(tree, "w"),
         "benchmark.tgz": make_tar(sbd),
-        "train_noval.txt": b"2008_000002\n",
     }
 
 

@@ -29,7 +29,7 @@ from latentcache.cli.main import cli
 from latentcache.datasets.base import DATASETS, build_index, get_dataset
 from latentcache.download import DownloadConfig, run_download
 from latentcache.download.fetch import RETRIES
-from latentcache.download.spec import Checksum, load_spec
+from latentcache.download.spec import Checksum, FileSpec, load_spec
 from latentcache.errors import ChecksumError, ConfigError, DownloadError, UnsafeArchiveError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -310,7 +310,7 @@ def test_a_bad_mirror_file_is_refused_by_the_recorded_checksum(tmp_path, archive
 def test_ctrl_c_leaves_a_resumable_part_file(tmp_path):
     payload = os.urandom(3 << 20)
     spec = load_spec("voc")
-    f = dataclasses.replace(spec.files[2], max_bytes=4 << 20)  # train_noval.txt: a plain file
+    f = FileSpec("notes.bin", ("x",), None, "file", ("notes.bin",), max_bytes=4 << 20)
     state = ServerState(delay=0.05)
     root = tmp_path / "d"
     with serve_folder(_serve_files(tmp_path / "srv", {f.filename: payload}), state) as base:
@@ -322,7 +322,7 @@ def test_ctrl_c_leaves_a_resumable_part_file(tmp_path):
         env = {**os.environ, "LATENTCACHE_MANIFESTS": str(manifests), "PYTHONPATH": str(REPO)}
         cmd = [sys.executable, "-m", "latentcache", "download", "voc", "--data-root", str(root)]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        part = root / "downloads" / "train_noval.txt.part"
+        part = root / "downloads" / "notes.bin.part"
         deadline = time.monotonic() + 60
         while not (part.exists() and part.stat().st_size > 0) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -336,7 +336,7 @@ def test_ctrl_c_leaves_a_resumable_part_file(tmp_path):
         res = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert state.requests[0][1].startswith("bytes=") and int(state.requests[0][1][6:-1]) >= kept
-    assert (root / "benchmark_RELEASE" / "dataset" / "train_noval.txt").read_bytes() == payload
+    assert (root / "notes.bin").read_bytes() == payload
 
 
 def test_download_cli_lists_the_specs_and_refuses_unverified(tmp_path):

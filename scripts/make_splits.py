@@ -57,8 +57,8 @@ VOC_CLASSES = (
 ).split()
 
 NO_CHECKSUM = (
-    "the publisher records none; what `latentcache download` fetches, with the checksum a "
-    "library records for it and which, is in data_manifests/downloads/<dataset>.json"
+    "the publisher records none; the archives `latentcache download` fetches, with the "
+    "checksums libraries record for them and which, are in data_manifests/downloads/"
 )
 
 

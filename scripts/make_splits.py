@@ -57,8 +57,8 @@ VOC_CLASSES = (
 ).split()
 
 NO_CHECKSUM = (
-    "unknown: no download was verified when this manifest was made; record the "
-    "`sha256sum` of the archive from the url here"
+    "the publisher records none; the archives `latentcache download` fetches, with the "
+    "checksums libraries record for them and which, are in data_manifests/downloads/"
 )
 
 
@@ -206,7 +206,8 @@ def build_manifests() -> dict[str, str]:
         {
             "archive": None,
             "sha256": None,
-            "sha256_note": "a git repository, not an archive: pin a commit instead",
+            "sha256_note": "a git repository, not an archive, with no checksum recorded anywhere; "
+            "see data_manifests/downloads/rsscn7.json",
             "url": "https://github.com/palewithout/RSSCN7",
         },
     )

@@ -37,6 +37,12 @@ FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("za
     help="Dataset folder [default: $LATENTCACHE_DATA/<dataset> or ~/.cache/latentcache/datasets/<dataset>].",
 )
 @click.option(
+    "--download",
+    is_flag=True,
+    help="Fetch, check and unpack the dataset first if it is missing (as `latentcache download`; "
+    "a mirror from $LATENTCACHE_MIRROR).",
+)
+@click.option(
     "--split-set", type=int, default=None, help="MINC-2500 official split 1..5 [default: 1]."
 )
 @click.option(
@@ -116,6 +122,7 @@ FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("za
 def encode(
     dataset,
     data_root,
+    download,
     split_set,
     train_split,
     arch,
@@ -161,6 +168,7 @@ def encode(
         order=order,
         order_seed=order_seed,
         overwrite=overwrite,
+        download=download,
         command=command_line(click.get_current_context()),
         **({"max_pixels": max_pixels} if max_pixels else {}),
     )

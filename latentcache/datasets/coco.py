@@ -31,6 +31,7 @@ from latentcache.datasets.coco_json import CocoListing, read_coco_listing
 from latentcache.datasets.counts import warn_if_counts_differ
 from latentcache.datasets.imagefolder import SPLIT_FOLDERS, SPLIT_ORDER
 from latentcache.errors import ConfigError, DatasetNotFoundError
+from latentcache.manifests import download_hint
 
 __all__ = ["DOWNLOAD_URL", "COCO_SPLITS", "index", "index_folder", "index_coco_files"]
 
@@ -110,7 +111,7 @@ def index(root: Path) -> DatasetIndex:
         raise DatasetNotFoundError(
             f"coco: no annotations/instances_{{train,val}}2017.json in {base}. Download the "
             f"2017 images and annotations from {DOWNLOAD_URL}, unpack them into one folder "
-            "and pass it with --data-root."
+            "and pass it with --data-root." + download_hint("coco", base)
         )
     idx, listings = index_coco_files("coco", base, splits)
     _check_coco_counts(idx, listings)

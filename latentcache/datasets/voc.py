@@ -40,6 +40,7 @@ from pathlib import Path
 from latentcache.datasets.base import DatasetIndex, Sample, register_dataset
 from latentcache.datasets.imagefolder import manifest_dir
 from latentcache.errors import ConfigError, DatasetNotFoundError
+from latentcache.manifests import download_hint
 
 __all__ = ["DOWNLOAD_URL", "SBD_URL", "TRAIN_SPLITS", "index", "read_classes", "read_counts"]
 
@@ -83,7 +84,7 @@ def _find_voc(root: Path) -> Path:
     raise DatasetNotFoundError(
         f"PASCAL VOC 2012 not found in {root}: expected VOCdevkit/VOC2012/ImageSets/"
         f"Segmentation/ there. Download {DOWNLOAD_URL} (and SBD's {SBD_URL} for train_aug), "
-        f"unpack both into one folder and pass it with --data-root."
+        f"unpack both into one folder and pass it with --data-root." + download_hint("voc", root)
     )
 
 

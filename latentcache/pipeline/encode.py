@@ -277,6 +277,10 @@ def run_encode(
     by default it is loaded from ``config.codec``. ``on_dashboard``: called with the Dask
     dashboard's address once the cluster is up.
     """
+    if config.download:
+        from latentcache.download import DownloadConfig, run_download
+
+        run_download(DownloadConfig(config.dataset, config.data_root))
     index = build_index(config.dataset, config.data_root, **config.dataset_options)
     if not index.samples:
         raise ValueError(f"dataset {config.dataset!r} at {index.root} lists no images")

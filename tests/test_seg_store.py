@@ -30,7 +30,7 @@ def _expected_offset(h, w):
 def test_manifest_names_the_task_and_counts_reconcile(seg_store):
     m = seg_store.manifest
     assert m["task"] == {"name": "segmentation", "ignore_index": 255}
-    assert seg_store.task.name == "segmentation"
+    assert seg_store.task_unit.name == "segmentation"
     assert m["totals"]["indexed"] == m["totals"]["stored"] + m["totals"]["failed"] == 6
     assert m["splits"]["train"]["image_size_max"] == [90, 130]
 

@@ -34,6 +34,7 @@ import numpy as np
 from latentcache.codec.spec import check_encodable
 from latentcache.config import DEFAULT_ORDER_SEED, DEFAULT_ROW_ORDER, EncodeConfig
 from latentcache.datasets.base import DatasetIndex, build_index
+from latentcache.errors import ConfigError
 from latentcache.images import header_size
 from latentcache.pipeline.manifest_builder import build_manifest
 from latentcache.pipeline.shard import (
@@ -47,7 +48,7 @@ from latentcache.pipeline.shard import (
 from latentcache.store.manifest import write_manifest
 from latentcache.store.writer import StoreWriter
 from latentcache.store.zarr_store import create_split
-from latentcache.tasks import get_task
+from latentcache.tasks import TASKS, get_task
 
 __all__ = ["EncodeResult", "available_cores", "order_samples", "plan_shards", "run_encode"]
 
@@ -290,10 +291,19 @@ def run_encode(
     dashboard's address once the cluster is up. ``index``: an already built listing (tests,
     notebooks); by default ``config.dataset`` is indexed under ``config.data_root``.
     """
+    if config.download:
+        from latentcache.download import DownloadConfig, run_download
+
+        run_download(DownloadConfig(config.dataset, config.data_root))
     if index is None:
         index = build_index(config.dataset, config.data_root, **config.dataset_options)
     if not index.samples:
         raise ValueError(f"dataset {config.dataset!r} at {index.root} lists no images")
+    if index.task not in TASKS:  # its targets need a task unit's store schema
+        raise ConfigError(
+            f"dataset {config.dataset!r} is a {index.task} dataset; this version stores the "
+            f"targets of {sorted(TASKS)} only"
+        )
     if codec is None:
         from latentcache.codec.load import load_codec
 

@@ -4,6 +4,7 @@
 
     open_store(path or URL) ─► StoreLocation (fsspec filesystem + root)
       └► LatentStore ─► .manifest (schema-validated) / .classes / .codec / .split_info(split)
+           │             .task / .inputs (manifest v1 or v2, read one way)
            ├► .zarr_root() ─► Zarr group, read-only (LocalStore, or FsspecStore for URLs)
            ├► .zarr_split(split) ─► ZarrSplit: blocks(), read(start, stop)
            ├► .open_file(rel) ─► a store file by its manifest path
@@ -23,7 +24,12 @@ import numpy as np
 
 from latentcache.errors import ConfigError, StoreCorruptError, StoreNotFoundError
 from latentcache.store.location import StoreLocation, locate
-from latentcache.store.manifest import load_manifest, sha256_bounded
+from latentcache.store.manifest import (
+    load_manifest,
+    manifest_inputs,
+    manifest_task,
+    sha256_bounded,
+)
 from latentcache.store.scales import (
     DEFAULT_SCALE_FLOOR,
     scales_array_name,
@@ -68,7 +74,7 @@ class ZarrSplit:
             extra = ["z_shape"]  # h_s runs on each row cropped to its real size
         extra += [
             n
-            for n in ("image_size", "canvas_offset", *self.store.task.target_names)
+            for n in ("image_size", "canvas_offset", *self.store.task_unit.target_names)
             if n in self.group
         ]
         out = read_rows(self.group, start, stop, [*_FIELDS, self._scales, *extra])
@@ -125,13 +131,23 @@ class LatentStore:
         return list(self.manifest["dataset"]["classes"])
 
     @property
-    def task(self) -> Task:
+    def task_unit(self) -> Task:
         """The store's task unit (``latentcache.tasks``); stores before tasks: classification."""
         return store_task(self.manifest)
 
     @property
     def splits(self) -> list[str]:
         return [s for s, info in self.manifest["splits"].items() if info["stored"] > 0]
+
+    @property
+    def task(self) -> dict:
+        """``{"name": "classification" | ..., <the task's own keys>}`` (v1 stores: classification)."""
+        return manifest_task(self.manifest)
+
+    @property
+    def inputs(self) -> list[str]:
+        """The latent arrays a model receives, in order (v1 stores: y_hat, scales_hat)."""
+        return manifest_inputs(self.manifest)
 
     @property
     def codec(self) -> dict:
@@ -233,7 +249,7 @@ class LatentStore:
         """The task's arrays (a mask: uint8, at most the split's largest image) and
         ``canvas_offset``, before any chunk is read."""
         limits = self.sample_limits(split)
-        for name, (shape, dtype, _, _) in self.task.zarr_arrays(limits.max_image_hw).items():
+        for name, (shape, dtype, _, _) in self.task_unit.zarr_arrays(limits.max_image_hw).items():
             where = f"{ZARR_DIR}/{split}/{name}"
             try:
                 a = group[name]
@@ -281,9 +297,15 @@ class LatentStore:
             arrays["z_hat"] = ArraySpec("int16", n, (-(-h // 4), -(-w // 4)))
         else:
             arrays["scales_hat"] = ArraySpec(scales_dtype(self.scales_repr).name, m, (h, w))
-        image = info.get("image_size_max") or info.get("zarr_image_size") or [1 << 16, 1 << 16]
+        image = info.get("image_size_max") or info.get("zarr_image_size")
+        if image is None and self.task_unit.target_names:
+            raise StoreCorruptError(
+                f"{self.url}: manifest.json gives split {split!r} no image_size_max, which "
+                f"bounds its {self.task_unit.name} targets"
+            )
+        image = image or [1 << 16, 1 << 16]
         return SampleLimits(
-            arrays, len(self.classes), scales, self.task.name, (int(image[0]), int(image[1]))
+            arrays, len(self.classes), scales, self.task_unit.name, (int(image[0]), int(image[1]))
         )
 
     def wds_samples(self, split: str, shards: list[str] | None = None) -> Iterator[dict]:

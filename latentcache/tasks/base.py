@@ -26,6 +26,7 @@ class Task:
     target_names: tuple[str, ...] = ()  # arrays read_targets returns (Zarr arrays of that name)
     pads_latents = False  # batches of mixed latent sizes: zero-padded (else resized)
     score_key = "top1"  # the summary key that picks best.pt
+    record_keys: tuple[str, ...] = ("top1", "top5", "loss")  # summary keys in metrics.jsonl
 
     def manifest_entry(self) -> dict:
         """The manifest's ``task`` object."""

@@ -90,6 +90,7 @@ class SegmentationTask(Task):
     target_names = ("mask",)
     pads_latents = True
     score_key = "miou"
+    record_keys = ("miou", "pixel_accuracy", "loss")
     ignore_index = IGNORE_INDEX
 
     def manifest_entry(self) -> dict:

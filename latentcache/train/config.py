@@ -18,7 +18,7 @@ from latentcache.train.data import FORMATS
 __all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "DEVICES", "PRETRAINED", "RUN_RECORD_KEYS"]
 
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "step", "constant")
+SCHEDULES = ("cosine", "step", "poly", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 PRETRAINED = (
     "auto",

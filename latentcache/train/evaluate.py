@@ -3,8 +3,10 @@
 ::
 
     RUN_DIR/best.pt (or last.pt) ─► codec check against STORE ─► model, stats, classes
-      └► LatentStream(split, no shuffle) ─► ClassificationMeter
-      └► {"top1", "top5", "per_class", "confusion", ...} ─► eval_<split>.json, confusion_<split>.png
+      └► LatentStream(split, no shuffle) ─► the store task's meter
+      └► classification: {"top1", "top5", "per_class", "confusion", ...}
+         segmentation: {"miou", "per_class_iou", "pixel_accuracy", "confusion", ...}
+         ─► eval_<split>.json, confusion_<split>.png
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from latentcache.train.augment import AugmentConfig, LatentStats, LatentTransfor
 from latentcache.train.checkpoint import check_codec, load_checkpoint
 from latentcache.train.data import StreamSpec, build_loader
 from latentcache.train.distributed import resolve_device
-from latentcache.train.loop import amp_context, evaluate, make_prepare
+from latentcache.train.loop import amp_context, check_model_task, evaluate, make_prepare
 from latentcache.train.models import create_classifier
 
 __all__ = ["evaluate_run", "find_checkpoint", "CHECKPOINTS"]
@@ -95,6 +97,8 @@ def evaluate_run(
     _check_store(state, store, store_path)
     cfg = state["config"]
     dev = resolve_device(device)
+    task = store.task_unit
+    check_model_task(state["config"]["model"], task)
     model = _build_model(state, int(store.num_channels)).to(dev)
     augment = AugmentConfig(resize=cfg["resize"], crop=cfg["crop"], flip=False)
     transform = LatentTransform(model.inputs, LatentStats.from_dict(state["stats"]), augment)
@@ -107,16 +111,16 @@ def evaluate_run(
         codec_checkpoint=codec_checkpoint or cfg.get("codec_checkpoint"),
     )
     loader = build_loader(spec, workers, cfg["resize"], pin_memory=dev.type == "cuda", recycle=True)
-    prepare = make_prepare(transform, dev, channels_last=False)
-    meter = evaluate(
-        model, loader, prepare, len(state["classes"]), lambda: amp_context(dev, cfg["amp"])
-    )
+    prepare = make_prepare(transform, dev, channels_last=False, task=task)
+    amp = lambda: amp_context(dev, cfg["amp"])  # noqa: E731
+    meter = evaluate(model, loader, prepare, len(state["classes"]), amp, task)
     result = meter.summary(list(state["classes"])) | {
         "split": split,
         "checkpoint": path.name,
         "epoch": int(state["epoch"]),
         "store": str(store_path),
         "model": cfg["model"],
+        "task": task.name,
     }
     if write:
         _write(Path(run_dir), split, result)
@@ -127,5 +131,5 @@ def _write(run_dir: Path, split: str, result: dict) -> None:
     from latentcache.report.training import plot_confusion_matrix
 
     (run_dir / f"eval_{split}.json").write_text(json.dumps(result, indent=2, sort_keys=True))
-    classes = list(result["per_class"])
+    classes = list(result.get("per_class") or result["per_class_iou"])
     plot_confusion_matrix(result["confusion"], classes, run_dir / f"confusion_{split}.png")

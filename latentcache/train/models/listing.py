@@ -20,16 +20,19 @@ def count_parameters(name: str, channels: int, num_classes: int) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def describe_models(channels: int, num_classes: int) -> list[str]:
-    """One line per model for latents of ``channels`` (M) and ``num_classes`` classes."""
+def describe_models(channels: int, num_classes: int, task: str | None = None) -> list[str]:
+    """One line per model for latents of ``channels`` (M) and ``num_classes`` classes; with
+    ``task`` (a store's), only the models that fit it."""
     rows = [("model", "inputs", "parameters", "")]
     for name in sorted(CLASSIFIERS):
         entry = CLASSIFIERS[name]
+        if task is not None and entry.task != task:
+            continue
         what = entry.summary if entry.latent else f"{entry.summary} Not for latent training."
         params = count_parameters(name, channels, num_classes)
         rows.append((name, "+".join(entry.inputs), f"{params / 1e6:.2f}M", what))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    head = f"# M={channels} channels, {num_classes} classes"
+    head = f"# M={channels} channels, {num_classes} classes" + (f", {task}" if task else "")
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
         for r in rows

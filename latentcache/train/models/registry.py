@@ -34,6 +34,7 @@ class ClassifierEntry:
     factory: Callable[..., nn.Module]
     inputs: tuple[str, ...]
     imagenet: bool = False
+    task: str = "classification"  # the store task it learns (latentcache.tasks)
 
     @property
     def latent(self) -> bool:
@@ -48,8 +49,11 @@ class ClassifierEntry:
 CLASSIFIERS: dict[str, ClassifierEntry] = {}
 
 
-def register_classifier(name: str, *, inputs: tuple[str, ...], imagenet: bool = False) -> Callable:
-    """Register ``factory(in_channels, num_classes, **kw) -> nn.Module`` under ``name``."""
+def register_classifier(
+    name: str, *, inputs: tuple[str, ...], imagenet: bool = False, task: str = "classification"
+) -> Callable:
+    """Register ``factory(in_channels, num_classes, **kw) -> nn.Module`` under ``name``;
+    ``task``: what it predicts (classification: (B, K) logits; segmentation: (B, K, h, w))."""
     bad = [i for i in inputs if i not in _KNOWN_INPUTS]
     if bad:
         raise ValueError(f"Unknown inputs {bad} for {name!r}; valid: {list(_KNOWN_INPUTS)}")
@@ -57,7 +61,7 @@ def register_classifier(name: str, *, inputs: tuple[str, ...], imagenet: bool = 
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in CLASSIFIERS:
             raise ValueError(f'Classifier "{name}" is already registered')
-        CLASSIFIERS[name] = ClassifierEntry(name, factory, tuple(inputs), imagenet)
+        CLASSIFIERS[name] = ClassifierEntry(name, factory, tuple(inputs), imagenet, task)
         return factory
 
     return decorator
@@ -84,6 +88,6 @@ def create_classifier(name: str, in_channels: int, num_classes: int, **kwargs) -
     return model
 
 
-def list_classifiers() -> list[str]:
-    """Sorted names of the registered classifiers."""
-    return sorted(CLASSIFIERS)
+def list_classifiers(task: str | None = "classification") -> list[str]:
+    """Sorted names of the registered models for ``task`` (None: every task)."""
+    return sorted(n for n, e in CLASSIFIERS.items() if task is None or e.task == task)

@@ -13,6 +13,11 @@
         key           (R, K)           uint8: the key's UTF-8 bytes, zero-padded to K = key_bytes
         source_sha256 (R, 32)          uint8: the source file's sha256 digest
         image_size    (R, 2)           int32 (H, W) unpadded
+        canvas_offset (R, 2)           int32 (pad_top, pad_left): where the image sits on the
+                                       codec's padded canvas (latent cell (i, j) covers image
+                                       pixels from (16i - pad_top, 16j - pad_left))
+        <target>      (R, ...)         the task's per-sample arrays (latentcache.tasks), e.g.
+                                       mask (R, H_max, W_max) uint8, fill 255, one chunk per row
         latent_shape  (R, 2)           int32 (h, w) of y_hat; arrays are zero-padded beyond it
         z_shape       (R, 2)           int32, the ``shape`` CompressAI's decompress needs
         bitstream_offsets (R, 3)       int64 (start, mid, stop): y_string = data[start:mid],
@@ -95,8 +100,10 @@ def _open_root(store_path: Path, mode: str = "r") -> zarr.Group:
     return zarr.open_group(store_path / ZARR_DIR, mode=mode, zarr_format=3)
 
 
-def _specs(m: int, n: int, hw: tuple[int, int], repr_: str, key_bytes: int) -> dict[str, tuple]:
-    """name -> (row shape, dtype, fill_value, compressors)."""
+def _specs(
+    m: int, n: int, hw: tuple[int, int], repr_: str, key_bytes: int, targets: dict
+) -> dict[str, tuple]:
+    """name -> (row shape, dtype, fill_value, compressors); ``targets``: the task's arrays."""
     h, w = hw
     scales_shape = (n, h // 4, w // 4) if repr_ == "z_hat" else (m, h, w)
     scales = scales_dtype(repr_)
@@ -114,9 +121,11 @@ def _specs(m: int, n: int, hw: tuple[int, int], repr_: str, key_bytes: int) -> d
         "key": ((key_bytes,), "uint8", 0, _SMALL),
         "source_sha256": ((32,), "uint8", 0, _SMALL),
         "image_size": ((2,), "int32", 0, _SMALL),
+        "canvas_offset": ((2,), "int32", 0, _SMALL),
         "latent_shape": ((2,), "int32", 0, _SMALL),
         "z_shape": ((2,), "int32", 0, _SMALL),
         "bitstream_offsets": ((3,), "int64", 0, _SMALL),
+        **targets,
     }
 
 
@@ -137,11 +146,15 @@ def create_split(
     latent_hw: tuple[int, int],
     repr_: str,
     keys: Sequence[str],
+    targets: dict | None = None,
 ) -> None:
     """Create (or re-open identically) the split's arrays; only metadata is written here.
 
     ``keys``: the split's sample keys (their longest UTF-8 encoding sizes the ``key`` array).
+    ``targets``: the task's per-sample arrays, name -> (row shape, dtype, fill, compressors)
+    (``Task.zarr_arrays``), chunked one row each and sharded like the latents.
     """
+    targets = dict(targets or {})
     group = _open_root(store_path, "a").require_group(split)
     key_bytes = _key_bytes(keys)
     group.attrs.update(
@@ -151,13 +164,15 @@ def create_split(
             "latent_shape": list(latent_hw),
             "shard_size": shard_size,
             "key_bytes": key_bytes,
+            "targets": sorted(targets),
         }
     )
     group.require_group(BITSTREAMS)
-    for name, (shape, dtype, fill, comp) in _specs(m, n, latent_hw, repr_, key_bytes).items():
+    specs = _specs(m, n, latent_hw, repr_, key_bytes, targets)
+    for name, (shape, dtype, fill, comp) in specs.items():
         if name in group:
             continue
-        per_sample = name in _PER_SAMPLE
+        per_sample = name in _PER_SAMPLE or name in targets
         group.create_array(
             name,
             shape=(rows, *shape),
@@ -175,10 +190,10 @@ def _writable(arr: zarr.Array) -> zarr.Array:
     return zarr.Array(AsyncArray(metadata=a.metadata, store_path=a.store_path, config=_WRITE_ALL))
 
 
-def _pad_to(a: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+def _pad_to(a: np.ndarray, shape: Sequence[int], fill=0) -> np.ndarray:
     if tuple(a.shape) == tuple(shape):
         return a
-    out = np.zeros(shape, dtype=a.dtype)
+    out = np.full(shape, fill, dtype=a.dtype)
     out[tuple(slice(0, s) for s in a.shape)] = a
     return out
 
@@ -190,7 +205,9 @@ def _encode_key(key: str, width: int) -> np.ndarray:
     return np.frombuffer(raw.ljust(width, b"\0"), dtype=np.uint8)
 
 
-def _value(s: EncodedSample, name: str, scales_name: str, row_shape):
+def _value(s: EncodedSample, name: str, scales_name: str, row_shape, fill=0):
+    if name in s.targets:
+        return _pad_to(s.targets[name], row_shape, fill)
     if name == "y_hat":
         return _pad_to(s.y_hat, row_shape)
     if name == scales_name:
@@ -204,6 +221,7 @@ def _value(s: EncodedSample, name: str, scales_name: str, row_shape):
         "bpp": s.bpp,
         "bpp_estimate": s.bpp_estimate,
         "image_size": s.image_size,
+        "canvas_offset": s.canvas_offset,
         "latent_shape": s.latent_shape,
         "z_shape": s.z_shape,
     }
@@ -229,7 +247,7 @@ def _columns(samples: list[EncodedSample], n_rows: int, group: zarr.Group) -> di
             continue
         col = np.full((n_rows, *arr.shape[1:]), arr.fill_value, dtype=arr.dtype)
         for i, s in enumerate(samples):
-            col[i] = _value(s, name, scales_name, arr.shape[1:])
+            col[i] = _value(s, name, scales_name, arr.shape[1:], arr.fill_value)
         cols[name] = col
     return cols
 

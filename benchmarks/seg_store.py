@@ -9,7 +9,7 @@ segmentation store (``segfolder``, a VOC-like mask per image: a few ellipses of 
 on background 0, each with VOC's 255 outline band).
 
 1. Bytes per sample: the masks (Zarr ``mask`` array files, WebDataset ``.mask.png`` members)
-   against the latents (Zarr ``y_hat`` + ``scales_hat`` files) and the bitstreams.
+   against the latents of the same layout (``y_hat`` + ``scales_hat``) and the bitstreams.
 2. Loader samples/s, batches of 64 in the stored dtypes (masks on the codec canvas), Zarr and
    WebDataset with 0 and 2 worker processes: the segmentation store against the
    classification store, each contender once per round (load drift hits both alike), median
@@ -120,7 +120,7 @@ def _dir_bytes(path: Path) -> int:
 
 def _wds_member_bytes(store: Path, suffix: str) -> int:
     total = 0
-    for tar in sorted((store / "webdataset").rglob("*.tar")):
+    for tar in sorted((store / "wds").rglob("*.tar")):
         with tarfile.open(tar) as f:
             total += sum(m.size for m in f.getmembers() if m.name.endswith(suffix))
     return total
@@ -130,24 +130,26 @@ def bench_bytes(seg: Path, n: int, hw: tuple[int, int]) -> None:
     from latentcache.store import open_store
 
     zarr = seg / "zarr" / "train"
-    rows = {
-        "mask, Zarr (uint8, Blosc)": _dir_bytes(zarr / "mask"),
-        "mask, WebDataset (.mask.png)": _wds_member_bytes(seg, ".mask.png"),
-        "latents, Zarr (y_hat + scales_hat)": _dir_bytes(zarr / "y_hat")
-        + _dir_bytes(zarr / "scales_hat"),
-        "bitstreams (y and z strings)": int(
-            open_store(seg).split_info("train").get("bitstream_bytes", 0)
-        ),
+    latents = {
+        "Zarr": _dir_bytes(zarr / "y_hat") + _dir_bytes(zarr / "scales_hat"),
+        "WebDataset": _wds_member_bytes(seg, ".y_hat.npy.zst")
+        + _wds_member_bytes(seg, ".scales_hat.npy.zst"),
     }
-    if not rows["bitstreams (y and z strings)"]:
-        rows.pop("bitstreams (y and z strings)")
-    latents = rows["latents, Zarr (y_hat + scales_hat)"]
-    print(f"{'bytes per sample (' + str(n) + ' images ' + 'x'.join(map(str, hw)) + ')':<40}"
-          f"{'bytes':>10}{'vs latents':>12}{'bits/pixel':>12}")  # fmt: skip
-    for name, total in rows.items():
-        per = total / n
-        print(f"{name:<40}{per:>10.0f}{total / latents:>11.1%}{8 * per / (hw[0] * hw[1]):>12.4f}")
-    print(f"{'raw mask (H x W bytes)':<40}{hw[0] * hw[1]:>10d}")
+    masks = {
+        "Zarr": _dir_bytes(zarr / "mask"),
+        "WebDataset": _wds_member_bytes(seg, ".mask.png"),
+    }
+    bitstreams = int(open_store(seg).split_info("train")["bitstream_bytes"])
+    pixels = hw[0] * hw[1]
+    print(f"bytes per sample, {n} images {hw[0]}x{hw[1]} ({pixels} mask bytes raw)")
+    print(f"{'layout':<12}{'mask':>8}{'latents':>10}{'mask/latents':>14}{'mask bits/px':>14}")
+    for layout in ("Zarr", "WebDataset"):
+        m, lat = masks[layout] / n, latents[layout] / n
+        print(f"{layout:<12}{m:>8.0f}{lat:>10.0f}{m / lat:>14.1%}{8 * m / pixels:>14.4f}")
+    print(
+        f"{'bitstreams':<12}{'':>8}{bitstreams / n:>10.0f}   (y and z strings; mask/bitstreams "
+        f"{masks['Zarr'] / bitstreams:.1%} Zarr)"
+    )
 
 
 # ------------------------------------------------------------- 2. the loader

@@ -68,6 +68,15 @@ from zarr.core.sync import sync
 from latentcache.errors import StoreCorruptError
 from latentcache.store.records import EncodedSample
 from latentcache.store.scales import scales_array_name, scales_dtype
+from latentcache.store.zarr_ragged import (
+    RAGGED_OFFSETS,
+    create_ragged,
+    ragged_keys,
+    ragged_metadata_keys,
+    ragged_spec,
+    read_ragged,
+    write_ragged,
+)
 
 __all__ = [
     "ZARR_DIR",
@@ -147,12 +156,14 @@ def create_split(
     repr_: str,
     keys: Sequence[str],
     targets: dict | None = None,
+    ragged: dict | None = None,
 ) -> None:
     """Create (or re-open identically) the split's arrays; only metadata is written here.
 
     ``keys``: the split's sample keys (their longest UTF-8 encoding sizes the ``key`` array).
     ``targets``: the task's per-sample arrays, name -> (row shape, dtype, fill, compressors)
     (``Task.zarr_arrays``), chunked one row each and sharded like the latents.
+    ``ragged``: the task's ragged targets, name -> (dtype, tail shape) (``zarr_ragged``).
     """
     targets = dict(targets or {})
     group = _open_root(store_path, "a").require_group(split)
@@ -169,6 +180,9 @@ def create_split(
     )
     group.require_group(BITSTREAMS)
     specs = _specs(m, n, latent_hw, repr_, key_bytes, targets)
+    if ragged:
+        create_ragged(group, ragged)
+        specs[RAGGED_OFFSETS] = ((2,), "int64", 0, _SMALL)
     for name, (shape, dtype, fill, comp) in specs.items():
         if name in group:
             continue
@@ -243,7 +257,7 @@ def _columns(samples: list[EncodedSample], n_rows: int, group: zarr.Group) -> di
     scales_name = scales_array_name(group.attrs["scales_repr"])
     cols: dict[str, np.ndarray] = {}
     for name, arr in group.arrays():
-        if name == "bitstream_offsets":
+        if name in ("bitstream_offsets", RAGGED_OFFSETS):
             continue
         col = np.full((n_rows, *arr.shape[1:]), arr.fill_value, dtype=arr.dtype)
         for i, s in enumerate(samples):
@@ -280,6 +294,9 @@ def write_rows(
     if data:
         blob[:] = np.frombuffer(data, dtype=np.uint8)
     _writable(group["bitstream_offsets"])[start:stop] = offsets
+    ragged_offsets = write_ragged(group, index, samples, stop - start)
+    if ragged_offsets is not None:
+        _writable(group[RAGGED_OFFSETS])[start:stop] = ragged_offsets
     for name, col in _columns(samples, stop - start, group).items():
         _writable(group[name])[start:stop] = col
 
@@ -306,8 +323,13 @@ def shard_keys(group: zarr.Group, index: int) -> list[str]:
         start = index * size
         out += [_rel(arr, k) for k in _chunk_keys(arr, start, min(start + size, arr.shape[0]))]
     blob = group[BITSTREAMS][f"{index:06d}"]
-    out += [_rel(blob, "zarr.json")] + [_rel(blob, k) for k in _chunk_keys(blob, 0, blob.shape[0])]
-    return out
+    out += _array_files(blob)
+    return out + ragged_keys(group, index, _array_files)
+
+
+def _array_files(arr: zarr.Array) -> list[str]:
+    """A whole array's metadata and chunk files (a per-shard array)."""
+    return [_rel(arr, "zarr.json")] + [_rel(arr, k) for k in _chunk_keys(arr, 0, arr.shape[0])]
 
 
 def shard_files(store_path: Path, split: str, shard_index: int) -> list[Path]:
@@ -328,6 +350,7 @@ def metadata_keys(root: zarr.Group, splits: Sequence[str]) -> list[str]:
         group = root[split]
         out += [f"{ZARR_DIR}/{split}/zarr.json", f"{ZARR_DIR}/{split}/{BITSTREAMS}/zarr.json"]
         out += [_rel(arr, "zarr.json") for _, arr in sorted(group.arrays())]
+        out += ragged_metadata_keys(group, f"{ZARR_DIR}/{split}")
     return out
 
 
@@ -389,6 +412,10 @@ def _read_strings(group: zarr.Group, start: int, stop: int) -> dict[str, np.ndar
     return out
 
 
+def _ragged_where(group: zarr.Group, name: str, shard: int) -> str:
+    return f"{ZARR_DIR}/{group.path}/ragged/{name}/{shard:06d}"
+
+
 def read_rows(
     group: zarr.Group, start: int, stop: int, names: Sequence[str]
 ) -> dict[str, np.ndarray]:
@@ -402,6 +429,9 @@ def read_rows(
     key = decode_keys(_read(keys, start, stop))
     keep = valid_rows(key)
     strings = _read_strings(group, start, stop) if set(_DERIVED) & set(names) else {}
+    ragged = [n for n in names if n in ragged_spec(group)]
+    if ragged:
+        strings |= read_ragged(group, start, stop, ragged, _read, _ragged_where)
     out = {}
     for name in names:
         if name == "key":

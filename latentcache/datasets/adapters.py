@@ -7,14 +7,21 @@ import os
 from pathlib import Path
 
 from latentcache.datasets import (
+    coco,  # noqa: F401
+    coco_json,  # noqa: F401  (the COCO box reader)
     demo,  # noqa: F401
+    demo_seg,  # noqa: F401
     imagefolder,  # noqa: F401
     minc,  # noqa: F401
     resisc45,  # noqa: F401
     rsscn7,  # noqa: F401
+    segfolder,  # noqa: F401
+    voc,  # noqa: F401
+    voc_det,  # noqa: F401
 )
 from latentcache.datasets.base import DATASETS, DatasetAdapter, DatasetIndex, default_data_root
 from latentcache.errors import ConfigError, DatasetNotFoundError
+from latentcache.manifests import download_hint
 
 __all__ = ["build_index", "get_dataset"]
 
@@ -36,5 +43,6 @@ def build_index(name: str, root: str | os.PathLike | None = None, **options) -> 
         raise DatasetNotFoundError(
             f"{name} dataset not found at {path}.{where} pass its folder with --data-root "
             f"(or set LATENTCACHE_DATA to the folder that holds {name}/)."
+            + download_hint(name, path)
         )
     return adapter.index(path, **options)

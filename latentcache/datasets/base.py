@@ -2,8 +2,9 @@
 
 ::
 
-    root ──► adapter.index(root, **options) ──► DatasetIndex(name, classes, samples)
-                                                    samples: Sample(key, path, label, split)
+    root ──► adapter.index(root, **options) ──► DatasetIndex(name, classes, samples, task)
+                                                    samples: Sample(key, path, label, split,
+                                                                    target)
 
 Adapters register themselves with :func:`register_dataset`;
 :func:`latentcache.datasets.adapters.build_index` (which imports every adapter) is the one
@@ -25,6 +26,7 @@ from latentcache.errors import ConfigError
 from latentcache.images import IMAGE_EXTENSIONS
 
 __all__ = [
+    "TASKS",
     "Sample",
     "DatasetIndex",
     "DatasetAdapter",
@@ -36,17 +38,29 @@ __all__ = [
 ]
 
 
+TASKS = ("classification", "segmentation", "detection")
+
+
 @dataclass(frozen=True)
 class Sample:
-    """One image of a dataset. ``key`` is unique in the dataset and contains no dot."""
+    """One image of a dataset. ``key`` is unique in the dataset and contains no dot.
+
+    ``label`` is the class of a classification sample (-1 for dense tasks). ``target`` is the
+    relative path (POSIX, under the dataset root) of the file that holds a dense task's targets
+    (a segmentation mask, an annotation file), or None.
+    """
 
     key: str
     path: str  # relative to the dataset root, POSIX separators
     label: int
     split: str
+    target: str | None = None
 
     def to_dict(self) -> dict:
-        return {"key": self.key, "path": self.path, "label": self.label, "split": self.split}
+        out = {"key": self.key, "path": self.path, "label": self.label, "split": self.split}
+        if self.target is not None:
+            out["target"] = self.target
+        return out
 
 
 @dataclass(frozen=True)
@@ -58,12 +72,19 @@ class DatasetIndex:
     classes: tuple[str, ...]
     samples: tuple[Sample, ...]
     options: dict = field(default_factory=dict)
+    task: str = "classification"  # one of TASKS
 
     def __post_init__(self) -> None:
         keys = [s.key for s in self.samples]
         if len(set(keys)) != len(keys):
             dup = sorted({k for k in keys if keys.count(k) > 1})[:5]
             raise ConfigError(f"dataset {self.name!r} has duplicate sample keys: {dup}")
+        if self.task not in TASKS:
+            raise ConfigError(
+                f'dataset {self.name!r}: task "{self.task}", should be one of {TASKS}'
+            )
+        if self.task != "classification":
+            return
         for s in self.samples:
             if not 0 <= s.label < len(self.classes):
                 raise ConfigError(
@@ -86,6 +107,8 @@ class DatasetIndex:
             "classes": list(self.classes),
             "samples": [s.to_dict() for s in self.samples],
         }
+        if self.task != "classification":  # classification listings keep their v1 identity
+            payload["task"] = self.task
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 

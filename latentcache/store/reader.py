@@ -4,6 +4,7 @@
 
     open_store(path or URL) ─► StoreLocation (fsspec filesystem + root)
       └► LatentStore ─► .manifest (schema-validated) / .classes / .codec / .split_info(split)
+           │             .task / .inputs (manifest v1 or v2, read one way)
            ├► .zarr_root() ─► Zarr group, read-only (LocalStore, or FsspecStore for URLs)
            ├► .zarr_split(split) ─► ZarrSplit: blocks(), read(start, stop)
            ├► .open_file(rel) ─► a store file by its manifest path
@@ -23,7 +24,12 @@ import numpy as np
 
 from latentcache.errors import ConfigError, StoreCorruptError, StoreNotFoundError
 from latentcache.store.location import StoreLocation, locate
-from latentcache.store.manifest import load_manifest, sha256_bounded
+from latentcache.store.manifest import (
+    load_manifest,
+    manifest_inputs,
+    manifest_task,
+    sha256_bounded,
+)
 from latentcache.store.scales import (
     DEFAULT_SCALE_FLOOR,
     scales_array_name,
@@ -121,6 +127,16 @@ class LatentStore:
     @property
     def splits(self) -> list[str]:
         return [s for s, info in self.manifest["splits"].items() if info["stored"] > 0]
+
+    @property
+    def task(self) -> dict:
+        """``{"name": "classification" | ..., <the task's own keys>}`` (v1 stores: classification)."""
+        return manifest_task(self.manifest)
+
+    @property
+    def inputs(self) -> list[str]:
+        """The latent arrays a model receives, in order (v1 stores: y_hat, scales_hat)."""
+        return manifest_inputs(self.manifest)
 
     @property
     def codec(self) -> dict:

@@ -138,6 +138,7 @@ def _create_arrays(
             config.scales_repr,
             keys=[s.key for s in samples],
             targets=task.zarr_arrays(tuple(image_hw[split])),
+            ragged=task.ragged_targets,
         )
 
 

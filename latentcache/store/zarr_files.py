@@ -10,6 +10,7 @@ from pathlib import Path
 import zarr
 
 from latentcache.errors import StoreCorruptError
+from latentcache.store.zarr_ragged import ragged_keys, ragged_metadata_keys
 
 __all__ = [
     "BITSTREAMS",
@@ -54,10 +55,15 @@ def shard_keys(group: zarr.Group, index: int) -> list[str]:
         start = index * size
         out += [store_key(arr, k) for k in chunk_keys(arr, start, min(start + size, arr.shape[0]))]
     blob = group[BITSTREAMS][f"{index:06d}"]
-    out += [store_key(blob, "zarr.json")] + [
-        store_key(blob, k) for k in chunk_keys(blob, 0, blob.shape[0])
+    out += _array_files(blob)
+    return out + ragged_keys(group, index, _array_files)
+
+
+def _array_files(arr: zarr.Array) -> list[str]:
+    """A whole array's metadata and chunk files (a per-shard array)."""
+    return [store_key(arr, "zarr.json")] + [
+        store_key(arr, k) for k in chunk_keys(arr, 0, arr.shape[0])
     ]
-    return out
 
 
 def shard_files(store_path: Path, split: str, shard_index: int) -> list[Path]:
@@ -78,4 +84,5 @@ def metadata_keys(root: zarr.Group, splits: Sequence[str]) -> list[str]:
         group = root[split]
         out += [f"{ZARR_DIR}/{split}/zarr.json", f"{ZARR_DIR}/{split}/{BITSTREAMS}/zarr.json"]
         out += [store_key(arr, "zarr.json") for _, arr in sorted(group.arrays())]
+        out += ragged_metadata_keys(group, f"{ZARR_DIR}/{split}")
     return out

@@ -11,6 +11,7 @@ from zarr.core.sync import sync
 
 from latentcache.errors import StoreCorruptError
 from latentcache.store.zarr_files import BITSTREAMS, ZARR_DIR, chunk_keys, store_key
+from latentcache.store.zarr_ragged import ragged_spec, read_ragged
 
 __all__ = ["decode_keys", "read_rows", "valid_rows"]
 
@@ -75,6 +76,10 @@ def _read_strings(group: zarr.Group, start: int, stop: int) -> dict[str, np.ndar
     return out
 
 
+def _ragged_where(group: zarr.Group, name: str, shard: int) -> str:
+    return f"{ZARR_DIR}/{group.path}/ragged/{name}/{shard:06d}"
+
+
 def read_rows(
     group: zarr.Group, start: int, stop: int, names: Sequence[str]
 ) -> dict[str, np.ndarray]:
@@ -88,6 +93,9 @@ def read_rows(
     key = decode_keys(_read(keys, start, stop))
     keep = valid_rows(key)
     strings = _read_strings(group, start, stop) if set(_DERIVED) & set(names) else {}
+    ragged = [n for n in names if n in ragged_spec(group)]
+    if ragged:
+        strings |= read_ragged(group, start, stop, ragged, _read, _ragged_where)
     out = {}
     for name in names:
         if name == "key":

@@ -74,6 +74,11 @@ from latentcache.store.zarr_files import (
     shard_files,
     shard_keys,
 )
+from latentcache.store.zarr_ragged import (
+    RAGGED_OFFSETS,
+    create_ragged,
+    write_ragged,
+)
 from latentcache.store.zarr_read import decode_keys, read_rows, valid_rows
 
 __all__ = [
@@ -146,12 +151,14 @@ def create_split(
     repr_: str,
     keys: Sequence[str],
     targets: dict | None = None,
+    ragged: dict | None = None,
 ) -> None:
     """Create (or re-open identically) the split's arrays; only metadata is written here.
 
     ``keys``: the split's sample keys (their longest UTF-8 encoding sizes the ``key`` array).
     ``targets``: the task's per-sample arrays, name -> (row shape, dtype, fill, compressors)
     (``Task.zarr_arrays``), chunked one row each and sharded like the latents.
+    ``ragged``: the task's ragged targets, name -> (dtype, tail shape) (``zarr_ragged``).
     """
     targets = dict(targets or {})
     group = open_root(store_path, "a").require_group(split)
@@ -168,6 +175,9 @@ def create_split(
     )
     group.require_group(BITSTREAMS)
     specs = _specs(m, n, latent_hw, repr_, key_bytes, targets)
+    if ragged:
+        create_ragged(group, ragged)
+        specs[RAGGED_OFFSETS] = ((2,), "int64", 0, _SMALL)
     for name, (shape, dtype, fill, comp) in specs.items():
         if name in group:
             continue
@@ -242,7 +252,7 @@ def _columns(samples: list[EncodedSample], n_rows: int, group: zarr.Group) -> di
     scales_name = scales_array_name(group.attrs["scales_repr"])
     cols: dict[str, np.ndarray] = {}
     for name, arr in group.arrays():
-        if name == "bitstream_offsets":
+        if name in ("bitstream_offsets", RAGGED_OFFSETS):
             continue
         col = np.full((n_rows, *arr.shape[1:]), arr.fill_value, dtype=arr.dtype)
         for i, s in enumerate(samples):
@@ -279,5 +289,8 @@ def write_rows(
     if data:
         blob[:] = np.frombuffer(data, dtype=np.uint8)
     _writable(group["bitstream_offsets"])[start:stop] = offsets
+    ragged_offsets = write_ragged(group, index, samples, stop - start)
+    if ragged_offsets is not None:
+        _writable(group[RAGGED_OFFSETS])[start:stop] = ragged_offsets
     for name, col in _columns(samples, stop - start, group).items():
         _writable(group[name])[start:stop] = col

@@ -39,6 +39,7 @@ bench: setup
 lint: setup
 	$(BIN)/ruff check latentcache tests benchmarks scripts
 	$(BIN)/ruff format --check latentcache tests benchmarks scripts
+	$(BIN)/python scripts/check_structure.py
 
 format: setup
 	$(BIN)/ruff format latentcache tests benchmarks scripts

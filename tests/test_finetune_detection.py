@@ -112,3 +112,70 @@ def test_each_mode_changes_exactly_its_parameters(batch, tiny_model, one_torch_t
 def test_unknown_mode_is_refused(tiny_model):
     with pytest.raises(ConfigError, match="Invalid mode"):
         DetectionFinetuner(copy.deepcopy(tiny_model), _detector("latents", 24), "both")
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from latentcache.cli.main import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_cli_detection_finetune_writes_codec_detector_and_map(tmp_path, tiny_checkpoint):
+    import json
+
+    from conftest import checkpoint_spec
+
+    from latentcache.codec.load import load_codec
+
+    root = write_coco_tree(tmp_path / "data", names=("train", "val"), ann_name="{}.json")
+    common = ["finetune", "--task", "detection", "-d", "cocofolder", "--data-root", root,
+              "--checkpoint", tiny_checkpoint, "--epochs", 1, "-b", 1, "--max-batches", 2,
+              "--image-min-size", 96, "--image-max-size", 128, "--device", "cpu",
+              "--eval-split", "train", "--threads", 1, "--json"]  # fmt: skip
+    first = _cli(*common, "--mode", "joint", "--beta", 0.5, "--out", tmp_path / "jft")
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.output[first.output.index("{") :])
+    assert summary["task"] == "detection" and summary["mode"] == "joint"
+    assert summary["codec"]["weights_sha256"] != summary["parent_codec"]["weights_sha256"]
+    for side in ("frozen", "finetuned"):
+        m = summary[side]
+        assert m["images"] == 2 and m["failed"] == 0 and m["bpp_true_mean"] > 0
+        assert 0.0 <= m["map"] <= 1.0 and set(m["per_class_ap"]) == {"person", "cat", "cup"}
+    new = load_codec(checkpoint_spec(tmp_path / "jft" / "codec.pt"))
+    assert new.weights_sha256 == summary["codec"]["weights_sha256"]
+    assert (tmp_path / "jft" / "detector.pt").is_file()
+
+
+@pytest.mark.slow
+def test_cli_task_mode_from_a_detector_run(tmp_path, tiny_checkpoint):
+    import json
+
+    root = write_coco_tree(tmp_path / "data", names=("train", "val"), ann_name="{}.json")
+    common = ["finetune", "--task", "detection", "-d", "cocofolder", "--data-root", root,
+              "--checkpoint", tiny_checkpoint, "--epochs", 1, "-b", 1, "--max-batches", 1,
+              "--image-min-size", 96, "--image-max-size", 128, "--device", "cpu",
+              "--threads", 1, "--json"]  # fmt: skip
+    assert _cli(*common, "--mode", "codec", "--out", tmp_path / "cft").exit_code == 0
+    second = _cli(
+        *common, "--mode", "task", "--detector", tmp_path / "cft", "--out", tmp_path / "t"
+    )
+    assert second.exit_code == 0, second.output
+    tft = json.loads(second.output[second.output.index("{") :])
+    assert tft["codec"]["weights_sha256"] == tft["parent_codec"]["weights_sha256"]
+
+
+def test_cli_detection_finetune_refuses_classifier_options_and_latent_models(
+    tmp_path, tiny_checkpoint
+):
+    root = write_coco_tree(tmp_path / "data", names=("train", "val"), ann_name="{}.json")
+    base = ["finetune", "--task", "detection", "-d", "cocofolder", "--data-root", root,
+            "--checkpoint", tiny_checkpoint, "--device", "cpu"]  # fmt: skip
+    bad = _cli(*base, "--classifier", tmp_path, "--out", tmp_path / "a")
+    assert bad.exit_code != 0 and "--task detection takes no --classifier" in bad.output
+    latent = _cli(*base, "--detector-model", "fasterrcnn-cresnet39", "--out", tmp_path / "b")
+    assert latent.exit_code != 0 and "reads latents" in latent.output
+    seg = _cli("finetune", "--task", "detection", "-d", "imagefolder", "--data-root", root,
+               "--checkpoint", tiny_checkpoint, "--out", tmp_path / "c")  # fmt: skip
+    assert seg.exit_code != 0 and "Error:" in seg.output

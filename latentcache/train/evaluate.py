@@ -23,6 +23,7 @@ from latentcache.train.augment import AugmentConfig, LatentStats, LatentTransfor
 from latentcache.train.checkpoint import check_codec, load_checkpoint
 from latentcache.train.data import StreamSpec, build_loader
 from latentcache.train.distributed import resolve_device
+from latentcache.train.feed import DeviceFeeder
 from latentcache.train.loop import amp_context, check_model_task, evaluate, make_prepare
 from latentcache.train.models import create_classifier
 
@@ -110,10 +111,11 @@ def evaluate_run(
         batch_size=batch_size or cfg["batch_size"],
         codec_checkpoint=codec_checkpoint or cfg.get("codec_checkpoint"),
     )
-    loader = build_loader(spec, workers, cfg["resize"], pin_memory=dev.type == "cuda", recycle=True)
+    loader = build_loader(spec, workers, cfg["resize"], recycle=True)
     prepare = make_prepare(transform, dev, channels_last=False, task=task)
+    batches = DeviceFeeder(dev)(loader)  # pinned ring + copy stream on CUDA
     amp = lambda: amp_context(dev, cfg["amp"])  # noqa: E731
-    meter = evaluate(model, loader, prepare, len(state["classes"]), amp, task)
+    meter = evaluate(model, batches, prepare, len(state["classes"]), amp, task)
     result = meter.summary(list(state["classes"])) | {
         "split": split,
         "checkpoint": path.name,

@@ -9,9 +9,9 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from seg_helpers import SEG_CLASSES, encode_seg_store
 
 from latentcache.cli.main import cli
-from seg_helpers import SEG_CLASSES, encode_seg_store
 
 torch.set_num_threads(1)
 

@@ -97,7 +97,8 @@ def _run_detection(dataset, data_root, spec, train_split, eval_split, max_batche
 @click.option("--gamma", type=float, default=None,
               help="Weight of lambda*255^2*MSE(g_s(y_hat), x) [default: 0].")  # fmt: skip
 @click.option("--lambda", "lmbda", type=float, default=None,
-              help="[default: the parent checkpoint's, else CompressAI's table]")  # fmt: skip
+              help="lambda of the distortion term, used when --gamma > 0 [default: the codec's "
+              "own, else CompressAI's table for its --quality].")  # fmt: skip
 @click.option("--epochs", type=int, default=None, help="[default: 5]")
 @click.option("--codec-epochs", type=int, default=None, help="Train the codec in the first N only.")
 @click.option("--batch-size", "-b", type=int, default=None, help="[default: 16]")

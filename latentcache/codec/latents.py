@@ -18,6 +18,12 @@ y is coded as ``round(y - means_hat)``, so ``y_hat = symbols + means_hat`` (not 
 :func:`extract_latents` and :func:`encode_batch` take both kinds (``h_a(y)`` instead of
 ``h_a(|y|)`` for a mean-scale one); the stores hold scale-only codecs (encode refuses others).
 
+The factorized prior (bmshj2018-factorized) has no hyperprior: y itself goes through the
+entropy bottleneck, coded as ``round(y - medians)`` (:mod:`latentcache.codec.factorized`).
+The autoregressive codecs (mbt2018, cheng2020-*) take their means and scales from a context
+model over the already decoded neighbours, one position at a time
+(:mod:`latentcache.codec.autoregressive`).
+
 ``h_s`` runs per image on the CPU because that is what a decoder does: a batched or GPU
 convolution may round differently, pick another scale-table index and make the bitstream
 undecodable elsewhere (CompressAI issues #54, #279, #309). The bitstreams are exactly what
@@ -47,6 +53,8 @@ __all__ = [
     "hyperprior_params",
     "scales_from_z_hat",
     "true_bpp",
+    "as_int16",
+    "likelihood_bits",
     "rans_encode",
     "rans_decode",
     "compress_z",
@@ -65,12 +73,12 @@ class Latents:
     z_string: bytes
     z_shape: tuple[int, int]
     y_hat: np.ndarray  # (M, h, w) int16, exact: the coded symbols (see means_hat)
-    scales_hat: np.ndarray  # (M, h, w) float32, h_s(z_hat) as the decoder computes it
-    scale_index: np.ndarray  # (M, h, w) uint8, the entropy coder's scale-table index
-    z_hat: np.ndarray  # (N, h/4, w/4) int16
+    scales_hat: np.ndarray | None  # (M, h, w) float32 as the decoder computes it; None: factorized
+    scale_index: np.ndarray | None  # (M, h, w) uint8, the entropy coder's scale-table index
+    z_hat: np.ndarray | None  # (N, h/4, w/4) int16; None: factorized
     bpp: float  # 8 * (len(y_string) + len(z_string)) / (H * W), unpadded H, W
     bpp_estimate: float  # -log2 likelihoods / (H * W)
-    # Mean-scale codecs (mbt2018-mean): (M, h, w) float32 means_hat; the coded symbols are
+    # Mean-scale and autoregressive codecs: (M, h, w) float32 means_hat; the coded symbols are
     # round(y - means_hat), so the decoder's y_hat is ``y_hat + means_hat`` (float32 add).
     means_hat: np.ndarray | None = None
 
@@ -199,7 +207,18 @@ def decode_y(
 
 def extract_latents(model, y_strings, z_strings, z_shape) -> dict[str, torch.Tensor | None]:
     """Bytes -> ``z_hat``, ``scales_hat``, ``means_hat`` (None for scale-only hyperpriors) and
-    ``y_hat``: everything but ``g_s``."""
+    ``y_hat`` (the decoder's: symbols + means_hat): everything but ``g_s``. The factorized
+    prior gives ``y_hat`` only; ``z_shape`` is then y's shape, as stock ``decompress`` takes."""
+    from compressai.models import JointAutoregressiveHierarchicalPriors
+
+    if not hasattr(model, "h_a"):
+        from latentcache.codec.factorized import extract_factorized
+
+        return extract_factorized(model, y_strings, z_shape)
+    if isinstance(model, JointAutoregressiveHierarchicalPriors):
+        from latentcache.codec.autoregressive import extract_autoregressive
+
+        return extract_autoregressive(model, y_strings, z_strings, z_shape)
     with torch.no_grad():
         z_hat = decompress_z(
             model.entropy_bottleneck, list(z_strings), tuple(int(v) for v in z_shape)
@@ -215,7 +234,7 @@ def extract_latents(model, y_strings, z_strings, z_shape) -> dict[str, torch.Ten
     }
 
 
-def _likelihood_bits(
+def likelihood_bits(
     model, y: torch.Tensor, z: torch.Tensor, scales_hat: torch.Tensor, means_hat=None
 ) -> torch.Tensor:
     """Per-image -log2 likelihood of y and z (the estimate CompressAI training reports)."""
@@ -225,7 +244,7 @@ def _likelihood_bits(
     return bits(y_lik) + bits(z_lik)
 
 
-def _as_int16(t: torch.Tensor, what: str) -> np.ndarray:
+def as_int16(t: torch.Tensor, what: str) -> np.ndarray:
     a = t.round().to(torch.int64).numpy()
     if a.size and (a.min() < INT16.min or a.max() > INT16.max):
         raise SampleError(
@@ -234,23 +253,36 @@ def _as_int16(t: torch.Tensor, what: str) -> np.ndarray:
     return a.astype(np.int16)
 
 
-def analyze_batch(model, x: torch.Tensor, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """``g_a`` and ``h_a`` on ``device`` (batched): ``y`` (B, M, h, w) and ``z`` (B, N, h/4, w/4),
-    returned on the CPU in float32, ready for :func:`code_batch`."""
+def analyze_batch(
+    model, x: torch.Tensor, device: str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``g_a`` and ``h_a`` on ``device`` (batched): ``y`` (B, M, h, w) and ``z`` (B, N, h/4, w/4)
+    (None for the factorized prior), on the CPU in float32, ready for :func:`code_batch`."""
     from compressai.models import MeanScaleHyperprior
 
     mean_scale = isinstance(model, MeanScaleHyperprior)
     with torch.no_grad():
-        g_a, h_a = model.g_a.to(device), model.h_a.to(device)
-        y = g_a(x.to(device))
-        z = h_a(y if mean_scale else torch.abs(y)).float().cpu()  # as each model's compress()
+        y = model.g_a.to(device)(x.to(device))
+        if not hasattr(model, "h_a"):  # FactorizedPrior
+            return y.float().cpu(), None
+        z = model.h_a.to(device)(y if mean_scale else torch.abs(y)).float().cpu()  # as compress()
         return y.float().cpu(), z
 
 
 def code_batch(
-    model, y: torch.Tensor, z: torch.Tensor, sizes: list[tuple[int, int]]
+    model, y: torch.Tensor, z: torch.Tensor | None, sizes: list[tuple[int, int]]
 ) -> list[Latents | SampleError]:
     """Entropy-code ``y`` and ``z`` and extract the latents from the bytes (CPU, float32)."""
+    from compressai.models import JointAutoregressiveHierarchicalPriors
+
+    if z is None:
+        from latentcache.codec.factorized import code_factorized
+
+        return code_factorized(model, y, sizes)
+    if isinstance(model, JointAutoregressiveHierarchicalPriors):
+        from latentcache.codec.autoregressive import code_autoregressive
+
+        return code_autoregressive(model, y, z, sizes)
     with torch.no_grad():
         z_strings = compress_z(model.entropy_bottleneck, z)
         z_hat = decompress_z(
@@ -261,7 +293,7 @@ def code_batch(
         symbols = gc.quantize(y, "symbols", means_hat)
         y_strings = rans_encode(gc, symbols, build_indexes(gc, scales_hat))
         y_hat, indexes = decode_y(model, y_strings, scales_hat)  # symbols, from the bytes
-        est_bits = _likelihood_bits(model, y, z, scales_hat, means_hat)
+        est_bits = likelihood_bits(model, y, z, scales_hat, means_hat)
     y_q = torch.round(y if means_hat is None else y - means_hat)
     coded = (y_hat, y_q, scales_hat, means_hat, indexes, z_hat)
     return [_one(i, *coded, y_strings, z_strings, sizes, est_bits) for i in range(len(sizes))]
@@ -292,10 +324,10 @@ def _one(
             y_string=y_strings[i],
             z_string=z_strings[i],
             z_shape=(int(z_hat.shape[-2]), int(z_hat.shape[-1])),
-            y_hat=_as_int16(y_hat[i], "y_hat"),
+            y_hat=as_int16(y_hat[i], "y_hat"),
             scales_hat=scales_hat[i].numpy().astype(np.float32),
             scale_index=indexes[i].numpy().astype(np.uint8),
-            z_hat=_as_int16(z_hat[i], "z_hat"),
+            z_hat=as_int16(z_hat[i], "z_hat"),
             bpp=true_bpp([y_strings[i], z_strings[i]], h, w),
             bpp_estimate=float(est_bits[i]) / (h * w),
             means_hat=None if means_hat is None else means_hat[i].numpy().astype(np.float32),

@@ -4,9 +4,12 @@
 
     store/zarr/                        (a Zarr v3 group)
       <split>/                         group; attrs: zarr_layout, scales_repr, latent_shape,
-                                       shard_size, key_bytes
-        y_hat         (R, M, h, w)     int16, never clipped
-        scales_hat    (R, M, h, w)     uint8 index | float16 | float32   (or z_hat (R, N, h/4, w/4) int16)
+                                       shard_size, key_bytes, inputs
+        y_hat         (R, M, h, w)     int16, never clipped: the coded symbols
+        scales_hat    (R, M, h, w)     uint8 index | float16 | float32   (or z_hat (R, N, h/4, w/4) int16;
+                                       none for the factorized prior)
+        means_hat     (R, M, h, w)     float32, codecs with means (mbt2018-mean, mbt2018,
+                                       cheng2020-*): the decoder's y_hat = y_hat + means_hat
         label         (R,)             int64, -1 in holes
         bpp           (R,)             float32 true bpp, NaN in holes
         bpp_estimate  (R,)             float32
@@ -86,7 +89,8 @@ _INT = (BloscCodec(cname="zstd", clevel=8, shuffle="bitshuffle"), _CRC)  # y_hat
 _INDEX = (BloscCodec(cname="lz4hc", clevel=5, shuffle="bitshuffle"), _CRC)  # uint8 scale index
 _FLOAT = (BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"), _CRC)
 _SMALL = (ZstdCodec(level=5), _CRC)
-_PER_SAMPLE = ("y_hat", "scales_hat", "z_hat")  # chunk = one sample, sharded
+_PER_SAMPLE = ("y_hat", "scales_hat", "z_hat", "means_hat")  # chunk = one sample, sharded
+LEGACY_INPUTS = ("y_hat", "scales_hat")  # stores before ``inputs`` was recorded
 _DERIVED = ("y_string", "z_string")  # read_rows names built from bitstreams/ + offsets
 _WRITE_ALL = {"write_empty_chunks": True}
 
@@ -95,19 +99,21 @@ def _open_root(store_path: Path, mode: str = "r") -> zarr.Group:
     return zarr.open_group(store_path / ZARR_DIR, mode=mode, zarr_format=3)
 
 
-def _specs(m: int, n: int, hw: tuple[int, int], repr_: str, key_bytes: int) -> dict[str, tuple]:
+def _specs(
+    m: int, n: int, hw: tuple[int, int], repr_: str, key_bytes: int, inputs=LEGACY_INPUTS
+) -> dict[str, tuple]:
     """name -> (row shape, dtype, fill_value, compressors)."""
     h, w = hw
     scales_shape = (n, h // 4, w // 4) if repr_ == "z_hat" else (m, h, w)
     scales = scales_dtype(repr_)
+    latents: dict[str, tuple] = {"y_hat": ((m, h, w), "int16", 0, _INT)}
+    if "scales_hat" in inputs:
+        comp = {"f": _FLOAT, "u": _INDEX}.get(scales.kind, _INT)
+        latents[scales_array_name(repr_)] = (scales_shape, scales.name, 0, comp)
+    if "means_hat" in inputs:
+        latents["means_hat"] = ((m, h, w), "float32", 0, _FLOAT)
     return {
-        "y_hat": ((m, h, w), "int16", 0, _INT),
-        scales_array_name(repr_): (
-            scales_shape,
-            scales.name,
-            0,
-            {"f": _FLOAT, "u": _INDEX}.get(scales.kind, _INT),
-        ),
+        **latents,
         "label": ((), "int64", -1, _SMALL),
         "bpp": ((), "float32", np.nan, _SMALL),
         "bpp_estimate": ((), "float32", np.nan, _SMALL),
@@ -137,10 +143,12 @@ def create_split(
     latent_hw: tuple[int, int],
     repr_: str,
     keys: Sequence[str],
+    inputs: Sequence[str] = LEGACY_INPUTS,
 ) -> None:
     """Create (or re-open identically) the split's arrays; only metadata is written here.
 
-    ``keys``: the split's sample keys (their longest UTF-8 encoding sizes the ``key`` array).
+    ``keys``: the split's sample keys (their longest UTF-8 encoding sizes the ``key`` array);
+    ``inputs``: the latents the codec's decoder uses (which latent arrays there are).
     """
     group = _open_root(store_path, "a").require_group(split)
     key_bytes = _key_bytes(keys)
@@ -151,10 +159,13 @@ def create_split(
             "latent_shape": list(latent_hw),
             "shard_size": shard_size,
             "key_bytes": key_bytes,
+            "inputs": list(inputs),
         }
     )
     group.require_group(BITSTREAMS)
-    for name, (shape, dtype, fill, comp) in _specs(m, n, latent_hw, repr_, key_bytes).items():
+    for name, (shape, dtype, fill, comp) in _specs(
+        m, n, latent_hw, repr_, key_bytes, tuple(inputs)
+    ).items():
         if name in group:
             continue
         per_sample = name in _PER_SAMPLE
@@ -191,10 +202,9 @@ def _encode_key(key: str, width: int) -> np.ndarray:
 
 
 def _value(s: EncodedSample, name: str, scales_name: str, row_shape):
-    if name == "y_hat":
-        return _pad_to(s.y_hat, row_shape)
-    if name == scales_name:
-        return _pad_to(s.scales, row_shape)
+    arrays = s.arrays(scales_name)
+    if name in arrays:
+        return _pad_to(arrays[name], row_shape)
     if name == "key":
         return _encode_key(s.key, row_shape[0])
     if name == "source_sha256":

@@ -1,0 +1,204 @@
+"""Every CompressAI image architecture, stored bit-exact.
+
+For each zoo architecture a small real model (CompressAI's own class, small N and M, seeded,
+its last layers scaled so that the latents are not all zero, ``update(force=True)``) encodes
+real photo crops into a real store (Zarr and WebDataset). Then, for every stored sample, stock
+CompressAI ``decompress`` runs on the stored bitstream, with hooks that observe what it
+computes: the y_hat it feeds ``g_s``, and (autoregressive codecs) the means and scales its
+context model produced at each position. The store's latents must equal them exactly
+(``torch.equal``), and its bpp must be ``eval_model``'s (bytes x 8 / unpadded pixels).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from latentcache.codec.spec import architectures, arch_kind
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+ARCHS = (
+    "bmshj2018-factorized",
+    "bmshj2018-hyperprior",
+    "mbt2018-mean",
+    "mbt2018",
+    "cheng2020-anchor",
+    "cheng2020-attn",
+)
+
+
+def make_zoo_model(arch: str, n: int = 8, m: int = 12, seed: int = 0):
+    """A small real model of ``arch``, its latents spread like a trained codec's."""
+    from compressai.zoo.image import model_architectures
+
+    torch.manual_seed(seed)
+    cls = model_architectures[arch]
+    model = cls(n) if arch.startswith("cheng2020") else cls(n, m)
+    last = lambda seq: [m for m in seq if hasattr(m, "weight")][-1]  # noqa: E731
+    gains = [(last(model.g_a), 30.0)]
+    if hasattr(model, "h_s"):
+        gains.append((last(model.h_s), 10.0))
+    if hasattr(model, "entropy_parameters"):
+        gains.append((last(model.entropy_parameters), 4.0))
+    with torch.no_grad():
+        for layer, gain in gains:
+            layer.weight.mul_(gain)
+            layer.bias.mul_(gain)
+    model.update(force=True)
+    return model.eval()
+
+
+def write_photos(root, count: int = 3, size: int = 48):
+    """``<root>/<class>/<i>.png``: crops of scikit-image's CC0 photos, two classes."""
+    from PIL import Image
+    from skimage import data
+
+    photos = {"astronaut": data.astronaut(), "coffee": data.coffee()}
+    for cls, img in photos.items():
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            y, x = 40 + 37 * i, 60 + 23 * i
+            Image.fromarray(img[y : y + size, x : x + size + 8 * i]).save(root / cls / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def photo_root(tmp_path_factory):
+    return write_photos(tmp_path_factory.mktemp("photos"))
+
+
+def _stock_decode(model, kind, y_string, z_string, shape):
+    """Stock ``decompress`` of one bitstream, observed: y_hat into g_s; means and scales."""
+    seen: dict = {"params": []}
+    hooks = [model.g_s.register_forward_pre_hook(lambda _m, i: seen.__setitem__("y", i[0]))]
+    if kind == "autoregressive":
+        hooks.append(
+            model.entropy_parameters.register_forward_hook(
+                lambda _m, _i, o: seen["params"].append(o.clone())
+            )
+        )
+    strings = [[y_string]] if kind == "factorized" else [[y_string], [z_string]]
+    try:
+        with torch.no_grad():
+            model.decompress(strings, tuple(int(v) for v in shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    y = seen["y"]
+    if kind == "autoregressive":
+        h, w = y.shape[-2:]
+        gp = torch.cat(seen["params"]).reshape(h, w, -1).permute(2, 0, 1)[None]
+        seen["scales"], seen["means"] = gp.chunk(2, 1)
+    elif kind != "factorized":
+        with torch.no_grad():
+            z_hat = model.entropy_bottleneck.decompress([z_string], tuple(int(v) for v in shape))
+            params = model.h_s(z_hat)
+        seen["scales"], seen["means"] = params.chunk(2, 1) if kind == "mean-scale" else (params, None)
+    return seen
+
+
+def test_every_zoo_image_architecture_is_accepted():
+    assert set(ARCHS) <= set(architectures())
+    assert architectures()["cheng2020-anchor"][1] == (128, 128)  # N = M, from compressai.zoo
+    assert sorted(architectures()["cheng2020-attn"]) == [1, 2, 3, 4, 5, 6]
+    assert [arch_kind(a) for a in ARCHS] == [
+        "factorized", "hyperprior", "mean-scale", "autoregressive", "autoregressive",
+        "autoregressive",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_store_reads_back_what_stock_decompress_returns(arch, photo_root, tmp_path):
+    from latentcache.codec.load import codec_from_model
+    from latentcache.config import EncodeConfig
+    from latentcache.pipeline.encode import run_encode
+    from latentcache.store import open_store
+    from latentcache.store.reader import decoded_y_hat
+
+    model = make_zoo_model(arch)
+    codec = codec_from_model(model)
+    kind = arch_kind(arch)
+    assert codec.spec.arch == arch and codec.kind == kind
+    out = tmp_path / "store"
+    run_encode(
+        EncodeConfig(
+            dataset="imagefolder", data_root=str(photo_root), out=str(out), shard_size=4,
+            workers=0, scales_repr="float32",
+        ),
+        codec,
+    )  # fmt: skip
+    store = open_store(out)
+    assert store.inputs == codec.inputs and store.manifest["latents"]["kind"] == kind
+    assert store.manifest["totals"]["stored"] == 6
+    table = model.gaussian_conditional.scale_table if kind != "factorized" else None
+    wds = {s["key"]: s for split in store.splits for s in store.wds_samples(split)}
+    checked, nonzero = 0, 0
+    for split in store.splits:
+        zs = store.zarr_split(split)
+        for start, stop in zs.blocks():
+            rows = zs.read(start, stop, bitstreams=True)
+            for i, key in enumerate(rows["key"]):
+                row = {k: v[i] for k, v in rows.items()}
+                h, w = (int(v) for v in row["latent_shape"])
+                crop = {k: row[k][..., :h, :w] for k in ("y_hat", "scales_hat", "means_hat") if k in row}
+                ref = _stock_decode(model, kind, row["y_string"], row["z_string"], row["z_shape"])
+                got = torch.from_numpy(decoded_y_hat(crop, store.manifest))[None]
+                assert torch.equal(got, ref["y"]), key
+                if kind != "factorized":
+                    assert torch.equal(torch.from_numpy(crop["scales_hat"])[None], ref["scales"])
+                if ref.get("means") is not None:
+                    assert torch.equal(torch.from_numpy(crop["means_hat"])[None], ref["means"])
+                else:
+                    assert "means_hat" not in crop
+                size = store.zarr_split(split).group["image_size"][start + i]
+                nbytes = len(row["y_string"]) + len(row["z_string"])
+                assert row["bpp"] == np.float32(nbytes * 8.0 / (int(size[0]) * int(size[1])))
+                for name, a in crop.items():  # the WebDataset layout holds the same latents
+                    assert np.array_equal(wds[key][name], a), (key, name)
+                checked += 1
+                nonzero += int(np.count_nonzero(crop["y_hat"]))
+    assert checked == 6 and nonzero > 0
+    if table is not None:
+        assert store.scale_floor > 0
+
+
+def test_z_hat_scales_are_refused_where_h_s_alone_does_not_give_them(photo_root, tmp_path):
+    from latentcache.codec.spec import CodecSpec
+    from latentcache.config import EncodeConfig
+    from latentcache.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mbt2018-mean .mean-scale. does not do"):
+        EncodeConfig(
+            dataset="imagefolder", data_root=str(photo_root), out=str(tmp_path / "s"),
+            codec=CodecSpec(arch="mbt2018-mean", quality=1), scales_repr="z_hat",
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_plain_state_dict_is_recognised(arch, tmp_path):
+    from latentcache.codec.load import load_codec
+    from latentcache.codec.spec import CodecSpec
+
+    model = make_zoo_model(arch)
+    path = tmp_path / "w.pth"
+    torch.save(model.state_dict(), path)
+    codec = load_codec(CodecSpec(source="checkpoint", checkpoint=str(path)))
+    card = codec.identity()
+    assert (card["arch"], card["kind"], card["N"], card["M"]) == (
+        arch, arch_kind(arch), 8, 8 if arch.startswith("cheng") else 12
+    )  # fmt: skip
+    assert card["quality"] is None and card["quality_source"] == "unknown"
+
+
+def test_state_dict_of_another_architecture_is_refused_in_one_line(tmp_path):
+    from latentcache.codec.load import load_codec
+    from latentcache.codec.spec import CodecSpec
+    from latentcache.errors import CodecFileError
+
+    path = tmp_path / "w.pth"
+    torch.save(make_zoo_model("cheng2020-anchor").state_dict(), path)
+    with pytest.raises(CodecFileError) as err:
+        load_codec(CodecSpec(arch="mbt2018", source="checkpoint", checkpoint=str(path)))
+    assert "\n" not in str(err.value) and "pass --arch cheng2020-anchor" in str(err.value)

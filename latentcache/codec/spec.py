@@ -136,7 +136,7 @@ def check_encodable(arch: str | None, scales_repr: str | None = None) -> None:
     kind = arch_kind(arch)
     if kind != "hyperprior":
         raise ConfigError(
-            f"--scales-repr z_hat recomputes scales_hat from z_hat with h_s, which {arch} "
+            f"--scales z_hat recomputes scales_hat from z_hat with h_s, which {arch} "
             f"({kind}) does not do: use index, float16 or float32"
         )
 

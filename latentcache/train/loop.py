@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from latentcache.errors import ConfigError
-from latentcache.train.augment import LatentStats, LatentTransform
+from latentcache.train.augment import LatentStats, LatentTransform, batch_fields
 from latentcache.train.checkpoint import (
     check_codec,
     codec_identity,
@@ -142,7 +142,7 @@ def build_model(config: TrainConfig, data: RunData, resume: dict | None) -> tupl
     returns it with the record of where the weights came from."""
     torch.manual_seed(config.seed)
     fresh = config.replace(pretrained="off") if config.init or resume else config  # overwritten
-    model = build_classifier(fresh, data.store.num_channels, len(data.classes))
+    model = build_classifier(fresh, data.store.num_channels, len(data.classes), data.store.inputs)
     record = dict(model.initialised_from)
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -215,7 +215,9 @@ class Trainer:
         self.resume = find_resume(config, self.data)
         model, self.initialised_from = build_model(config, self.data, self.resume)
         self.model = place_model(model, config, device, dist)
-        transform = LatentTransform(self.model.inputs, self.data.stats, config.augment)
+        transform = LatentTransform(
+            self.model.inputs, self.data.stats, config.augment, self.data.store.inputs
+        )
         self.prepare = make_prepare(transform, device, config.channels_last)
         self.amp_on = config.amp and device.type == "cuda"
         fp16 = self.amp_on and not torch.cuda.is_bf16_supported()
@@ -237,7 +239,8 @@ class Trainer:
 
     def loader(self, split: str, train: bool):
         pin = self.device.type == "cuda"
-        return make_loader(self.config, self.data, split, self.model.inputs, self.dist, train, pin)
+        fields = batch_fields(self.model.inputs, self.data.store.inputs)
+        return make_loader(self.config, self.data, split, fields, self.dist, train, pin)
 
     def fit(self) -> dict:
         cfg, main = self.config, self.dist.is_main

@@ -27,7 +27,8 @@ def describe_models(channels: int, num_classes: int) -> list[str]:
         entry = CLASSIFIERS[name]
         what = entry.summary if entry.latent else f"{entry.summary} Not for latent training."
         params = count_parameters(name, channels, num_classes)
-        rows.append((name, "+".join(entry.inputs), f"{params / 1e6:.2f}M", what))
+        inputs = "(the store's)" if isinstance(entry.inputs, str) else "+".join(entry.inputs)
+        rows.append((name, inputs, f"{params / 1e6:.2f}M", what))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     head = f"# M={channels} channels, {num_classes} classes"
     lines = [

@@ -252,7 +252,12 @@ def test_mean_scale_weights_say_which_arch_they_fit(images, tmp_path):
     model.update(force=True)
     torch.save(model.state_dict(), tmp_path / "msh.pt")
     res = encode(
-        images, tmp_path / "o", "--checkpoint", tmp_path / "msh.pt", "--arch", "bmshj2018-hyperprior"
+        images,
+        tmp_path / "o",
+        "--checkpoint",
+        tmp_path / "msh.pt",
+        "--arch",
+        "bmshj2018-hyperprior",
     )
     one_line_error(res, "shapes don't fit bmshj2018-hyperprior", "the weights fit mbt2018-mean")
     res = encode(images, tmp_path / "p", "--checkpoint", tmp_path / "msh.pt")  # recognised

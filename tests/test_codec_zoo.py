@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentcache.codec.spec import architectures, arch_kind
+from latentcache.codec.spec import arch_kind, architectures
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -95,7 +95,9 @@ def _stock_decode(model, kind, y_string, z_string, shape):
         with torch.no_grad():
             z_hat = model.entropy_bottleneck.decompress([z_string], tuple(int(v) for v in shape))
             params = model.h_s(z_hat)
-        seen["scales"], seen["means"] = params.chunk(2, 1) if kind == "mean-scale" else (params, None)
+        seen["scales"], seen["means"] = (
+            params.chunk(2, 1) if kind == "mean-scale" else (params, None)
+        )
     return seen
 
 
@@ -142,7 +144,9 @@ def test_store_reads_back_what_stock_decompress_returns(arch, photo_root, tmp_pa
             for i, key in enumerate(rows["key"]):
                 row = {k: v[i] for k, v in rows.items()}
                 h, w = (int(v) for v in row["latent_shape"])
-                crop = {k: row[k][..., :h, :w] for k in ("y_hat", "scales_hat", "means_hat") if k in row}
+                crop = {
+                    k: row[k][..., :h, :w] for k in ("y_hat", "scales_hat", "means_hat") if k in row
+                }
                 ref = _stock_decode(model, kind, row["y_string"], row["z_string"], row["z_shape"])
                 got = torch.from_numpy(decoded_y_hat(crop, store.manifest))[None]
                 assert torch.equal(got, ref["y"]), key
@@ -162,6 +166,65 @@ def test_store_reads_back_what_stock_decompress_returns(arch, photo_root, tmp_pa
     assert checked == 6 and nonzero > 0
     if table is not None:
         assert store.scale_floor > 0
+    from latentcache.store.verify import verify_store
+
+    report = verify_store(store, redecode=True, codec=codec)
+    assert report.ok and report.samples_redecoded == 12, report.problems
+
+
+def _encode(arch, root, out, **kw):
+    from latentcache.codec.load import codec_from_model
+    from latentcache.config import EncodeConfig
+    from latentcache.pipeline.encode import run_encode
+    from latentcache.store import open_store
+
+    config = EncodeConfig(
+        dataset="imagefolder", data_root=str(root), out=str(out), shard_size=4, workers=0, **kw
+    )
+    run_encode(config, codec_from_model(make_zoo_model(arch)))
+    return open_store(out)
+
+
+@pytest.mark.parametrize("arch", ["bmshj2018-factorized", "mbt2018-mean", "mbt2018"])
+def test_store_of_each_kind_trains_and_evaluates(arch, photo_root, tmp_path):
+    """A classifier on every latent the store has; a few steps, then evaluation."""
+    from latentcache.train import TrainConfig, run_training
+    from latentcache.train.evaluate import evaluate_run
+
+    store = _encode(arch, photo_root, tmp_path / "store", formats=("zarr",))
+    run_training(
+        TrainConfig(
+            store=str(store.path), out=str(tmp_path / "run"), progress=False, model="cresnet39",
+            model_kwargs={"base_width": 4, "inputs": list(store.inputs)}, epochs=1,
+            batch_size=2, resize=4, crop=4, eval_split="train",
+        )
+    )  # fmt: skip
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert tuple(state["inputs"]) == store.inputs
+    result = evaluate_run(tmp_path / "run", store.path, split="train", write=False)
+    assert 0.0 <= result["top1"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "inputs", [("y_hat",), ("y_hat", "scales_hat"), ("y_hat", "scales_hat", "means_hat")]
+)
+def test_dual_stem_takes_one_stem_per_store_input(inputs):
+    from latentcache.train.models import create_classifier
+
+    model = create_classifier("cresnet39-dual", 8, 3, inputs, pretrained=False, stem_width=4)
+    assert model.inputs == inputs
+    stems = [n for n, _ in model.named_children() if n.endswith("_stem")]
+    assert len(stems) == len(inputs)
+    with torch.no_grad():
+        assert model.eval()(*[torch.randn(2, 8, 6, 6) for _ in inputs]).shape == (2, 3)
+
+
+def test_a_model_needing_latents_the_store_lacks_is_refused(photo_root, tmp_path):
+    from latentcache.errors import ConfigError
+    from latentcache.train.models import create_classifier
+
+    with pytest.raises(ConfigError, match=r"the store has only \['y_hat'\] \(no scales_hat\)"):
+        create_classifier("cresnet39", 8, 2, ("y_hat",), inputs=("y_hat", "scales_hat"))
 
 
 def test_z_hat_scales_are_refused_where_h_s_alone_does_not_give_them(photo_root, tmp_path):

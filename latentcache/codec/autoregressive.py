@@ -67,7 +67,11 @@ def decode_ar(model, y_string: bytes, params: torch.Tensor) -> dict[str, torch.T
     gp = torch.cat(seen).reshape(h, w, -1).permute(2, 0, 1)[None]  # (1, 2M, h, w)
     scales_hat, means_hat = gp.chunk(2, 1)
     y_hat = F.pad(buf, (-PAD, -PAD, -PAD, -PAD))
-    return {"y_hat": y_hat, "scales_hat": scales_hat.contiguous(), "means_hat": means_hat.contiguous()}
+    return {
+        "y_hat": y_hat,
+        "scales_hat": scales_hat.contiguous(),
+        "means_hat": means_hat.contiguous(),
+    }
 
 
 def _encode_ar(model, y: torch.Tensor, params: torch.Tensor) -> tuple[bytes, torch.Tensor]:

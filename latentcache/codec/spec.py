@@ -24,8 +24,7 @@ from dataclasses import asdict, dataclass
 
 from latentcache.errors import ConfigError
 
-__all__ = [
-    "ARCHITECTURES",
+__all__ = [  # and ARCHITECTURES (module __getattr__: architectures())
     "DEFAULT_ARCH",
     "KINDS",
     "LAMBDAS",

@@ -174,9 +174,8 @@ def latents_card(codec) -> dict:
         card["decoded_y_hat"] = "y_hat (float32 cast): the symbols are the decoder's y_hat"
     else:
         card["decoded_y_hat"] = "y_hat + means_hat (float32 add)"
-        card["means_hat"] = (
-            "float32, the Gaussian means the decoder used at each position"
-            + (" (from its context model, decoded serially)" if kind == "autoregressive" else "")
+        card["means_hat"] = "float32, the Gaussian means the decoder used at each position" + (
+            " (from its context model, decoded serially)" if kind == "autoregressive" else ""
         )
     return card
 

@@ -38,13 +38,10 @@ crc32c ends every chunk's codec chain (and the shard indexes'), so a damaged byt
 fails the read with :class:`~latentcache.errors.StoreCorruptError` naming the file.
 
 Compression, chosen by measurement (``benchmarks/zarr_codecs.py``, README "Scales
-representation"), for size and for decoding speed, since a loader worker decodes two latents
-per sample on one core: ``y_hat`` and ``z_hat``: Blosc-zstd 8 with bitshuffle; the uint8 scale
-index: Blosc-lz4hc 5 with bitshuffle (10 % larger than Blosc-zstd 8, twice as fast to decode).
-No transpose: swapping (h, w) saved 1.5 %, and undoing it on every read took 70-85 % as long
-as the decompression itself.
-Floats: Blosc-zstd 5 bitshuffle. Per-row arrays: Zstd 5.
-Bitstreams: stored as is (they are entropy-coded).
+representation") for size and decoding speed: ``y_hat``, ``z_hat``: Blosc-zstd 8 bitshuffle;
+the uint8 scale index: Blosc-lz4hc 5 bitshuffle (10 % larger, twice as fast to decode); no
+transpose (1.5 % smaller, its undo cost 70-85 % of a decompression). Floats (``means_hat``
+too): Blosc-zstd 5 bitshuffle. Per-row arrays: Zstd 5. Bitstreams: as is.
 
 R = indexed samples of the split; a sample that failed leaves a hole at the end of its shard.
 Mixed image sizes: arrays are sized to the split's largest latent and each sample's real size

@@ -132,7 +132,7 @@ def test_store_reads_back_what_stock_decompress_returns(arch, photo_root, tmp_pa
         codec,
     )  # fmt: skip
     store = open_store(out)
-    assert store.inputs == codec.inputs and store.manifest["latents"]["kind"] == kind
+    assert tuple(store.inputs) == codec.inputs and store.manifest["latents"]["kind"] == kind
     assert store.manifest["totals"]["stored"] == 6
     table = model.gaussian_conditional.scale_table if kind != "factorized" else None
     wds = {s["key"]: s for split in store.splits for s in store.wds_samples(split)}
@@ -200,7 +200,7 @@ def test_store_of_each_kind_trains_and_evaluates(arch, photo_root, tmp_path):
         )
     )  # fmt: skip
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
-    assert tuple(state["inputs"]) == store.inputs
+    assert state["inputs"] == list(store.inputs)
     result = evaluate_run(tmp_path / "run", store.path, split="train", write=False)
     assert 0.0 <= result["top1"] <= 1.0
 

@@ -339,8 +339,8 @@ def _rewrite_manifest(store: Path, change) -> None:
 
 def test_newer_schema_version_is_named_not_misread(texture_store, tmp_path) -> None:
     src = _copy_store(texture_store, tmp_path)
-    _rewrite_manifest(src, lambda m: m.update(version=2, shards="a future layout"))
-    line = "manifest schema version 2 is newer than this latentcache reads (up to 1)"
+    _rewrite_manifest(src, lambda m: m.update(version=3, shards="a future layout"))
+    line = "manifest schema version 3 is newer than this latentcache reads (up to 2)"
     for command in (["verify", str(src)], ["inspect", str(src)], ["train", str(src)]):
         result = CliRunner().invoke(cli, command)
         assert result.exit_code != 0 and line in result.output, (command, result.output)
@@ -355,7 +355,7 @@ def test_manifest_outside_the_schema_is_refused_before_anything_is_written(
     src = _copy_store(texture_store, tmp_path)
     _rewrite_manifest(src, lambda m: m["shards"][0]["files"]["webdataset"][0].update(path="../x"))
     dest = tmp_path / "out" / "dest"
-    with pytest.raises(StoreCorruptError, match="does not match manifest schema v1 at shards/0"):
+    with pytest.raises(StoreCorruptError, match="does not match manifest schema v2 at shards/0"):
         run_pull(TransferConfig(str(src), str(dest), progress=False))
     assert not (tmp_path / "out").exists()
     _rewrite_manifest(src, lambda m: m["codec"].update(M="24"))

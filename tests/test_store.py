@@ -51,7 +51,9 @@ def test_bpp_equals_stored_bitstream_bytes(texture_store):
 
 def test_manifest_is_the_dataset_card(texture_store):
     m = read_manifest(texture_store.path)
-    assert m["version"] == 1 and m["format"] == "latentcache-store"
+    assert m["version"] == 2 and m["format"] == "latentcache-store"
+    assert m["task"] == {"name": "classification"} and m["inputs"] == ["y_hat", "scales_hat"]
+    assert all(sh["encoder"]["device"] == "cpu" and sh["encoder"]["torch"] for sh in m["shards"])
     assert m["codec"]["weights_sha256"] and m["codec"]["M"] == 24
     assert m["dataset"]["classes"] == ["brick", "grass", "gravel"]
     assert set(m["splits"]) == {"train", "test"}

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from latentcache.errors import ConfigError, DatasetNotFoundError
 from latentcache.images import IMAGE_EXTENSIONS
+from latentcache.manifests import download_hint
 
 __all__ = [
     "TASKS",
@@ -178,6 +179,7 @@ def build_index(name: str, root: str | os.PathLike | None = None, **options) -> 
         raise DatasetNotFoundError(
             f"{name} dataset not found at {path}.{where} pass its folder with --data-root "
             f"(or set LATENTCACHE_DATA to the folder that holds {name}/)."
+            + download_hint(name, path)
         )
     return adapter.index(path, **options)
 

@@ -34,6 +34,7 @@ import numpy as np
 from latentcache.codec.spec import check_encodable
 from latentcache.config import DEFAULT_ORDER_SEED, DEFAULT_ROW_ORDER, EncodeConfig
 from latentcache.datasets.base import DatasetIndex, build_index
+from latentcache.errors import ConfigError
 from latentcache.images import header_size
 from latentcache.pipeline.manifest_builder import build_manifest
 from latentcache.pipeline.shard import (
@@ -277,9 +278,18 @@ def run_encode(
     by default it is loaded from ``config.codec``. ``on_dashboard``: called with the Dask
     dashboard's address once the cluster is up.
     """
+    if config.download:
+        from latentcache.download import DownloadConfig, run_download
+
+        run_download(DownloadConfig(config.dataset, config.data_root))
     index = build_index(config.dataset, config.data_root, **config.dataset_options)
     if not index.samples:
         raise ValueError(f"dataset {config.dataset!r} at {index.root} lists no images")
+    if index.task != "classification":  # their targets need the task's store schema
+        raise ConfigError(
+            f"dataset {config.dataset!r} is a {index.task} dataset; this version stores "
+            "classification targets only (the store cannot hold its targets yet)"
+        )
     if codec is None:
         from latentcache.codec.load import load_codec
 

@@ -22,7 +22,30 @@ from latentcache.store.scales import scale_floor
 from latentcache.store.wds_store import WDS_DIR
 from latentcache.store.zarr_store import ZARR_DIR, metadata_keys
 
-__all__ = ["build_manifest", "row_order", "split_stats", "zarr_metadata"]
+__all__ = [
+    "build_manifest",
+    "model_inputs",
+    "row_order",
+    "split_stats",
+    "task_entry",
+    "zarr_metadata",
+]
+
+_SHARD_KEYS = ("split", "index", "rows", "indexed", "count", "files", "encoder")
+
+
+def task_entry(index) -> dict:
+    """The manifest's ``task``: what the dataset's labels are; a task with keys of its own
+    (schema v2: segmentation's ``ignore_index``, detection's ``category_ids``) adds them."""
+    return {"name": index.task}
+
+
+def model_inputs(codec) -> list[str]:
+    """The manifest's ``inputs``: the latent arrays a model receives, in order (``scales_repr``
+    says how ``scales_hat`` is stored; a z_hat store's readers compute it with h_s): what the
+    codec's decoder uses, y_hat alone for the factorized prior, + means_hat for codecs with
+    means (codec.spec.KINDS)."""
+    return list(codec.inputs)
 
 
 def row_order(config, tasks, split: str) -> dict:
@@ -103,9 +126,7 @@ def build_manifest(config, index, codec, tasks, committed: dict, latent_hw: dict
             f"refusing to write the manifest: {len(missing)} shards are not committed ({missing[:3]}...)"
         )
     records = [committed[(t.split, t.index)] for t in tasks]
-    shards = [
-        {k: r[k] for k in ("split", "index", "rows", "indexed", "count", "files")} for r in records
-    ]
+    shards = [{k: r[k] for k in _SHARD_KEYS} for r in records]
     by_split = {s: [r for r in records if r["split"] == s] for s in index.split_names}
     splits = {
         s: _split_entry(rs, latent_hw.get(s)) | {"row_order": row_order(config, tasks, s)}
@@ -120,7 +141,6 @@ def build_manifest(config, index, codec, tasks, committed: dict, latent_hw: dict
         "versions": library_versions(),
         "entropy_coder": _entropy_coder(),
         "codec": codec.identity(),
-        "inputs": list(codec.inputs),
         "latents": latents_card(codec),
         "scale_table": _scale_table(codec.model),
         "scale_floor": scale_floor(codec.model),
@@ -132,6 +152,8 @@ def build_manifest(config, index, codec, tasks, committed: dict, latent_hw: dict
             "classes": list(index.classes),
             "num_classes": len(index.classes),
         },
+        "task": task_entry(index),
+        "inputs": model_inputs(codec),
         "formats": sorted(config.formats),
         "layout": {
             "zarr": ZARR_DIR if "zarr" in config.formats else None,

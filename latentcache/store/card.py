@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from latentcache.store.manifest import manifest_inputs, manifest_task
+
 __all__ = [
     "FAILURES_LISTED",
     "failure_lines",
@@ -106,12 +108,23 @@ def _latent_lines(m: dict) -> list[str]:
     return lines
 
 
+def _task(m: dict) -> str:
+    task = manifest_task(m)
+    extra = ", ".join(
+        f"{k} {f'({len(v)} values)' if isinstance(v, list) else v}"
+        for k, v in sorted(task.items())
+        if k != "name"
+    )
+    return task["name"] + (f" ({extra})" if extra else "")
+
+
 def format_card(m: dict, path: Path | None = None) -> str:
     c, d, t = m["codec"], m["dataset"], m["totals"]
     lines = [
         f"store        {path or ''}",
         *format_codec(c),
         f"dataset      {d['name']} ({d['num_classes']} classes), index sha256 {d['index_sha256'][:16]}...",
+        f"task         {_task(m)}; inputs {', '.join(manifest_inputs(m))} (manifest v{m['version']})",
         f"layout       {', '.join(m['formats'])}; {_scales_words(m)}; {m['shard_size']} samples per shard",
         *_latent_lines(m),
         "versions     "

@@ -10,6 +10,12 @@ Reading one is reading untrusted input::
     manifest.json bytes (bounded) ─► JSON ─► format, version (newer: one-line refusal)
                                   ─► schema/manifest-v<version>.json (JSON Schema draft-07,
                                      compiled once by fastjsonschema) ─► dict
+
+Writers write version 2; readers read 1 and 2 and tell them apart by ``version`` alone.
+Version 2 adds ``task`` (``{"name": "classification", ...}`` plus the task's own keys),
+``inputs`` (the latent arrays a model receives, in order) and each shard's ``encoder`` record.
+A version 1 manifest is a classification store whose inputs are ``y_hat`` and ``scales_hat``:
+:func:`manifest_task` and :func:`manifest_inputs` answer for both versions.
 """
 
 from __future__ import annotations
@@ -37,11 +43,17 @@ __all__ = [
     "load_manifest",
     "parse_manifest",
     "manifest_schema",
+    "manifest_task",
+    "manifest_inputs",
     "library_versions",
 ]
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+# What a version 1 manifest means: it predates ``task`` and ``inputs``.
+_V1_TASK = {"name": "classification"}
+_V1_INPUTS = ("y_hat", "scales_hat")
 STORE_FORMAT = "latentcache-store"
 MAX_MANIFEST_BYTES = 1 << 30
 
@@ -134,12 +146,22 @@ def parse_manifest(raw: bytes, where: str = MANIFEST_NAME) -> dict:
             f"{where}: manifest schema version {version} is newer than this latentcache reads "
             f"(up to {MANIFEST_VERSION}); upgrade latentcache to read this store"
         )
-    if version != MANIFEST_VERSION:
+    if type(version) is not int or version not in READABLE_VERSIONS:
         raise StoreCorruptError(
             f"{where}: manifest version {version!r}; valid: 1..{MANIFEST_VERSION}"
         )
-    _validate(manifest, where)
+    _validate(manifest, version, where)
     return manifest
+
+
+def manifest_task(manifest: dict) -> dict:
+    """The store's task: ``{"name": ..., <the task's own keys>}`` (version 1: classification)."""
+    return dict(manifest["task"] if manifest["version"] >= 2 else _V1_TASK)
+
+
+def manifest_inputs(manifest: dict) -> list[str]:
+    """The latent arrays a model receives, in order (version 1: y_hat, scales_hat)."""
+    return list(manifest["inputs"] if manifest["version"] >= 2 else _V1_INPUTS)
 
 
 @functools.cache
@@ -149,14 +171,14 @@ def _validator(version: int):
     return fastjsonschema.compile(manifest_schema(version))
 
 
-def _validate(manifest: dict, where: str) -> None:
+def _validate(manifest: dict, version: int, where: str) -> None:
     import fastjsonschema
 
     try:
-        _validator(MANIFEST_VERSION)(manifest)
+        _validator(version)(manifest)
     except fastjsonschema.JsonSchemaValueException as exc:
         at = "/".join(str(p) for p in exc.path[1:]) or "(top level)"
         what = exc.message.split(" ", 1)[1] if exc.message.startswith("data") else exc.message
         raise StoreCorruptError(
-            f"{where}: does not match manifest schema v{MANIFEST_VERSION} at {at}: {what[:200]}"
+            f"{where}: does not match manifest schema v{version} at {at}: {what[:200]}"
         ) from None

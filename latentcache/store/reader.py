@@ -4,6 +4,7 @@
 
     open_store(path or URL) ─► StoreLocation (fsspec filesystem + root)
       └► LatentStore ─► .manifest (schema-validated) / .classes / .codec / .split_info(split)
+           │             .task / .inputs (manifest v1 or v2, read one way)
            ├► .zarr_root() ─► Zarr group, read-only (LocalStore, or FsspecStore for URLs)
            ├► .zarr_split(split) ─► ZarrSplit: blocks(), read(start, stop)
            ├► .open_file(rel) ─► a store file by its manifest path
@@ -26,7 +27,12 @@ import numpy as np
 
 from latentcache.errors import ConfigError, StoreCorruptError, StoreNotFoundError
 from latentcache.store.location import StoreLocation, locate
-from latentcache.store.manifest import load_manifest, sha256_bounded
+from latentcache.store.manifest import (
+    load_manifest,
+    manifest_inputs,
+    manifest_task,
+    sha256_bounded,
+)
 from latentcache.store.scales import (
     DEFAULT_SCALE_FLOOR,
     scales_array_name,
@@ -35,7 +41,7 @@ from latentcache.store.scales import (
     stored_arrays,
 )
 from latentcache.store.wds_store import ArraySpec, SampleLimits, iter_tar_samples, parse_sample
-from latentcache.store.zarr_store import LEGACY_INPUTS, ZARR_DIR, ZARR_LAYOUT, read_rows
+from latentcache.store.zarr_store import ZARR_DIR, ZARR_LAYOUT, read_rows
 
 __all__ = ["LatentStore", "ZarrSplit", "decoded_y_hat", "open_store"]
 
@@ -131,15 +137,19 @@ class LatentStore:
         return [s for s, info in self.manifest["splits"].items() if info["stored"] > 0]
 
     @property
-    def codec(self) -> dict:
-        return dict(self.manifest["codec"])
+    def task(self) -> dict:
+        """``{"name": "classification" | ..., <the task's own keys>}`` (v1 stores: classification)."""
+        return manifest_task(self.manifest)
 
     @property
-    def inputs(self) -> tuple[str, ...]:
-        """The latents a model of this store can take (``y_hat`` is the coded symbols; with
-        ``means_hat`` the decoder's y_hat is ``y_hat + means_hat``): the manifest's ``inputs``,
-        (y_hat, scales_hat) for stores made before it was recorded."""
-        return tuple(self.manifest.get("inputs") or LEGACY_INPUTS)
+    def inputs(self) -> list[str]:
+        """The latent arrays a model receives, in order (v1 stores: y_hat, scales_hat);
+        ``y_hat`` is the coded symbols: with ``means_hat`` the decoder's is their sum."""
+        return manifest_inputs(self.manifest)
+
+    @property
+    def codec(self) -> dict:
+        return dict(self.manifest["codec"])
 
     @property
     def has_scales(self) -> bool:

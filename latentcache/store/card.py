@@ -91,7 +91,7 @@ def format_codec(c: dict) -> list[str]:
 
 
 def _scales_words(m: dict) -> str:
-    if "scales_hat" not in m.get("inputs", ["scales_hat"]):
+    if "scales_hat" not in manifest_inputs(m):
         return "no scales_hat (the codec has no hyperprior)"
     return f"scales_hat as {m['scales_repr']}"
 
@@ -101,7 +101,8 @@ def _latent_lines(m: dict) -> list[str]:
     lat = m.get("latents")
     if not lat:
         return []
-    lines = [f"latents      {' + '.join(m['inputs'])} ({lat['kind']}); y_hat: {lat['y_hat']}"]
+    inputs = " + ".join(manifest_inputs(m))
+    lines = [f"latents      {inputs} ({lat['kind']}); y_hat: {lat['y_hat']}"]
     lines.append(f"decoded      y_hat of stock decompress = {lat['decoded_y_hat']}")
     if "means_hat" in lat:
         lines.append(f"means_hat    {lat['means_hat']}")

@@ -263,7 +263,7 @@ def test_offline_one_line_names_the_url_and_where_to_place_the_file(tmp_path, ar
     )
     assert "--mirror" in message
     # placed by hand where the message says: checked and unpacked with no network
-    (root / "downloads").mkdir(parents=True)
+    (root / "downloads").mkdir(parents=True, exist_ok=True)
     (root / "downloads" / "minc-2500.tar.gz").write_bytes(files["minc-2500.tar.gz"])
     result = run_download(DownloadConfig("minc", str(root)), spec)
     assert result.fetched == () and result.installed == ("minc-2500.tar.gz",)
@@ -371,3 +371,32 @@ def test_a_whole_part_file_is_answered_416_and_finished_without_refetching(tmp_p
     assert result.fetched == ("RSSCN7-master.zip",)
     assert [r for _, r in state.requests] == [f"bytes={len(files['RSSCN7-master.zip'])}-"]
     assert (root / "RSSCN7-master" / "aGrass" / "a001.jpg").is_file()
+
+
+def test_one_download_per_data_root_at_a_time(tmp_path, archives):
+    import fcntl
+
+    files = archives["rsscn7"]
+    root = tmp_path / "d"
+    (root / "downloads").mkdir(parents=True)
+    with open(root / "downloads" / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running download holds it
+        with serve_folder(_serve_files(tmp_path / "srv", files)) as base:
+            spec = test_spec("rsscn7", files, base)
+            with pytest.raises(DownloadError, match="another download into"):
+                run_download(DownloadConfig("rsscn7", str(root)), spec)
+    assert not list((root / "downloads").glob("*.part"))
+
+
+def test_committed_checksums_equal_the_installed_torchvision_sources():
+    """The VOC and SBD md5s are torchvision's: read them from the installed torchvision."""
+    from torchvision.datasets import SBDataset
+    from torchvision.datasets.voc import DATASET_YEAR_DICT
+
+    voc = {f.filename: f for f in load_spec("voc").files}
+    assert voc["VOCtrainval_11-May-2012.tar"].checksum.value == DATASET_YEAR_DICT["2012"]["md5"]
+    assert DATASET_YEAR_DICT["2012"]["url"] in voc["VOCtrainval_11-May-2012.tar"].urls
+    assert voc["benchmark.tgz"].checksum.value == SBDataset.md5
+    assert voc["benchmark.tgz"].urls[0] == SBDataset.url
+    for name in ("minc", "resisc45", "voc", "coco"):  # every recorded value names its source
+        assert all(f.checksum and f.checksum.source for f in load_spec(name).files)

@@ -30,7 +30,11 @@ __all__ = ["download"]
     help="Fetch archives for which no checksum is recorded anywhere (RSSCN7); their sha256 is "
     "recorded as computed here, not as a publisher's.",
 )
-@click.option("--keep-archives", is_flag=True, help="Keep the archives after unpacking them.")
+@click.option(
+    "--keep-archives",
+    is_flag=True,
+    help="Keep the archives fetched here after unpacking them (ones placed by hand are always kept).",
+)
 @click.option("--list", "list_specs", is_flag=True, help="List the datasets, URLs and checksums.")
 @click.option("-v", "--verbose", count=True)
 @handle_errors

@@ -12,6 +12,7 @@
            ─► unpack into <root>/downloads/.extract-* (members checked) ─► rename what it
               provides into <root> ─► remove the archive if fetched here (unless keep_archives)
       └► <root>/downloads/latentcache-download.json: what was fetched from where, and how checked
+    (all under <root>/downloads/.lock: one download per data root at a time)
 
 A file whose spec records no checksum is refused unless ``trust_unverified``; then its sha256
 is computed and recorded as ``sha256_local`` (a record of what was fetched, not a check).
@@ -20,11 +21,14 @@ Nothing the user already has under ``root`` is removed or overwritten.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +93,14 @@ def run_download(config: DownloadConfig, spec: DownloadSpec | None = None) -> Do
         logger.info("%s: already present under %s; nothing to do", spec.name, root)
         return DownloadResult(spec.dataset, root)
     _refuse_unverified(spec, todo, config, root)
+    with _exclusive(root / DOWNLOADS / ".lock"):
+        todo = [f for f in spec.files if not _present(root, f)]  # another run may have finished
+        return _fetch_all(spec, todo, root, config)
+
+
+def _fetch_all(
+    spec: DownloadSpec, todo: list[FileSpec], root: Path, config: DownloadConfig
+) -> DownloadResult:
     fetched, installed, unverified = [], [], {}
     for f in todo:
         archive, came_over_network, record = _obtain(f, root, config)
@@ -100,6 +112,24 @@ def run_download(config: DownloadConfig, spec: DownloadSpec | None = None) -> Do
         fetched += [f.filename] if came_over_network else []
         installed.append(f.filename)
     return DownloadResult(spec.dataset, root, tuple(fetched), tuple(installed), unverified)
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """One download at a time per data root (two would append to the same ``.part``)."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DownloadError(
+                f"another download into {lock.parent.parent} is running (it holds {lock}); "
+                "wait for it, or stop it and re-run"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _present(root: Path, f: FileSpec) -> bool:

@@ -42,6 +42,7 @@ from latentcache.store.scales import (
 )
 from latentcache.store.wds_store import ArraySpec, SampleLimits, iter_tar_samples, parse_sample
 from latentcache.store.zarr_store import ZARR_DIR, ZARR_LAYOUT, read_rows
+from latentcache.tasks import Task, store_task
 
 __all__ = ["LatentStore", "ZarrSplit", "decoded_y_hat", "open_store"]
 
@@ -77,6 +78,11 @@ class ZarrSplit:
         extra = ["y_string", "z_string", "z_shape"] if bitstreams else []
         if z_hat and not bitstreams:
             extra = ["z_shape"]  # h_s runs on each row cropped to its real size
+        extra += [
+            n
+            for n in ("image_size", "canvas_offset", *self.store.task_unit.target_names)
+            if n in self.group
+        ]
         out = read_rows(self.group, start, stop, [*_FIELDS, *self._arrays[1:], *extra])
         z_shapes = out.get("z_shape") if z_hat else None
         if not bitstreams:
@@ -131,6 +137,11 @@ class LatentStore:
     @property
     def classes(self) -> list[str]:
         return list(self.manifest["dataset"]["classes"])
+
+    @property
+    def task_unit(self) -> Task:
+        """The store's task unit (``latentcache.tasks``); stores before tasks: classification."""
+        return store_task(self.manifest)
 
     @property
     def splits(self) -> list[str]:
@@ -245,6 +256,26 @@ class LatentStore:
                 )
             if rows and a.shape[0] != rows:
                 raise StoreCorruptError(f"{where}: {a.shape[0]} rows, manifest says {rows}")
+        self._check_target_arrays(split, group, rows)
+
+    def _check_target_arrays(self, split: str, group, rows: int) -> None:
+        """The task's arrays (a mask: uint8, at most the split's largest image) and
+        ``canvas_offset``, before any chunk is read."""
+        limits = self.sample_limits(split)
+        for name, (shape, dtype, _, _) in self.task_unit.zarr_arrays(limits.max_image_hw).items():
+            where = f"{ZARR_DIR}/{split}/{name}"
+            try:
+                a = group[name]
+            except KeyError:
+                raise StoreCorruptError(f"{where}/zarr.json: missing from {self.url}") from None
+            if a.dtype != np.dtype(dtype):
+                raise StoreCorruptError(f"{where}: dtype {a.dtype}, the task stores {dtype}")
+            if len(a.shape) != 1 + len(shape) or any(
+                g > e for g, e in zip(a.shape[1:], shape, strict=True)
+            ):
+                raise StoreCorruptError(
+                    f"{where}: shape {a.shape}, manifest says at most ({rows}, {', '.join(map(str, shape))}) (oversized array)"
+                )
 
     def wds_shards(self, split: str) -> list[str]:
         """The split's tars holding samples: local paths, or URLs for a store at a URL (what plain
@@ -281,7 +312,16 @@ class LatentStore:
             arrays["scales_hat"] = ArraySpec(scales_dtype(self.scales_repr).name, m, (h, w))
         if "means_hat" in self.inputs:
             arrays["means_hat"] = ArraySpec("float32", m, (h, w))
-        return SampleLimits(arrays, len(self.classes), scales)
+        image = info.get("image_size_max") or info.get("zarr_image_size")
+        if image is None and self.task_unit.target_names:
+            raise StoreCorruptError(
+                f"{self.url}: manifest.json gives split {split!r} no image_size_max, which "
+                f"bounds its {self.task_unit.name} targets"
+            )
+        image = image or [1 << 16, 1 << 16]
+        return SampleLimits(
+            arrays, len(self.classes), scales, self.task_unit.name, (int(image[0]), int(image[1]))
+        )
 
     def wds_samples(self, split: str, shards: list[str] | None = None) -> Iterator[dict]:
         """Checked, decoded samples of the split's tars (all, or ``shards`` from ``wds_shards``):

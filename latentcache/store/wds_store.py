@@ -7,7 +7,9 @@ Each sample ``<key>`` holds::
                            the factorized prior)
     <key>.means_hat.npy.zst  (M, h, w) float32, codecs with means: decoder's y_hat = y_hat + it
     <key>.cls              label, ASCII integer
-    <key>.json             key, path, source_sha256, image_size, latent_shape, z_shape, bpp, ...
+    <key>.json             key, path, source_sha256, image_size, canvas_offset, latent_shape,
+                           z_shape, bpp, ...
+    <key>.<target>         the task's members (latentcache.tasks), e.g. <key>.mask.png
     <key>.y_string         the y bitstream (raw bytes)
     <key>.z_string         the z bitstream
 
@@ -55,6 +57,7 @@ from latentcache.errors import StoreCorruptError
 from latentcache.store.records import EncodedSample
 from latentcache.store.scales import scales_array_name
 from latentcache.store.tar_reader import TarEntry, tar_members
+from latentcache.tasks import TASKS, Task, get_task
 
 __all__ = [
     "WDS_DIR",
@@ -88,6 +91,7 @@ MEMBER_SUFFIXES = (
     "json",
     "y_string",
     "z_string",
+    *sorted({m for t in TASKS.values() for m in t.member_suffixes}),
 )
 MAX_MEMBER_BYTES = 256 * 2**20
 MAX_NPY_HEADER = 4096
@@ -170,8 +174,9 @@ def _gzip_npy(b, spec: ArraySpec) -> np.ndarray:
     return _array(raw, shape, fortran, dtype, offset, copy=False)
 
 
-def _sample_dict(s: EncodedSample, scales_name: str) -> dict:
+def _sample_dict(s: EncodedSample, scales_name: str, task: Task) -> dict:
     return {
+        **task.wds_members(s.targets),
         "__key__": s.key,
         **{f"{name}.{ARRAY_EXT}": npy_bytes(a) for name, a in s.arrays(scales_name).items()},
         "cls": str(s.label).encode(),
@@ -181,14 +186,18 @@ def _sample_dict(s: EncodedSample, scales_name: str) -> dict:
     }
 
 
-def write_tar(path: Path, samples: list[EncodedSample], scales_repr: str) -> None:
-    """Write ``samples`` to ``path`` atomically (temporary name, fsync, rename)."""
+def write_tar(
+    path: Path, samples: list[EncodedSample], scales_repr: str, task: Task | None = None
+) -> None:
+    """Write ``samples`` (and their ``task``'s target members) to ``path`` atomically
+    (temporary name, fsync, rename)."""
+    task = task or get_task("classification")
     import webdataset as wds
 
     scales_name = scales_array_name(scales_repr)
     with atomic_write(path) as f, wds.TarWriter(f, encoder=False, mtime=0) as sink:
         for s in samples:
-            sink.write(_sample_dict(s, scales_name))
+            sink.write(_sample_dict(s, scales_name, task))
 
 
 @dataclass(frozen=True)
@@ -218,6 +227,8 @@ class SampleLimits:
     arrays: dict[str, ArraySpec]  # y_hat, the stored scales (scales_hat or z_hat), means_hat
     num_classes: int
     scales_name: str | None  # None: no σ̂ stored (the factorized prior)
+    task: str = "classification"  # whose target members each sample carries
+    max_image_hw: tuple[int, int] = (1 << 16, 1 << 16)  # the split's largest image
 
 
 def read_npy_checked(raw, spec: ArraySpec, copy: bool = True) -> np.ndarray:
@@ -318,7 +329,16 @@ def parse_sample(raw: dict, limits: SampleLimits | None = None) -> dict:
             out[name] = bytes(raw[name])
     if limits is not None:
         _check_sample(out, limits)
+        out |= get_task(limits.task).parse_members(raw, _image_hw(info), limits.max_image_hw)
     return out
+
+
+def _image_hw(info: dict) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in info["image_size"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"bad or missing image_size in .json ({exc})") from None
+    return h, w
 
 
 def sample_info(raw: dict) -> tuple[dict, int]:
@@ -330,6 +350,11 @@ def sample_info(raw: dict) -> tuple[dict, int]:
 
 
 def check_label(label: int, limits: SampleLimits) -> None:
+    """A class label in range; -1 where the store's task has no label per image."""
+    if not get_task(limits.task).labelled:
+        if label != -1:
+            raise ValueError(f"label {label}: a {limits.task} sample's is -1")
+        return
     if not 0 <= label < limits.num_classes:
         raise ValueError(f"label {label} outside 0..{limits.num_classes - 1}")
 

@@ -16,6 +16,11 @@
         key           (R, K)           uint8: the key's UTF-8 bytes, zero-padded to K = key_bytes
         source_sha256 (R, 32)          uint8: the source file's sha256 digest
         image_size    (R, 2)           int32 (H, W) unpadded
+        canvas_offset (R, 2)           int32 (pad_top, pad_left): where the image sits on the
+                                       codec's padded canvas (latent cell (i, j) covers image
+                                       pixels from (16i - pad_top, 16j - pad_left))
+        <target>      (R, ...)         the task's per-sample arrays (latentcache.tasks), e.g.
+                                       mask (R, H_max, W_max) uint8, fill 255, one chunk per row
         latent_shape  (R, 2)           int32 (h, w) of y_hat; arrays are zero-padded beyond it
         z_shape       (R, 2)           int32, the ``shape`` CompressAI's decompress needs
         bitstream_offsets (R, 3)       int64 (start, mid, stop): y_string = data[start:mid],
@@ -97,9 +102,16 @@ def _open_root(store_path: Path, mode: str = "r") -> zarr.Group:
 
 
 def _specs(
-    m: int, n: int, hw: tuple[int, int], repr_: str, key_bytes: int, inputs=LEGACY_INPUTS
+    m: int,
+    n: int,
+    hw: tuple[int, int],
+    repr_: str,
+    key_bytes: int,
+    targets: dict,
+    inputs=LEGACY_INPUTS,
 ) -> dict[str, tuple]:
-    """name -> (row shape, dtype, fill_value, compressors)."""
+    """name -> (row shape, dtype, fill_value, compressors); ``targets``: the task's arrays;
+    ``inputs``: the latents the codec's decoder uses (which latent arrays there are)."""
     h, w = hw
     scales_shape = (n, h // 4, w // 4) if repr_ == "z_hat" else (m, h, w)
     scales = scales_dtype(repr_)
@@ -117,9 +129,11 @@ def _specs(
         "key": ((key_bytes,), "uint8", 0, _SMALL),
         "source_sha256": ((32,), "uint8", 0, _SMALL),
         "image_size": ((2,), "int32", 0, _SMALL),
+        "canvas_offset": ((2,), "int32", 0, _SMALL),
         "latent_shape": ((2,), "int32", 0, _SMALL),
         "z_shape": ((2,), "int32", 0, _SMALL),
         "bitstream_offsets": ((3,), "int64", 0, _SMALL),
+        **targets,
     }
 
 
@@ -140,13 +154,17 @@ def create_split(
     latent_hw: tuple[int, int],
     repr_: str,
     keys: Sequence[str],
+    targets: dict | None = None,
     inputs: Sequence[str] = LEGACY_INPUTS,
 ) -> None:
     """Create (or re-open identically) the split's arrays; only metadata is written here.
 
-    ``keys``: the split's sample keys (their longest UTF-8 encoding sizes the ``key`` array);
+    ``keys``: the split's sample keys (their longest UTF-8 encoding sizes the ``key`` array).
+    ``targets``: the task's per-sample arrays, name -> (row shape, dtype, fill, compressors)
+    (``Task.zarr_arrays``), chunked one row each and sharded like the latents.
     ``inputs``: the latents the codec's decoder uses (which latent arrays there are).
     """
+    targets = dict(targets or {})
     group = _open_root(store_path, "a").require_group(split)
     key_bytes = _key_bytes(keys)
     group.attrs.update(
@@ -156,16 +174,16 @@ def create_split(
             "latent_shape": list(latent_hw),
             "shard_size": shard_size,
             "key_bytes": key_bytes,
+            "targets": sorted(targets),
             "inputs": list(inputs),
         }
     )
     group.require_group(BITSTREAMS)
-    for name, (shape, dtype, fill, comp) in _specs(
-        m, n, latent_hw, repr_, key_bytes, tuple(inputs)
-    ).items():
+    specs = _specs(m, n, latent_hw, repr_, key_bytes, targets, tuple(inputs))
+    for name, (shape, dtype, fill, comp) in specs.items():
         if name in group:
             continue
-        per_sample = name in _PER_SAMPLE
+        per_sample = name in _PER_SAMPLE or name in targets
         group.create_array(
             name,
             shape=(rows, *shape),
@@ -183,10 +201,10 @@ def _writable(arr: zarr.Array) -> zarr.Array:
     return zarr.Array(AsyncArray(metadata=a.metadata, store_path=a.store_path, config=_WRITE_ALL))
 
 
-def _pad_to(a: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+def _pad_to(a: np.ndarray, shape: Sequence[int], fill=0) -> np.ndarray:
     if tuple(a.shape) == tuple(shape):
         return a
-    out = np.zeros(shape, dtype=a.dtype)
+    out = np.full(shape, fill, dtype=a.dtype)
     out[tuple(slice(0, s) for s in a.shape)] = a
     return out
 
@@ -198,7 +216,9 @@ def _encode_key(key: str, width: int) -> np.ndarray:
     return np.frombuffer(raw.ljust(width, b"\0"), dtype=np.uint8)
 
 
-def _value(s: EncodedSample, name: str, scales_name: str, row_shape):
+def _value(s: EncodedSample, name: str, scales_name: str, row_shape, fill=0):
+    if name in s.targets:
+        return _pad_to(s.targets[name], row_shape, fill)
     arrays = s.arrays(scales_name)
     if name in arrays:
         return _pad_to(arrays[name], row_shape)
@@ -211,6 +231,7 @@ def _value(s: EncodedSample, name: str, scales_name: str, row_shape):
         "bpp": s.bpp,
         "bpp_estimate": s.bpp_estimate,
         "image_size": s.image_size,
+        "canvas_offset": s.canvas_offset,
         "latent_shape": s.latent_shape,
         "z_shape": s.z_shape,
     }
@@ -236,7 +257,7 @@ def _columns(samples: list[EncodedSample], n_rows: int, group: zarr.Group) -> di
             continue
         col = np.full((n_rows, *arr.shape[1:]), arr.fill_value, dtype=arr.dtype)
         for i, s in enumerate(samples):
-            col[i] = _value(s, name, scales_name, arr.shape[1:])
+            col[i] = _value(s, name, scales_name, arr.shape[1:], arr.fill_value)
         cols[name] = col
     return cols
 

@@ -290,3 +290,40 @@ def test_codec_train_and_eval_take_every_architecture(arch, photo_root, tmp_path
     rgb = data.astronaut()[:64, :80]
     rec, nbytes = codec_roundtrip(codec.model, rgb)
     assert rec.shape == rgb.shape and nbytes > 0
+
+
+def test_tensorstore_reads_the_new_arrays(photo_root, tmp_path):
+    """means_hat (and a store without scales_hat) stay portable: tensorstore reads every array
+    of a mean-scale and a factorized store as zarr-python does."""
+    from test_zarr_portable import _tensorstore_arrays, _zarr_python_arrays
+
+    for arch, has in (("mbt2018-mean", "means_hat"), ("bmshj2018-factorized", None)):
+        out = tmp_path / arch
+        _encode(arch, photo_root, out, formats=("zarr",))
+        expect = _zarr_python_arrays(out)
+        names = {p.split("/", 1)[1] for p in expect}
+        assert (has in names) if has else not ({"scales_hat", "means_hat"} & names)
+        assert _tensorstore_arrays(out) == expect
+
+
+def test_hostile_means_hat_members_are_refused(photo_root, tmp_path):
+    """A tar's means_hat of another dtype, another shape, or missing: one-line refusals."""
+    from latentcache.store.wds_store import iter_raw_samples, npy_bytes
+
+    store = _encode("mbt2018-mean", photo_root, tmp_path / "s", formats=("webdataset",))
+    rel = next(iter(store.wds_entries(store.splits[0])))
+    with store.open_file(rel) as f:
+        raw = next(iter_raw_samples(f, store.wds_entries(store.splits[0])[rel]["bytes"]))
+    good = store.decode_wds_sample(dict(raw))
+    assert good["means_hat"].dtype == np.float32
+    name = "means_hat.npy.zst"
+    cases = {
+        "float64": good["means_hat"].astype(np.float64),
+        "shape": good["means_hat"][:, :-1],
+    }
+    for why, bad in cases.items():
+        with pytest.raises(ValueError) as err:
+            store.decode_wds_sample({**raw, name: npy_bytes(bad)})
+        assert "means_hat" in str(err.value) and "\n" not in str(err.value), why
+    with pytest.raises(ValueError, match=r"missing array members \['means_hat'\]"):
+        store.decode_wds_sample({k: v for k, v in raw.items() if k != name})

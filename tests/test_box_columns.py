@@ -10,7 +10,7 @@ import zarr
 
 from latentcache.datasets.boxes import RawBoxes, validate_boxes
 from latentcache.errors import SampleError
-from latentcache.store.box_columns import (
+from latentcache.tasks.box_columns import (
     boxes_member,
     pack_boxes,
     parse_boxes_member,

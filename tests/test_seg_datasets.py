@@ -208,3 +208,45 @@ def test_segfolder_list_paths_stay_inside(tmp_path):
     (tmp_path / "train.txt").write_text("../outside\n")
     with pytest.raises(ConfigError, match="not a path under images/"):
         build_index("segfolder", tmp_path)
+
+
+# --- through the encoder ------------------------------------------------------------------
+
+
+def _encode(dataset: str, root: Path, out: Path, codec):
+    from latentcache.config import EncodeConfig
+    from latentcache.pipeline.encode import run_encode
+
+    config = EncodeConfig(dataset=dataset, data_root=str(root), out=str(out), workers=0)
+    return run_encode(config, codec)
+
+
+def test_voc_masks_reach_the_store_as_the_dataset_gives_them(voc_root, tmp_path, tiny_codec):
+    import zarr
+
+    result = _encode("voc", voc_root, tmp_path / "store", tiny_codec)
+    totals = result.manifest["totals"]
+    assert (totals["indexed"], totals["stored"], totals["failed"]) == (8, 8, 0)
+    index = build_index("voc", voc_root)
+    group = zarr.open_group(str(tmp_path / "store" / "zarr" / "train"), mode="r")
+    keys = [
+        bytes(k).rstrip(b"\0").decode() if not isinstance(k, str) else k for k in group["key"][:]
+    ]
+    by_key = _by_key(index)
+    for row, key in enumerate(keys):
+        h, w = (int(v) for v in group["image_size"][row])
+        expected = read_mask(voc_root / by_key[key].target)  # VOC PNG or SBD .mat
+        np.testing.assert_array_equal(group["mask"][row][:h, :w], expected)
+
+
+def test_segfolder_mask_failures_are_recorded(tmp_path, tiny_codec):
+    write_segfolder(tmp_path / "data", CLASSES, {"train": 3, "val": 1})
+    masks = tmp_path / "data" / "train" / "masks"
+    (masks / "train_001.png").unlink()
+    (masks / "train_002.png").write_bytes(b"junk")
+    manifest = _encode("segfolder", tmp_path / "data", tmp_path / "store", tiny_codec).manifest
+    reasons = sorted(f["reason"] for f in manifest["failures"])
+    totals = manifest["totals"]
+    assert (totals["indexed"], totals["stored"], totals["failed"]) == (4, 2, 2)
+    assert reasons[0].startswith("mask train_001.png: cannot read")
+    assert reasons[1].startswith("mask train_002.png: not an image")

@@ -28,7 +28,7 @@ FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("za
     "--dataset",
     "-d",
     required=True,
-    help="Registered dataset: minc, resisc45, rsscn7, imagefolder, demo.",
+    help="Registered dataset: minc, resisc45, rsscn7, imagefolder, demo; segmentation: voc, segfolder, demo-seg.",
 )
 @click.option(
     "--data-root",

@@ -38,7 +38,7 @@ _SHARD_KEYS = ("split", "index", "rows", "indexed", "count", "files", "encoder")
 def task_entry(index) -> dict:
     """The manifest's ``task``: what the dataset's labels are; a task with keys of its own
     (schema v2: segmentation's ``ignore_index``, detection's ``category_ids``) adds them."""
-    return get_task(index.task).manifest_entry()
+    return get_task(index.task).manifest_entry(index.options)
 
 
 def model_inputs(codec) -> list[str]:

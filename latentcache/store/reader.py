@@ -81,7 +81,7 @@ class ZarrSplit:
         extra += [
             n
             for n in ("image_size", "canvas_offset", *self.store.task_unit.target_names)
-            if n in self.group
+            if n in self.group or n in self.store.task_unit.ragged_targets
         ]
         out = read_rows(self.group, start, stop, [*_FIELDS, *self._arrays[1:], *extra])
         z_shapes = out.get("z_shape") if z_hat else None

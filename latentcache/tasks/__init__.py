@@ -27,7 +27,11 @@ here with ``@register_task``; its models register with ``task="detection"`` in
 
 from __future__ import annotations
 
-from latentcache.tasks import classification, segmentation  # noqa: E402,F401  (registration)
+from latentcache.tasks import (  # noqa: E402,F401  (registration)
+    classification,
+    detection,
+    segmentation,
+)
 from latentcache.tasks.base import TASKS, Task, get_task, register_task, store_task
 
 __all__ = ["TASKS", "Task", "get_task", "register_task", "store_task"]

@@ -25,10 +25,13 @@ class Task:
     member_suffixes: tuple[str, ...] = ()  # WebDataset members besides the common ones
     target_names: tuple[str, ...] = ()  # arrays read_targets returns (Zarr arrays of that name)
     pads_latents = False  # batches of mixed latent sizes: zero-padded (else resized)
+    # per-sample targets of varying length (detection's boxes): name -> (dtype, tail shape);
+    # Zarr keeps them ragged through offsets, as the bitstreams (store/zarr_ragged.py)
+    ragged_targets: dict[str, tuple[str, tuple[int, ...]]] = {}
     score_key = "top1"  # the summary key that picks best.pt
 
-    def manifest_entry(self) -> dict:
-        """The manifest's ``task`` object."""
+    def manifest_entry(self, options: Mapping | None = None) -> dict:
+        """The manifest's ``task`` object; ``options``: the dataset index's options."""
         return {"name": self.name}
 
     # ---------------------------------------------------------------- store

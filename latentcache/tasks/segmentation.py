@@ -92,7 +92,7 @@ class SegmentationTask(Task):
     score_key = "miou"
     ignore_index = IGNORE_INDEX
 
-    def manifest_entry(self) -> dict:
+    def manifest_entry(self, options: Mapping | None = None) -> dict:
         return {"name": self.name, "ignore_index": IGNORE_INDEX}
 
     def read_targets(self, target: str | None, root: Path, image_hw: tuple[int, int]) -> dict:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from latentcache.codec.latents import (
+from latentcache.codec.entropy import (
     Latents,
     as_int16,
     build_indexes,

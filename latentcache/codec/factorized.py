@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from latentcache.codec.latents import (
+from latentcache.codec.entropy import (
     Latents,
     as_int16,
     compress_z,

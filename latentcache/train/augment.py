@@ -102,7 +102,15 @@ class LatentStats:
 
 
 def _as_param(value: float | tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
-    t = torch.as_tensor(value, dtype=torch.float32, device=like.device)
+    return _param(value, like.device)
+
+
+@functools.lru_cache(maxsize=32)
+def _param(value: float | tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """A statistic as a tensor on ``device``, made once: building it from a Python value
+    every batch is a blocking host-to-device copy, which stops the host from queueing the
+    next steps ahead of the GPU."""
+    t = torch.as_tensor(value, dtype=torch.float32).to(device)
     return t.view(1, -1, 1, 1) if t.ndim == 1 else t
 
 
@@ -198,7 +206,8 @@ def apply_crop_flip(
     one gather for the whole batch. The gather writes (B, size, size, C): channels_last
     comes out without a copy."""
     device = x.device
-    params = torch.stack([top, left, flipped.long()]).to(device)  # one small copy
+    # one small copy; non_blocking: a pageable source is staged at once, the host goes on
+    params = torch.stack([top, left, flipped.long()]).to(device, non_blocking=True)
     top, left, flipped = params[0], params[1], params[2].bool()
     base = torch.arange(size, device=device)
     rows = top[:, None] + base  # (B, size)
@@ -252,7 +261,8 @@ class LatentTransform:
             x = center_crop(x, crop)
         elif train and self.config.flip:
             flipped = torch.rand(x.shape[0], generator=generator) < 0.5
-            x = torch.where(flipped.to(x.device)[:, None, None, None], x.flip(-1), x)
+            flipped = flipped.to(x.device, non_blocking=True)
+            x = torch.where(flipped[:, None, None, None], x.flip(-1), x)
         return [p.contiguous(memory_format=self.memory_format) for p in torch.split(x, sizes, 1)]
 
     def output_size(self, latent_hw: tuple[int, int]) -> tuple[int, int]:

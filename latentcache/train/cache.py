@@ -125,7 +125,7 @@ class MemoryCache:
     def batch(self, rows: np.ndarray) -> dict:
         """The batch of ``rows`` (indices into this cache), where the tensors live."""
         device = next(iter(self.tensors.values())).device
-        index = torch.from_numpy(rows).to(device)
+        index = torch.from_numpy(rows).to(device, non_blocking=True)  # no stream sync
         out = {name: t.index_select(0, index) for name, t in self.tensors.items()}
         out["key"] = [self.keys[i] for i in rows.tolist()]
         return out

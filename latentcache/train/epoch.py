@@ -90,7 +90,7 @@ def train_one_epoch(
             n = len(labels)
             loss_sum, seen = loss_sum + loss.detach() * n, seen + n
             correct = correct + (logits.argmax(1) == labels).sum()
-            if step % SYNC_EVERY == 0 or not bar.disable:  # one device sync every few steps
+            if step % SYNC_EVERY == 0:  # one device sync every few steps, bar or not
                 _check_finite(loss_sum, step)
                 rate = seen / max(time.perf_counter() - start, 1e-9)
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", samples_s=f"{rate:.0f}")

@@ -30,6 +30,7 @@ class Task:
     ragged_targets: dict[str, tuple[str, tuple[int, ...]]] = {}
     score_key = "top1"  # the summary key that picks best.pt
     record_keys: tuple[str, ...] = ("top1", "top5", "loss")  # summary keys in metrics.jsonl
+    min_classes = 1  # the fewest classes a store of this task can train a model on
 
     def manifest_entry(self, options: Mapping | None = None) -> dict:
         """The manifest's ``task`` object; ``options``: the dataset index's options."""

@@ -49,7 +49,7 @@ def make_prepare(
     task = task or get_task("classification")
 
     def prepare(batch: dict, train: bool, generator: torch.Generator | None):
-        keys = (*transform.inputs, *task.target_keys)
+        keys = (*transform.fields, *task.target_keys)
         moved = {k: batch[k].to(device, non_blocking=True) for k in keys}
         xs, targets = transform.apply(moved, train, generator, task)
         if channels_last and device.type == "cuda":
@@ -103,7 +103,7 @@ def train_one_epoch(
             loss_sum, seen = loss_sum + loss.detach() * n, seen + n
             hit, count = task.hits(logits, targets)
             correct, counted = correct + hit, counted + count
-            if step % SYNC_EVERY == 0 or not bar.disable:  # one device sync every few steps
+            if step % SYNC_EVERY == 0:  # one device sync every few steps, bar or not
                 _check_finite(loss_sum, step)
                 rate = seen / max(time.perf_counter() - start, 1e-9)
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", samples_s=f"{rate:.0f}")

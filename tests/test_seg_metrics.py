@@ -11,7 +11,7 @@ def _one_hot_logits(pred: np.ndarray, k: int) -> torch.Tensor:
 
 
 def test_miou_matches_a_hand_computed_confusion_matrix():
-    from latentcache.train.seg_metrics import SegmentationMeter
+    from latentcache.tasks.seg_metric import SegmentationMeter
 
     k = 4  # class 3 appears in neither prediction nor ground truth
     target = np.array([[[0, 0, 1, 1], [0, 2, 2, 255]], [[1, 1, 1, 0], [255, 255, 2, 2]]], np.uint8)
@@ -35,7 +35,7 @@ def test_miou_matches_a_hand_computed_confusion_matrix():
 
 
 def test_low_resolution_logits_are_upsampled_to_the_target():
-    from latentcache.train.seg_metrics import SegmentationMeter
+    from latentcache.tasks.seg_metric import SegmentationMeter
 
     meter = SegmentationMeter(2)
     logits = torch.zeros(1, 2, 2, 2)

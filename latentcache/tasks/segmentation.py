@@ -170,6 +170,8 @@ class SegmentationTask(Task):
         a gradient, for a batch whose pixels are all ignored."""
         import torch.nn.functional as F
 
+        from latentcache.tasks.seg_metric import upsample
+
         up = upsample(logits.float(), targets.shape[-2:])
         t = targets.long()
         total = F.cross_entropy(
@@ -178,20 +180,13 @@ class SegmentationTask(Task):
         return total / (t != IGNORE_INDEX).sum().clamp_min(1)
 
     def hits(self, logits, targets) -> tuple:
+        from latentcache.tasks.seg_metric import upsample
+
         pred = upsample(logits.detach().float(), targets.shape[-2:]).argmax(1)
         valid = targets != IGNORE_INDEX
         return ((pred == targets) & valid).sum(), valid.sum()
 
     def make_meter(self, num_classes: int):
-        from latentcache.train.seg_metrics import SegmentationMeter
+        from latentcache.tasks.seg_metric import SegmentationMeter
 
         return SegmentationMeter(num_classes)
-
-
-def upsample(logits, size):
-    """(B, K, h, w) logits -> (B, K, *size), bilinear (as DeepLab scores them)."""
-    import torch.nn.functional as F
-
-    if tuple(logits.shape[-2:]) == tuple(size):
-        return logits
-    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)

@@ -13,9 +13,18 @@ from __future__ import annotations
 
 import torch
 
-from latentcache.tasks.segmentation import IGNORE_INDEX, upsample
+from latentcache.datasets.masks import IGNORE_INDEX
 
-__all__ = ["SegmentationMeter"]
+__all__ = ["SegmentationMeter", "upsample"]
+
+
+def upsample(logits: torch.Tensor, size) -> torch.Tensor:
+    """(B, K, h, w) logits -> (B, K, *size), bilinear (as DeepLab scores them)."""
+    import torch.nn.functional as F
+
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 class SegmentationMeter:

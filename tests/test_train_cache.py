@@ -119,6 +119,30 @@ def test_a_cache_that_does_not_fit_is_refused_in_one_line(texture_store) -> None
     assert "\n" not in message and "--cache device" in message and "GiB" in message
 
 
+def test_a_split_of_mixed_latent_sizes_is_refused_before_reading(
+    tmp_path, photo_images, tiny_codec
+) -> None:
+    from PIL import Image
+
+    from latentcache.config import EncodeConfig
+    from latentcache.pipeline.encode import run_encode
+    from latentcache.store import open_store
+
+    for cls, rgb in zip(("a", "b", "c"), photo_images, strict=True):  # three sizes
+        (tmp_path / "img" / cls).mkdir(parents=True)
+        Image.fromarray(rgb).save(tmp_path / "img" / cls / "x.png")
+    out = tmp_path / "store"
+    run_encode(
+        EncodeConfig(
+            dataset="imagefolder", data_root=str(tmp_path / "img"), out=str(out), workers=0
+        ),
+        tiny_codec,
+    )
+    store = open_store(out)
+    with pytest.raises(ConfigError, match="mixes latent sizes"):
+        cache_loader(_spec(store, split=next(iter(store.splits))), "host", CPU)
+
+
 def test_eval_metrics_from_the_cache_equal_the_streaming_ones(texture_store, tmp_path) -> None:
     stream = Trainer(_config(texture_store, tmp_path / "a"), CPU, DistInfo())
     cached = Trainer(_config(texture_store, tmp_path / "b", cache="host"), CPU, DistInfo())
@@ -213,11 +237,13 @@ def test_transform_in_channels_last_equals_the_contiguous_one(texture_store) -> 
 
 def test_the_feeder_on_the_cpu_passes_batches_through(texture_store) -> None:
     batches = list(build_loader(_spec(texture_store)))
+    for b in batches:
+        b["mask"] = (b["y_hat"][:, 0] > 0).to(torch.uint8)
     fed = list(DeviceFeeder("cpu")(iter(batches)))
     assert len(fed) == len(batches)
     for a, b in zip(fed, batches, strict=True):
         assert a["key"] == b["key"]
-        assert all(torch.equal(a[f], b[f]) for f in (*FIELDS, "label"))
+        assert all(torch.equal(a[f], b[f]) for f in (*FIELDS, "label", "mask"))
 
 
 @pytest.mark.slow
@@ -246,6 +272,8 @@ def test_fused_optimizer_only_on_cuda(texture_store, tmp_path) -> None:
 @needs_cuda
 def test_feeder_copies_on_a_stream_into_reused_pinned_buffers(texture_store) -> None:
     batches = list(build_loader(_spec(texture_store)))
+    for b in batches:  # a target of another task rides along, whatever its name
+        b["mask"] = (b["y_hat"][:, 0] > 0).to(torch.uint8)
     feeder = DeviceFeeder("cuda")
     fed = []
     for b in feeder(iter(batches)):
@@ -253,7 +281,8 @@ def test_feeder_copies_on_a_stream_into_reused_pinned_buffers(texture_store) -> 
     for a, b in zip(fed, batches, strict=True):
         assert a["y_hat"].is_cuda and a["y_hat"].dtype == torch.int16
         assert a["scales_hat"].dtype == torch.uint8
-        assert all(torch.equal(a[f].cpu(), b[f]) for f in (*FIELDS, "label"))
+        assert all(torch.equal(a[f].cpu(), b[f]) for f in (*FIELDS, "label", "mask"))
+        assert a["key"] == b["key"]
     pinned = [s["y_hat"] for s in feeder.ring.slots if "y_hat" in s]
     assert len(pinned) == min(RING_SIZE, len(batches)) and all(p.is_pinned() for p in pinned)
 

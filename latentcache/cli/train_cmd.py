@@ -63,12 +63,14 @@ def explicit_options(ctx: click.Context) -> dict:
 def _print_models(store: str | None, channels: int | None, classes: int | None) -> None:
     from latentcache.train.models.listing import describe_models
 
+    inputs = None
     if store is not None:
         from latentcache.store import open_store
 
         st = open_store(store)
         channels, classes = channels or st.num_channels, classes or len(st.classes)
-    for line in describe_models(channels or 192, classes or 23):
+        inputs = st.inputs
+    for line in describe_models(channels or 192, classes or 23, inputs):
         click.echo(line)
 
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from latentcache.errors import ConfigError
-from latentcache.train.augment import LatentStats, LatentTransform
+from latentcache.train.augment import LatentStats, LatentTransform, batch_fields
 from latentcache.train.cache import cache_loader
 from latentcache.train.checkpoint import (
     check_codec,
@@ -145,7 +145,7 @@ def build_model(config: TrainConfig, data: RunData, resume: dict | None) -> tupl
     returns it with the record of where the weights came from."""
     torch.manual_seed(config.seed)
     fresh = config.replace(pretrained="off") if config.init or resume else config  # overwritten
-    model = build_classifier(fresh, data.store.num_channels, len(data.classes))
+    model = build_classifier(fresh, data.store.num_channels, len(data.classes), data.store.inputs)
     record = dict(model.initialised_from)
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -232,7 +232,9 @@ class Trainer:
         self.step_model = compile_model(self.model, config.compile_mode)
         channels_last = config.channels_last and device.type == "cuda"
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        transform = LatentTransform(self.model.inputs, self.data.stats, config.augment, fmt)
+        transform = LatentTransform(
+            self.model.inputs, self.data.stats, config.augment, fmt, self.data.store.inputs
+        )
         self.prepare = make_prepare(transform, device, config.channels_last)
         self.feed = DeviceFeeder(device)  # pinned ring + copy stream on CUDA
         self.amp_on = config.amp and device.type == "cuda"
@@ -254,7 +256,7 @@ class Trainer:
         return amp_context(self.device, self.amp_on)
 
     def loader(self, split: str, train: bool):
-        cfg, inputs = self.config, self.model.inputs
+        cfg, inputs = self.config, batch_fields(self.model.inputs, self.data.store.inputs)
         # pin_memory off: the feeder stages batches in its own pinned buffers
         return make_loader(cfg, self.data, split, inputs, self.dist, train, False, self.device)
 

@@ -229,16 +229,3 @@ def test_coco_malformed_annotation_fails_its_image_only(tmp_path):
     assert len(_boxes(index, "train/b")) == 1
     with pytest.raises(SampleError, match="no image with id '9'"):
         read_boxes(tmp_path, "annotations/train.json#9")
-
-
-def test_encode_refuses_a_detection_dataset_until_the_store_holds_boxes(tmp_path):
-    from click.testing import CliRunner
-
-    from latentcache.cli.main import cli
-
-    write_coco_tree(tmp_path / "coco")
-    args = ["encode", "-d", "coco", "--data-root", tmp_path / "coco", "--out", tmp_path / "s"]
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code != 0
-    assert "Error: dataset 'coco' is a detection dataset" in result.output
-    assert not (tmp_path / "s").exists()

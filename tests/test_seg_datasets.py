@@ -21,7 +21,7 @@ A, B, C, D, E, F, G, H = (f"2008_{i:06d}" for i in range(1, 9))
 
 
 @pytest.fixture(scope="module")
-def voc_root(tmp_path_factory) -> tuple[Path, dict]:
+def voc_tree(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("voc")
     masks = write_voc_tree(root, [A, B, C], [D, E], sbd_train=[B, D, F, G], sbd_val=[H, C])
     return root, masks
@@ -43,8 +43,8 @@ def test_voc_classes_are_the_official_21():
     }
 
 
-def test_voc_train_aug_is_sbd_and_voc_train_minus_val(voc_root, caplog):
-    root, masks = voc_root
+def test_voc_train_aug_is_sbd_and_voc_train_minus_val(voc_tree, caplog):
+    root, masks = voc_tree
     with caplog.at_level(logging.WARNING, logger="latentcache.datasets.voc"):
         index = build_index("voc", root)
     assert index.task == "segmentation" and len(index.classes) == 21
@@ -80,8 +80,8 @@ def test_voc_prefers_voc_jpegs(tmp_path):
     assert _by_key(index)[F].target == f"benchmark_RELEASE/dataset/cls/{F}.mat"
 
 
-def test_voc_train_split_option(voc_root):
-    root, _ = voc_root
+def test_voc_train_split_option(voc_tree):
+    root, _ = voc_tree
     index = build_index("voc", root, train_split="train")
     assert sorted(s.key for s in index.split("train")) == [A, B, C]
     assert index.options["train_split"] == "train" and index.options["sbd"] is None
@@ -127,15 +127,15 @@ def test_voc_refuses_odd_lists_and_missing_roots(tmp_path):
         build_index("voc", tmp_path)
 
 
-def test_voc_root_may_be_the_voc2012_folder(voc_root):
-    root, _ = voc_root
+def test_voc_root_may_be_the_voc2012_folder(voc_tree):
+    root, _ = voc_tree
     index = build_index("voc", root / "VOCdevkit" / "VOC2012")
     assert index.options["sbd"] is None
     assert [s.path for s in index.split("val")] == [f"JPEGImages/{D}.jpg", f"JPEGImages/{E}.jpg"]
 
 
-def test_index_identity_names_the_task(voc_root):
-    root, _ = voc_root
+def test_index_identity_names_the_task(voc_tree):
+    root, _ = voc_tree
     a, b = build_index("voc", root), build_index("voc", root, train_split="train")
     assert a.sha256() != b.sha256()
     assert json.loads(json.dumps([s.to_dict() for s in a.samples]))[0]["target"]
@@ -158,6 +158,14 @@ def test_segfolder_layouts(tmp_path, layout, mask_format):
     for s in index.samples:
         assert s.label == -1 and "." not in s.key
         np.testing.assert_array_equal(read_mask(tmp_path / s.target), masks[s.path])
+
+
+def test_shared_fixtures_index(voc_root, segfolder_root):
+    """The session fixtures of conftest.py, for end-to-end tests elsewhere."""
+    voc = build_index("voc", voc_root)
+    assert [len(voc.split(s)) for s in ("train", "val")] == [6, 2]
+    folder = build_index("segfolder", segfolder_root)
+    assert [len(folder.split(s)) for s in ("train", "validate")] == [6, 2]
 
 
 def test_segfolder_without_lists_is_all_train(tmp_path):
@@ -200,3 +208,45 @@ def test_segfolder_list_paths_stay_inside(tmp_path):
     (tmp_path / "train.txt").write_text("../outside\n")
     with pytest.raises(ConfigError, match="not a path under images/"):
         build_index("segfolder", tmp_path)
+
+
+# --- through the encoder ------------------------------------------------------------------
+
+
+def _encode(dataset: str, root: Path, out: Path, codec):
+    from latentcache.config import EncodeConfig
+    from latentcache.pipeline.encode import run_encode
+
+    config = EncodeConfig(dataset=dataset, data_root=str(root), out=str(out), workers=0)
+    return run_encode(config, codec)
+
+
+def test_voc_masks_reach_the_store_as_the_dataset_gives_them(voc_root, tmp_path, tiny_codec):
+    import zarr
+
+    result = _encode("voc", voc_root, tmp_path / "store", tiny_codec)
+    totals = result.manifest["totals"]
+    assert (totals["indexed"], totals["stored"], totals["failed"]) == (8, 8, 0)
+    index = build_index("voc", voc_root)
+    group = zarr.open_group(str(tmp_path / "store" / "zarr" / "train"), mode="r")
+    keys = [
+        bytes(k).rstrip(b"\0").decode() if not isinstance(k, str) else k for k in group["key"][:]
+    ]
+    by_key = _by_key(index)
+    for row, key in enumerate(keys):
+        h, w = (int(v) for v in group["image_size"][row])
+        expected = read_mask(voc_root / by_key[key].target)  # VOC PNG or SBD .mat
+        np.testing.assert_array_equal(group["mask"][row][:h, :w], expected)
+
+
+def test_segfolder_mask_failures_are_recorded(tmp_path, tiny_codec):
+    write_segfolder(tmp_path / "data", CLASSES, {"train": 3, "val": 1})
+    masks = tmp_path / "data" / "train" / "masks"
+    (masks / "train_001.png").unlink()
+    (masks / "train_002.png").write_bytes(b"junk")
+    manifest = _encode("segfolder", tmp_path / "data", tmp_path / "store", tiny_codec).manifest
+    reasons = sorted(f["reason"] for f in manifest["failures"])
+    totals = manifest["totals"]
+    assert (totals["indexed"], totals["stored"], totals["failed"]) == (4, 2, 2)
+    assert reasons[0].startswith("mask train_001.png: cannot read")
+    assert reasons[1].startswith("mask train_002.png: not an image")

@@ -14,7 +14,7 @@ import click
 
 from latentcache.cli.common import command_line, handle_errors, setup_logging
 
-__all__ = ["train", "evaluate", "parse_model_opts", "explicit_options"]
+__all__ = ["train", "evaluate", "parse_model_opts", "explicit_options", "train_config"]
 
 
 def parse_model_opts(items: tuple[str, ...]) -> dict:
@@ -36,7 +36,7 @@ def _is_main_rank() -> bool:
 
 
 # option name -> TrainConfig field, where they differ
-_RENAMED = {"fmt": "format", "model_opt": "model_kwargs"}
+_RENAMED = {"fmt": "format", "model_opt": "model_kwargs", "compile": "compile_mode"}
 _CLI_ONLY = ("store", "out", "verbose", "list_models", "channels", "classes", "preset")
 
 
@@ -63,13 +63,32 @@ def explicit_options(ctx: click.Context) -> dict:
 def _print_models(store: str | None, channels: int | None, classes: int | None) -> None:
     from latentcache.train.models.listing import describe_models
 
+    inputs = None
     if store is not None:
         from latentcache.store import open_store
 
         st = open_store(store)
         channels, classes = channels or st.num_channels, classes or len(st.classes)
-    for line in describe_models(channels or 192, classes or 23):
+        inputs = st.inputs
+    for line in describe_models(channels or 192, classes or 23, inputs):
         click.echo(line)
+
+
+def train_config(ctx: click.Context):
+    """The TrainConfig that ``train``'s parsed options resolve to, with the command that
+    re-runs it: latentcache's defaults, then --preset's, then the options given."""
+    from latentcache.train import TrainConfig
+    from latentcache.train.presets import resolve_preset
+
+    store, out, preset = ctx.params["store"], ctx.params["out"], ctx.params["preset"]
+    options = explicit_options(ctx)
+    model = options.get("model") or resolve_preset(preset).get("model", TrainConfig.model)
+    options |= {
+        "store": store,
+        "out": out or str(Path("runs") / f"{Path(store.rstrip('/')).name}-{model}"),
+        "command": command_line(ctx),
+    }
+    return TrainConfig.from_options(options, preset)
 
 
 @click.command()
@@ -187,6 +206,34 @@ def _print_models(store: str | None, channels: int | None, classes: int | None) 
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
 )
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
+@click.option(
+    "--cache",
+    type=click.Choice(["off", "host", "device"]),
+    default="off",
+    show_default=True,
+    help="Hold the splits whole in host or device memory (refused when they do not fit); epochs after the first read no disk.",
+)
+@click.option(
+    "--compile",
+    type=click.Choice(
+        ["off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+    ),
+    default="off",
+    show_default=True,
+    help="torch.compile mode; reduce-overhead: CUDA graphs (CUDA).",
+)
+@click.option(
+    "--cudnn-benchmark/--no-cudnn-benchmark",
+    default=True,
+    show_default=True,
+    help="cuDNN autotuning (CUDA only).",
+)
+@click.option(
+    "--fused-optimizer/--no-fused-optimizer",
+    default=True,
+    show_default=True,
+    help="Fused SGD/AdamW update (CUDA only).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-batches", type=int, default=None, help="Cap on steps per epoch (smoke runs).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
@@ -213,19 +260,10 @@ def train(store, out, preset, list_models, channels, classes, verbose, **_option
     if store is None:
         raise click.UsageError("Missing argument 'STORE'.")
     setup_logging(max(verbose, 1) if _is_main_rank() else 0)
-    from latentcache.train import TrainConfig, run_training
+    from latentcache.train import run_training
     from latentcache.train.checkpoint import check_run_folder
-    from latentcache.train.presets import resolve_preset
 
-    ctx = click.get_current_context()
-    options = explicit_options(ctx)
-    model = options.get("model") or resolve_preset(preset).get("model", TrainConfig.model)
-    options |= {
-        "store": store,
-        "out": out or str(Path("runs") / f"{Path(store.rstrip('/')).name}-{model}"),
-        "command": command_line(ctx),
-    }
-    config = TrainConfig.from_options(options, preset)
+    config = train_config(click.get_current_context())
     if config.resume:
         check_run_folder(config.out)
     result = run_training(config)

@@ -64,14 +64,15 @@ class RawBoxes:
     category_ids: np.ndarray  # (N,) int64, the dataset's original ids
     iscrowd: np.ndarray  # (N,) bool
     image_size: tuple[int, int] | None = None  # (H, W) the file declares, if any
+    category_space: tuple[int, ...] | None = None  # the format's own category ids, in order
 
     @classmethod
-    def from_lists(cls, xyxy, category_ids, iscrowd, image_size=None) -> RawBoxes:
+    def from_lists(cls, xyxy, category_ids, iscrowd, image_size=None, space=None) -> RawBoxes:
         n = len(category_ids)
         boxes = np.asarray(xyxy, dtype=np.float64).reshape(n, 4)
         ids = np.asarray(category_ids, dtype=np.int64).reshape(n)
         crowd = np.asarray(iscrowd, dtype=bool).reshape(n)
-        return cls(boxes, ids, crowd, image_size)
+        return cls(boxes, ids, crowd, image_size, tuple(space) if space is not None else None)
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,8 @@ def register_box_reader(suffix: str) -> Callable:
 
 def read_boxes(root: Path, target: str) -> RawBoxes:
     """The raw boxes ``target`` points at (``path`` or ``path#fragment``, under ``root``)."""
-    from latentcache.datasets import adapters  # noqa: F401  (the readers register there)
-
+    # the readers are registered: latentcache.datasets (imported before this module) imports
+    # every adapter, coco_json and voc_det among them
     rel, _, fragment = target.partition("#")
     suffix = Path(rel).suffix.lower()
     if suffix not in BOX_READERS:
@@ -177,6 +178,28 @@ def _check_box(i: int, box: np.ndarray, w: int, h: int, tolerance: float) -> Non
         )
 
 
+class _Identity:
+    """``range(n)`` as a mapping of ids to themselves, without building a dict of ``n``."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __contains__(self, c: int) -> bool:
+        return 0 <= c < self.n
+
+    def __getitem__(self, c: int) -> int:
+        return c
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def _contiguous(category_ids: Sequence[int]):
+    if isinstance(category_ids, range) and category_ids.start == 0 and category_ids.step == 1:
+        return _Identity(len(category_ids))
+    return {int(c): i for i, c in enumerate(category_ids)}
+
+
 def validate_boxes(
     raw: RawBoxes,
     image_size: tuple[int, int],
@@ -192,7 +215,7 @@ def validate_boxes(
         raise SampleError(f"boxes have shape {raw.xyxy.shape}, expected ({n}, 4)")
     _check_size(raw, image_size)
     h, w = image_size
-    contiguous = {int(c): i for i, c in enumerate(category_ids)}
+    contiguous = _contiguous(category_ids)
     for i in range(n):
         _check_box(i, raw.xyxy[i], w, h, tolerance)
         if int(raw.category_ids[i]) not in contiguous:
@@ -215,9 +238,21 @@ def validate_boxes(
 
 
 def load_boxes(
-    root: Path, target: str | None, image_size: tuple[int, int], category_ids: Sequence[int]
+    root: Path,
+    target: str | None,
+    image_size: tuple[int, int],
+    category_ids: Sequence[int] | None = None,
 ) -> BoxTargets:
-    """Read and validate one sample's boxes; a sample without a target has none."""
+    """Read and validate one sample's boxes; a sample without a target has none.
+
+    ``category_ids``: the dataset's original ids (contiguous id = position); None takes the
+    annotation format's own list (the COCO file's categories by id, VOC's 20 classes), which
+    is what the adapters put in ``index.options["category_ids"]``.
+    """
     if target is None:
         return empty_boxes()
-    return validate_boxes(read_boxes(root, target), image_size, category_ids)
+    raw = read_boxes(root, target)
+    ids = category_ids if category_ids is not None else raw.category_space
+    if ids is None:
+        raise SampleError(f"annotation {target!r} names no category list; pass category_ids")
+    return validate_boxes(raw, image_size, ids)

@@ -72,7 +72,7 @@ def _images(data: dict, path: Path) -> dict[int, tuple[str, tuple[int, int]]]:
     return images
 
 
-def _group(annotations: list, images: dict) -> dict[int, RawBoxes | str]:
+def _group(annotations: list, images: dict, space: tuple[int, ...]) -> dict[int, RawBoxes | str]:
     rows: dict[int, list] = {}
     bad: dict[int, str] = {}
     for n, a in enumerate(annotations):
@@ -92,7 +92,7 @@ def _group(annotations: list, images: dict) -> dict[int, RawBoxes | str]:
             continue
         size = images[image_id][1]
         table[image_id] = RawBoxes.from_lists(
-            [x[0] for x in r], [x[1] for x in r], [x[2] for x in r], size
+            [x[0] for x in r], [x[1] for x in r], [x[2] for x in r], size, space
         )
     return table
 
@@ -117,7 +117,7 @@ def _cached(path: str, _mtime_ns: int, _size: int) -> CocoListing:
     data = _load(p)
     ids, names = _categories(data, p)
     images = _images(data, p)
-    boxes = _group(data.get("annotations", []), images)
+    boxes = _group(data.get("annotations", []), images, ids)
     return CocoListing(ids, names, images, boxes, len(data.get("annotations", [])))
 
 
@@ -146,5 +146,5 @@ def read_coco_boxes(path: Path, fragment: str) -> RawBoxes:
         raise SampleError(f"{path.name} image {image_id}: {found}")
     if found is None:
         size = listing.images[image_id][1]
-        return RawBoxes.from_lists(np.zeros((0, 4)), [], [], size)
+        return RawBoxes.from_lists(np.zeros((0, 4)), [], [], size, listing.category_ids)
     return found

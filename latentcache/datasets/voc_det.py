@@ -156,5 +156,9 @@ def read_voc_xml(path: Path, fragment: str = "") -> RawBoxes:
         declared = (int(_number(size, "height", path.name)), int(_number(size, "width", path.name)))
     rows = [_object(obj, i, path.name) for i, obj in enumerate(tree.findall("object"))]
     return RawBoxes.from_lists(
-        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], declared
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        declared,
+        range(1, len(VOC_CLASSES) + 1),
     )

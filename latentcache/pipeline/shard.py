@@ -40,6 +40,7 @@ from latentcache.store.scales import scale_floor, scales_payload, scales_to_floa
 from latentcache.store.wds_store import WDS_DIR, tar_name, write_tar
 from latentcache.store.writer import commit_path, fenced_commit
 from latentcache.store.zarr_store import shard_files, write_rows
+from latentcache.tasks import get_task
 
 __all__ = [
     "ShardTask",
@@ -79,6 +80,8 @@ class ShardSettings:
     torch_threads: int = FLOAT_THREADS  # pinned: floats (and so bytes) depend on it
     run_token: str = ""  # the run this task belongs to; its commit is refused once stale
     pipelined: bool = False  # g_a of the next batch while a CPU thread codes this one (GPU)
+    task: str = "classification"  # latentcache.tasks: which targets each sample carries
+    image_hw: dict | None = None  # split -> [H, W] the Zarr target arrays hold
 
 
 def _load(sample: Sample, root: Path, max_pixels: int) -> LoadedImage:
@@ -170,13 +173,27 @@ def _record(
             s.split,
             f"latent {tuple(lat.y_hat.shape[-2:])} exceeds the split's planned {tuple(limit)}",
         )
+    from latentcache.codec.latents import canvas_offset
+
+    hw = tuple(int(v) for v in im.rgb.shape[:2])
+    room = (settings.image_hw or {}).get(s.split)
+    task = get_task(settings.task)
+    if "zarr" in settings.formats and task.target_names and room:
+        if hw[0] > room[0] or hw[1] > room[1]:
+            return SampleFailure(
+                s.key, s.path, s.split, f"image {hw} exceeds the split's planned {tuple(room)}"
+            )
+    try:
+        targets = task.read_targets(s.target, Path(settings.data_root), hw)
+    except SampleError as exc:
+        return SampleFailure(s.key, s.path, s.split, str(exc))
     return EncodedSample(
         key=s.key,
         label=s.label,
         split=s.split,
         path=s.path,
         source_sha256=im.sha256,
-        image_size=tuple(int(v) for v in im.rgb.shape[:2]),
+        image_size=hw,
         bpp=lat.bpp,
         bpp_estimate=lat.bpp_estimate,
         y_string=lat.y_string,
@@ -184,24 +201,35 @@ def _record(
         z_shape=lat.z_shape,
         y_hat=lat.y_hat,
         scales=scales_payload(lat, settings.scales_repr),
+        means_hat=lat.means_hat,
+        canvas_offset=canvas_offset(*hw),
+        targets=targets,
     ), lat
 
 
 def _stats(pairs, scales_repr: str, scale_table, floor: float) -> dict:
-    """Partial sums for the split's normalization statistics; sigma-hat floored at the
-    codec's own lower bound (``scale_floor``), as training normalizes it."""
-    acc = dict.fromkeys(("n", "y_sum", "y_sq", "s_sum", "s_sq"), 0.0)
+    """Partial sums for the split's normalization statistics: the decoder's y_hat (symbols +
+    means_hat where there are means), log σ̂ floored at the codec's own lower bound
+    (``scale_floor``), as training normalizes it, and means_hat."""
+    acc = dict.fromkeys(("n", "y_sum", "y_sq", "s_sum", "s_sq", "m_sum", "m_sq"), 0.0)
     for rec, lat in pairs:
         y = rec.y_hat.astype(np.float64)
+        if rec.means_hat is not None:
+            m = rec.means_hat.astype(np.float64)
+            y = (rec.y_hat.astype(np.float32) + rec.means_hat).astype(np.float64)
+            acc["m_sum"] += m.sum()
+            acc["m_sq"] += (m * m).sum()
+        acc["n"] += y.size
+        acc["y_sum"] += y.sum()
+        acc["y_sq"] += (y * y).sum()
+        if rec.scales is None:
+            continue
         s = (
             lat.scales_hat
             if scales_repr in ("z_hat", "float32")
             else scales_to_float(rec.scales, scales_repr, scale_table)
         )
         ls = np.log(np.maximum(s.astype(np.float64), floor))
-        acc["n"] += y.size
-        acc["y_sum"] += y.sum()
-        acc["y_sq"] += (y * y).sum()
         acc["s_sum"] += ls.sum()
         acc["s_sq"] += (ls * ls).sum()
     return acc
@@ -231,7 +259,8 @@ def compute_shard(task: ShardTask, codec, settings: ShardSettings) -> dict:
         out = list(encode_samples(codec.model, task.samples, Path(settings.data_root), settings))
     pairs = [r for r in out if isinstance(r, tuple)]
     stored = [rec for rec, _ in pairs]
-    table = codec.model.gaussian_conditional.scale_table.numpy()
+    gc = getattr(codec.model, "gaussian_conditional", None)
+    table = gc.scale_table.numpy() if gc is not None else np.zeros(0, np.float32)
     return {
         "stored": stored,
         "record": {
@@ -245,7 +274,9 @@ def compute_shard(task: ShardTask, codec, settings: ShardSettings) -> dict:
             "bpp_estimate": [r.bpp_estimate for r in stored],
             "bitstream_bytes": sum(len(r.y_string) + len(r.z_string) for r in stored),
             "latent_shapes": sorted({tuple(r.latent_shape) for r in stored}),
+            "image_size_max": [max((r.image_size[i] for r in stored), default=0) for i in (0, 1)],
             "stats": _stats(pairs, settings.scales_repr, table, scale_floor(codec.model)),
+            "inputs": list(codec.inputs),
             "encoder": encoder_record(settings),
         },
     }
@@ -309,7 +340,7 @@ def _write(
 
     def wds_files():
         tar = store / WDS_DIR / tar_name(task.split, task.index)
-        write_tar(tar, stored, settings.scales_repr)
+        write_tar(tar, stored, settings.scales_repr, get_task(settings.task))
         return [file_entry(tar, store)]
 
     writers = {"zarr": zarr_files, "webdataset": wds_files}

@@ -53,6 +53,7 @@ class ImageTrainConfig:
     optimizer: str = "sgd"
     momentum: float = 0.9
     nesterov: bool = True  # as TrainConfig: SGD's Nesterov momentum (train.schedule)
+    fused_optimizer: bool = True  # as TrainConfig: fused SGD/AdamW on CUDA (train.schedule)
     weight_decay: float = 1e-4
     schedule: str = "cosine"
     step_size: int = 10
@@ -99,7 +100,7 @@ def list_images(config: ImageTrainConfig) -> tuple[Path, list[str], list[dict]]:
 
         index = read_image_index(config.images)
         return Path(config.images), list(index["classes"]), list(index["samples"])
-    from latentcache.datasets.base import build_index
+    from latentcache.datasets import build_index
 
     index = build_index(config.dataset, config.images, **config.dataset_options)
     return index.root, list(index.classes), [s.to_dict() for s in index.samples]

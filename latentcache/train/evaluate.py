@@ -21,6 +21,7 @@ from latentcache.train.augment import AugmentConfig, LatentStats, LatentTransfor
 from latentcache.train.checkpoint import check_codec, load_checkpoint
 from latentcache.train.data import StreamSpec, build_loader
 from latentcache.train.distributed import resolve_device
+from latentcache.train.feed import DeviceFeeder
 from latentcache.train.loop import amp_context, evaluate, make_prepare
 from latentcache.train.models import create_classifier
 
@@ -58,13 +59,17 @@ def _check_store(state: dict, store, store_path) -> None:
         )
 
 
-def _build_model(state: dict, num_channels: int) -> torch.nn.Module:
+def _build_model(state: dict, num_channels: int, store_inputs=None) -> torch.nn.Module:
     cfg = state["config"]
     kwargs = {
         **cfg.get("model_kwargs", {}),
         "pretrained": False,
     }  # weights come from the checkpoint
-    model = create_classifier(cfg["model"], num_channels, len(state["classes"]), **kwargs)
+    if state.get("inputs") and "inputs" not in kwargs:  # what it was trained on
+        kwargs["inputs"] = tuple(state["inputs"])
+    model = create_classifier(
+        cfg["model"], num_channels, len(state["classes"]), store_inputs, **kwargs
+    )
     model.load_state_dict(state["model"])
     return model
 
@@ -95,21 +100,23 @@ def evaluate_run(
     _check_store(state, store, store_path)
     cfg = state["config"]
     dev = resolve_device(device)
-    model = _build_model(state, int(store.num_channels)).to(dev)
+    model = _build_model(state, int(store.num_channels), store.inputs).to(dev)
     augment = AugmentConfig(resize=cfg["resize"], crop=cfg["crop"], flip=False)
-    transform = LatentTransform(model.inputs, LatentStats.from_dict(state["stats"]), augment)
+    stats = LatentStats.from_dict(state["stats"])
+    transform = LatentTransform(model.inputs, stats, augment, store_inputs=store.inputs)
     spec = StreamSpec(
         store=str(store_path),
         split=split,
         fmt=fmt or cfg["format"],
-        fields=tuple(model.inputs),
+        fields=transform.fields,
         batch_size=batch_size or cfg["batch_size"],
         codec_checkpoint=codec_checkpoint or cfg.get("codec_checkpoint"),
     )
-    loader = build_loader(spec, workers, cfg["resize"], pin_memory=dev.type == "cuda", recycle=True)
+    loader = build_loader(spec, workers, cfg["resize"], recycle=True)
     prepare = make_prepare(transform, dev, channels_last=False)
+    batches = DeviceFeeder(dev)(loader)  # pinned ring + copy stream on CUDA
     meter = evaluate(
-        model, loader, prepare, len(state["classes"]), lambda: amp_context(dev, cfg["amp"])
+        model, batches, prepare, len(state["classes"]), lambda: amp_context(dev, cfg["amp"])
     )
     result = meter.summary(list(state["classes"])) | {
         "split": split,

@@ -136,10 +136,16 @@ def test_task_hooks_batch_and_crop_the_boxes(coco):
     t = task.targets(batch)
     assert [len(x["boxes"]) for x in t] == [len(b) for b in got["boxes"]]
     assert t[0]["canvas_offset"] == tuple(got["canvas_offset"][0])
-    whole = task.map_targets(batch, None, None, (12, 16))["targets"]
+    whole = task.map_targets(batch, None, None, (12, 16))
     torch.testing.assert_close(whole[0]["boxes"], t[0]["boxes"])
-    flipped = task.map_targets(batch, None, torch.tensor([True, True]), (12, 16))["targets"]
+    flip = (None, None, torch.tensor([True, True]))
+    flipped = task.map_targets(batch, flip, None, (12, 16))
     assert [len(x["boxes"]) for x in flipped] == [len(x["boxes"]) for x in t]
+    twice = task.map_targets({"targets": flipped}, flip, None, (12, 16))
+    torch.testing.assert_close(twice[0]["boxes"], t[0]["boxes"])
+    crop = (torch.tensor([0, 0]), torch.tensor([16, 16]), torch.tensor([False, False]))
+    gone = task.map_targets(batch, crop, 4, (12, 20))  # cells 16..19: right of every image
+    assert all(len(x["boxes"]) == 0 for x in gone)
     samples[0]["boxes"] = samples[0]["boxes"] + 1000.0  # hostile row from a store
     with pytest.raises(ValueError, match="outside"):
         task.collate_targets(samples, (12, 16))

@@ -152,3 +152,26 @@ def test_task_hooks_batch_and_crop_the_boxes(coco):
     losses = {"a": torch.tensor(1.0), "b": torch.tensor(2.5)}
     assert float(task.loss(losses, t)) == 3.5
     assert task.make_meter(3).num_classes == 3
+
+
+def test_hostile_ragged_arrays_are_refused(tmp_path, tiny_codec):
+    import zarr
+
+    from latentcache.config import EncodeConfig
+    from latentcache.errors import StoreCorruptError
+    from latentcache.pipeline.encode import run_encode
+    from latentcache.store import open_store
+
+    index = build_index("coco", write_coco_tree(tmp_path / "coco"))
+    out = tmp_path / "store"
+    run_encode(EncodeConfig(dataset="coco", out=str(out), shard_size=2, workers=0,
+                            formats=("zarr",)), tiny_codec, index=index)  # fmt: skip
+    group = zarr.open_group(out / "zarr" / "train", mode="r+")
+    group["ragged_offsets"][1] = np.array([2, 9], dtype=np.int64)  # past the shard's 3 boxes
+    with pytest.raises(StoreCorruptError, match="row 1's 2:9 lies outside its 3 entries"):
+        open_store(out).zarr_split("train").read(0, 2)
+    group["ragged_offsets"][1] = np.array([2, 3], dtype=np.int64)
+    labels = group["ragged/box_labels"]
+    labels.create_array("000000", shape=(3,), dtype="float64", overwrite=True)
+    with pytest.raises(StoreCorruptError, match="float64 .* expected int32"):
+        open_store(out).zarr_split("train").read(0, 2)

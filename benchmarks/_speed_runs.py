@@ -146,7 +146,7 @@ def end_to_end_run(c: Contender, batch: int, steps: int, warmup: int, device, ca
 
 
 def _close(loader) -> None:
-    """Stop an iterable's DataLoader workers (persistent ones outlive the iteration)."""
+    """Stop a DataLoader's persistent workers (they outlive each epoch)."""
     it = getattr(loader, "_iterator", None)
     if it is not None:
         it._shutdown_workers()
@@ -171,6 +171,7 @@ def latent_contender(name, model, store, augment, workers: int, device) -> Conte
     prepare = make_prepare(transform, device, channels_last=True)
     feeder = DeviceFeeder(device)
     caches: dict = {}
+    loaders: dict = {}
 
     def batches(batch: int, steps: int, cache: str) -> Iterator[dict]:
         spec = StreamSpec(
@@ -184,11 +185,12 @@ def latent_contender(name, model, store, augment, workers: int, device) -> Conte
                 caches[key] = cache_loader(spec, cache, device, workers, steps)
             yield from feeder(caches[key])
             return
-        loader = build_loader(spec, workers=workers, recycle=True)
-        try:
-            yield from feeder(loader)
-        finally:
-            _close(loader)
+        if loaders.get("key") != (batch, steps):  # workers kept across the runs of a row
+            _close(loaders.pop("loader", None))
+            loaders.update(key=(batch, steps), loader=build_loader(spec, workers, recycle=True))
+        loader = loaders["loader"]
+        loader.dataset.set_epoch(loader.dataset.epoch + 1)
+        yield from feeder(loader)
 
     hw = tuple(st.split_info("train")["latent_shape"])
     shape = transform.output_size(hw)
@@ -206,18 +208,19 @@ def jpeg_contender(name, model, files, workers: int, device) -> Contender:
     std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1) * 255
     fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
+    iters: dict = {}
+
     def batches(batch: int, steps: int, cache: str) -> Iterator[dict]:
-        loader = DataLoader(
-            JpegBytes(files), batch_size=batch, num_workers=workers, collate_fn=collate_bytes,
-            shuffle=True, multiprocessing_context="spawn" if workers else None,
-        )  # fmt: skip
-        it = iter(loader)
-        try:
-            for _ in range(steps):
-                flat, lengths, labels = next(it)
-                yield {"jpeg": flat, "lengths": lengths, "label": labels}
-        finally:
-            getattr(it, "_shutdown_workers", lambda: None)()
+        if iters.get("batch") != batch:  # one endless loader per row, its workers kept
+            getattr(iters.pop("it", None), "_shutdown_workers", lambda: None)()
+            loader = DataLoader(
+                JpegBytes(files), batch_size=batch, num_workers=workers, collate_fn=collate_bytes,
+                shuffle=True, multiprocessing_context="spawn" if workers else None,
+            )  # fmt: skip
+            iters.update(batch=batch, it=iter(loader))
+        for _ in range(steps):
+            flat, lengths, labels = next(iters["it"])
+            yield {"jpeg": flat, "lengths": lengths, "label": labels}
 
     def prepare(b: dict, gen) -> tuple[list, object]:
         data = list(torch.split(b["jpeg"], b["lengths"]))

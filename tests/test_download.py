@@ -26,7 +26,7 @@ from dataset_archives import BUILDERS, make_tar, make_zip, test_spec
 from loopback_http import ServerState, serve_folder
 
 from latentcache.cli.main import cli
-from latentcache.datasets.base import DATASETS, build_index, get_dataset
+from latentcache.datasets import DATASETS, build_index, get_dataset
 from latentcache.download import DownloadConfig, run_download
 from latentcache.download.fetch import RETRIES
 from latentcache.download.spec import Checksum, FileSpec, load_spec

@@ -47,3 +47,42 @@ def test_colours_and_checks():
         SheetRow("k", np.zeros((4, 5, 3), np.uint8), None, mask, mask)
     with pytest.raises(ValueError, match="at least one"):
         picture_sheet([], ("a",), "x.png")
+
+
+def test_rows_from_a_voc_store(voc_root, tmp_path, tiny_codec):
+    """Truth, decoded pixels and originals come from the store and the dataset it names;
+    the prediction from a real (untrained) 1x1 convolution on y_hat, upsampled to the canvas
+    and cut to the image through the row's canvas offset."""
+    import torch
+
+    from latentcache.config import EncodeConfig
+    from latentcache.pipeline.encode import run_encode
+    from latentcache.report.segmentation import sheet_rows
+    from latentcache.store import open_store
+
+    config = EncodeConfig(
+        dataset="voc", data_root=str(voc_root), out=str(tmp_path / "s"), workers=0
+    )
+    run_encode(config, tiny_codec)
+    store = open_store(tmp_path / "s")
+    torch.manual_seed(0)
+    head = torch.nn.Conv2d(store.num_channels, 21, 1)
+
+    def predict(row: dict) -> np.ndarray:
+        y = torch.as_tensor(np.asarray(row["y_hat"], dtype=np.float32))[None]
+        logits = torch.nn.functional.interpolate(head(y), scale_factor=16, mode="bilinear")
+        (top, left), (h, w) = row["canvas_offset"], row["image_size"]
+        return logits[0, :, top : top + h, left : left + w].argmax(0).numpy().astype(np.uint8)
+
+    rows = sheet_rows(store, "val", predict, codec=tiny_codec, n=3)
+    index = build_index("voc", voc_root)
+    by_key = {s.key: s for s in index.samples}
+    assert [r.key for r in rows] == sorted(s.key for s in index.split("val"))  # 2 in val
+    for r in rows:
+        sample = by_key[r.key]
+        np.testing.assert_array_equal(r.truth, read_mask(voc_root / sample.target))
+        original = np.asarray(Image.open(voc_root / sample.path).convert("RGB"))
+        np.testing.assert_array_equal(r.image, original)
+        assert r.decoded.shape == original.shape and r.prediction.shape == r.truth.shape
+        assert 0 < r.bpp < 24
+    assert picture_sheet(rows, index.classes, tmp_path / "voc.png").stat().st_size > 10_000

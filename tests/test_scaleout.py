@@ -25,7 +25,7 @@ from distributed import Client
 
 from latentcache.cli.main import cli
 from latentcache.config import EncodeConfig
-from latentcache.datasets.base import build_index
+from latentcache.datasets import build_index
 from latentcache.errors import StaleRunError
 from latentcache.pipeline import encode as enc
 from latentcache.pipeline.shard import (

@@ -139,8 +139,8 @@ def register_box_reader(suffix: str) -> Callable:
 
 def read_boxes(root: Path, target: str) -> RawBoxes:
     """The raw boxes ``target`` points at (``path`` or ``path#fragment``, under ``root``)."""
-    from latentcache.datasets import adapters  # noqa: F401  (the readers register there)
-
+    # the readers are registered: latentcache.datasets (imported before this module) imports
+    # every adapter, coco_json and voc_det among them
     rel, _, fragment = target.partition("#")
     suffix = Path(rel).suffix.lower()
     if suffix not in BOX_READERS:

@@ -33,7 +33,8 @@ import numpy as np
 
 from latentcache.codec.spec import check_encodable
 from latentcache.config import DEFAULT_ORDER_SEED, DEFAULT_ROW_ORDER, EncodeConfig
-from latentcache.datasets.base import DatasetIndex, build_index
+from latentcache.datasets.adapters import build_index
+from latentcache.datasets.base import DatasetIndex
 from latentcache.errors import ConfigError
 from latentcache.images import header_size
 from latentcache.pipeline.manifest_builder import build_manifest

@@ -2,6 +2,11 @@
 
 ::
 
+    store split ─► sheet_rows(store, split, predict, codec, n): the first n rows
+        truth     the stored mask cut to the image (image_size)
+        decoded   g_s of the stored bitstreams, unpadded (the codec: optional)
+        image     the original file, through the dataset index the manifest names (optional)
+        predict   row ─► (H, W) uint8, given by the caller (the model of a training run)
     SheetRow(key, image, decoded, truth, prediction)      one sample, arrays at image size
         image, decoded  (H, W, 3) uint8   the original and the codec's reconstruction (g_s)
         truth           (H, W) uint8      the stored mask (255 = ignore)
@@ -16,6 +21,8 @@ pictures look as they do in the papers.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,13 +30,15 @@ import numpy as np
 
 from latentcache.datasets.masks import IGNORE_INDEX, voc_palette
 
-__all__ = ["SheetRow", "colorize", "picture_sheet"]
+__all__ = ["SheetRow", "colorize", "picture_sheet", "sheet_rows"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class SheetRow:
     key: str
-    image: np.ndarray  # (H, W, 3) uint8
+    image: np.ndarray | None  # (H, W, 3) uint8, None when the original is not at hand
     decoded: np.ndarray | None  # (H, W, 3) uint8, None when the codec is not at hand
     truth: np.ndarray  # (H, W) uint8
     prediction: np.ndarray  # (H, W) uint8
@@ -37,9 +46,8 @@ class SheetRow:
 
     def __post_init__(self) -> None:
         hw = self.truth.shape
-        shapes = [self.image.shape[:2], self.prediction.shape]
-        if self.decoded is not None:
-            shapes.append(self.decoded.shape[:2])
+        shapes = [self.prediction.shape]
+        shapes += [a.shape[:2] for a in (self.image, self.decoded) if a is not None]
         if any(tuple(s) != tuple(hw) for s in shapes):
             raise ValueError(f"sample {self.key}: pictures of sizes {shapes}, its mask is {hw}")
 
@@ -69,20 +77,21 @@ def picture_sheet(
         raise ValueError("a picture sheet needs at least one sample")
     plt = _pyplot()
     heads = ["image", "decoded", "ground truth", "prediction from latents"]
-    aspect = rows[0].image.shape[1] / rows[0].image.shape[0]
+    aspect = rows[0].truth.shape[1] / rows[0].truth.shape[0]
     fig, axes = plt.subplots(
         len(rows), 4, figsize=(4 * 2.4 * aspect + 1.6, 2.4 * len(rows) + 0.4), squeeze=False
     )
     shown: set[int] = set()
     for r, row in enumerate(rows):
-        blank = np.full_like(row.image, 255)
-        pictures = [row.image, blank if row.decoded is None else row.decoded]
+        blank = np.full((*row.truth.shape, 3), 255, dtype=np.uint8)
+        pictures = [blank if a is None else a for a in (row.image, row.decoded)]
         pictures += [colorize(row.truth), colorize(row.prediction)]
         shown |= set(np.unique(row.truth).tolist()) | set(np.unique(row.prediction).tolist())
         for c, (ax, picture) in enumerate(zip(axes[r], pictures, strict=True)):
             ax.imshow(picture, interpolation="nearest")
-            if c == 1 and row.decoded is None:
-                ax.text(0.5, 0.5, "not decoded", ha="center", va="center", transform=ax.transAxes)
+            if c < 2 and (row.image, row.decoded)[c] is None:
+                what = ("original not at hand", "not decoded")[c]
+                ax.text(0.5, 0.5, what, ha="center", va="center", transform=ax.transAxes)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
@@ -96,3 +105,80 @@ def picture_sheet(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+# --- rows from a store --------------------------------------------------------------------
+
+
+def _originals(store) -> dict[str, Path]:
+    """key -> image file, through the dataset index the manifest names (with the recorded
+    options its adapter takes); {} when the dataset is not at hand."""
+    import inspect
+
+    from latentcache.datasets import build_index, get_dataset
+    from latentcache.errors import LatentCacheError
+
+    dataset = store.manifest["dataset"]
+    try:
+        takes = inspect.signature(get_dataset(dataset["name"]).index).parameters
+        options = {k: v for k, v in dataset.get("options", {}).items() if k in takes}
+        index = build_index(dataset["name"], dataset.get("root"), **options)
+    except (LatentCacheError, OSError, TypeError) as exc:
+        logger.info("picture sheet without originals: %s", exc)
+        return {}
+    return {s.key: index.root / s.path for s in index.samples}
+
+
+def _original(path: Path | None, hw: tuple[int, int]) -> np.ndarray | None:
+    from latentcache.errors import SampleError
+    from latentcache.images import load_image
+
+    if path is None or not path.is_file():
+        return None
+    try:
+        rgb = load_image(path.read_bytes()).rgb
+    except SampleError:
+        return None
+    return rgb if rgb.shape[:2] == hw else None
+
+
+def sheet_rows(
+    store,
+    split: str,
+    predict: Callable[[dict], np.ndarray],
+    codec=None,
+    n: int = 4,
+) -> list[SheetRow]:
+    """The first ``n`` rows of ``split``: original, decoded (with ``codec``), truth and
+    ``predict(row)``; ``row`` is the store's row (key, y_hat and scales_hat cropped to the
+    latent shape, image_size, canvas_offset, mask, ...) and ``predict`` returns (H, W) uint8."""
+    from latentcache.pixels.decode import _decode_one
+
+    zs = store.zarr_split(split)
+    got = zs.read(0, min(n, len(zs)), bitstreams=codec is not None)
+    originals = _originals(store)
+    rows = []
+    for i, key in enumerate(got["key"][:n]):
+        row = {k: v[i] for k, v in got.items()}
+        lh, lw = (int(v) for v in row["latent_shape"])
+        row["y_hat"], row["scales_hat"] = (
+            row["y_hat"][..., :lh, :lw],
+            row["scales_hat"][..., :lh, :lw],
+        )
+        h, w = (int(v) for v in row["image_size"])
+        decoded = None
+        if codec is not None:
+            decoded = _decode_one(
+                codec.model, row["y_string"], row["z_string"], row["z_shape"], (h, w)
+            )
+        rows.append(
+            SheetRow(
+                str(key),
+                _original(originals.get(str(key)), (h, w)),
+                decoded,
+                np.ascontiguousarray(row["mask"][:h, :w]),
+                np.asarray(predict(row), dtype=np.uint8),
+                float(row["bpp"]),
+            )
+        )
+    return rows

@@ -67,6 +67,8 @@ class DeviceFeeder:
     def __init__(self, device: torch.device | str) -> None:
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
+        if self.cuda and self.device.index is None:  # "cuda": compared with tensors' cuda:N
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self.stream = torch.cuda.Stream(self.device) if self.cuda else None
         self.ring = PinnedRing() if self.cuda else None
 

@@ -60,8 +60,8 @@ def register_detector(name: str, *, inputs: tuple[str, ...], imagenet: bool = Fa
 
 def create_detector(name: str, in_channels: int, num_classes: int, **kwargs) -> nn.Module:
     """Build a registered detector; ``in_channels``: M of one latent input (3 for images)."""
-    from latentcache.train.models import detectors  # noqa: F401  (fills the registry)
-
+    # the registry is full: latentcache.train.models (imported before this module) imports
+    # detectors, whose decorators fill it
     if name not in DETECTORS:
         raise KeyError(f'Unknown detector "{name}". Available: {sorted(DETECTORS)}')
     if in_channels < 1 or num_classes < 1:
@@ -78,6 +78,4 @@ def create_detector(name: str, in_channels: int, num_classes: int, **kwargs) -> 
 
 
 def list_detectors() -> list[str]:
-    from latentcache.train.models import detectors  # noqa: F401
-
     return sorted(DETECTORS)

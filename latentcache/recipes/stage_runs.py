@@ -46,7 +46,8 @@ def encode_stage_run(recipe: Recipe, setting: Setting):
 
         from latentcache.pipeline.encode import run_encode
 
-        config = encode_config(recipe, setting, str(ctx.dir / "store"), overwrite=not ctx.resume)
+        out, command = str(ctx.dir / "store"), ctx.shared.get("command", "")
+        config = encode_config(recipe, setting, out, overwrite=not ctx.resume, command=command)
         start = time.perf_counter()
         result = run_encode(config, ctx.shared["codecs"][setting.name])
         summary = _store_summary(result.manifest, ctx.shared["index"])

@@ -6,11 +6,13 @@
       └► LatentStore ─► .manifest (schema-validated) / .classes / .codec / .split_info(split)
            │             .task / .inputs (manifest v1 or v2, read one way)
            ├► .zarr_root() ─► Zarr group, read-only (LocalStore, or FsspecStore for URLs)
-           ├► .zarr_split(split) ─► ZarrSplit: blocks(), read(start, stop)
+           ├► .zarr_split(split) ─► ZarrSplit: blocks(), read(start, stop, dtype="float"|"stored")
+           │     (store/zarr_split.py: the loader's shard reader, zarr-python as the fallback)
            ├► .open_file(rel) ─► a store file by its manifest path
            └► .wds_samples(split, shards) ─► checked, decoded samples of the split's tars
 
-Every reader hands out float32 ``scales_hat`` whatever the stored representation. A store
+Readers hand out float32 ``scales_hat`` whatever the stored representation, unless asked for
+the stored dtypes (``ZarrSplit.read(..., dtype="stored")``). A store
 is untrusted input: see :mod:`latentcache.store.wds_store` for what is checked.
 """
 
@@ -37,69 +39,10 @@ from latentcache.store.scales import (
     scales_to_float,
 )
 from latentcache.store.wds_store import ArraySpec, SampleLimits, iter_tar_samples, parse_sample
-from latentcache.store.zarr_store import ZARR_DIR, ZARR_LAYOUT, read_rows
+from latentcache.store.zarr_split import ZarrSplit
+from latentcache.store.zarr_store import ZARR_DIR
 
 __all__ = ["LatentStore", "ZarrSplit", "open_store"]
-
-_FIELDS = ("key", "label", "bpp", "y_hat", "latent_shape")
-
-
-class ZarrSplit:
-    """Random access to one split of the Zarr layout; read whole shards for speed."""
-
-    def __init__(self, store: LatentStore, split: str):
-        self.store, self.split = store, split
-        self.group = store.zarr_root()[split]
-        self._scales = scales_array_name(store.scales_repr)
-        layout = self.group.attrs.get("zarr_layout", 1)
-        if layout != ZARR_LAYOUT:
-            raise StoreCorruptError(
-                f"{store.path}/{ZARR_DIR}/{split}: Zarr layout {layout}, this latentcache reads layout {ZARR_LAYOUT}; re-encode the store"
-            )
-
-    def __len__(self) -> int:
-        return int(self.group["key"].shape[0])
-
-    def blocks(self) -> list[tuple[int, int]]:
-        """Row ranges of the Zarr shards (one per encode task)."""
-        size = int(self.group.attrs["shard_size"])
-        return [(s, min(s + size, len(self))) for s in range(0, len(self), size)]
-
-    def read(self, start: int, stop: int, bitstreams: bool = False) -> dict[str, np.ndarray]:
-        """The valid rows in [start, stop): key, label, bpp, y_hat, scales_hat (float32), latent_shape."""
-        z_hat = self._scales == "z_hat"
-        extra = ["y_string", "z_string", "z_shape"] if bitstreams else []
-        if z_hat and not bitstreams:
-            extra = ["z_shape"]  # h_s runs on each row cropped to its real size
-        out = read_rows(self.group, start, stop, [*_FIELDS, self._scales, *extra])
-        z_shapes = out.get("z_shape") if z_hat else None
-        if not bitstreams:
-            out.pop("z_shape", None)
-        out["scales_hat"] = self.store.scales_to_float(out.pop(self._scales), z_shapes)
-        out["label"] = out["label"].astype(np.int64)
-        return out
-
-    def __getitem__(self, row: int) -> dict:
-        """Row ``row`` as one sample (no batch dim), latents cropped to their real size."""
-        if not 0 <= row < len(self):
-            raise IndexError(f"row {row} out of range [0, {len(self)})")
-        got = self.read(row, row + 1)
-        if not len(got["key"]):
-            raise KeyError(f"row {row} of {self.split} is a hole left by a failed sample")
-        return _crop({k: v[0] for k, v in got.items()})
-
-    def __iter__(self):
-        for start, stop in self.blocks():
-            got = self.read(start, stop)
-            for i in range(len(got["key"])):
-                yield _crop({k: v[i] for k, v in got.items()})
-
-
-def _crop(sample: dict) -> dict:
-    h, w = (int(v) for v in sample["latent_shape"])
-    for name in ("y_hat", "scales_hat"):
-        sample[name] = sample[name][..., :h, :w]
-    return sample
 
 
 class LatentStore:

@@ -34,6 +34,7 @@ bench: setup
 	$(BIN)/python benchmarks/encode.py
 	$(BIN)/python benchmarks/encode_scaling.py
 	@if [ -f benchmarks/train_input.py ]; then $(BIN)/python benchmarks/train_input.py; fi
+	$(BIN)/python benchmarks/api_read.py
 
 lint: setup
 	$(BIN)/ruff check latentcache tests benchmarks scripts

@@ -76,12 +76,9 @@ class ZarrSplit:
             raise ConfigError(f'Invalid read dtype "{dtype}", should be one of {READ_DTYPES}')
         to_float = dtype == "float"
         z_shape = to_float and self._scales == "z_hat"  # h_s runs on each row's real size
-        names = [*_FIELDS, self._scales, *(["z_shape"] if z_shape and not bitstreams else [])]
-        if bitstreams or not self.fast:
-            extra = ["y_string", "z_string", "z_shape"] if bitstreams else []
-            out = read_rows(self.group, start, stop, [*names, *extra])
-        else:
-            out = self._read_fast(start, stop, names)
+        names = [*_FIELDS, self._scales]
+        names += ["y_string", "z_string", "z_shape"] if bitstreams else ["z_shape"] * z_shape
+        out = self.read_arrays(start, stop, names)
         if to_float:
             z_shapes = out.get("z_shape") if z_shape else None
             if not bitstreams:
@@ -90,11 +87,23 @@ class ZarrSplit:
         out["label"] = out["label"].astype(np.int64, copy=False)
         return out
 
+    def read_arrays(self, start: int, stop: int, names: list[str]) -> dict[str, np.ndarray]:
+        """The valid rows in [start, stop) of the arrays ``names``, as stored (``key`` as str;
+        ``zarr_store.read_rows``'s derived names too). The trainer's loader reads its per-row
+        arrays here; shard_reader unless a name needs zarr-python (bitstreams, digests, a
+        layout shard_reader declines)."""
+        if self._fast_for(names):
+            return self._read_fast(start, stop, names)
+        return read_rows(self.group, start, stop, names)
+
     @property
     def fast(self) -> bool:
-        """Whether :meth:`read` goes through shard_reader (else zarr-python)."""
-        names = [*_FIELDS, self._scales, "z_shape"]
-        return all(self._layout(n) is not None for n in names)
+        """Whether :meth:`read` (without bitstreams) goes through shard_reader."""
+        return self._fast_for([*_FIELDS, self._scales, "z_shape"])
+
+    def _fast_for(self, names: list[str]) -> bool:
+        derived = ("y_string", "z_string", "source_sha256")
+        return all(n not in derived and self._layout(n) is not None for n in names)
 
     def __getitem__(self, row: int) -> dict:
         """Row ``row`` as one sample (no batch dim), latents cropped to their real size."""
@@ -123,8 +132,11 @@ class ZarrSplit:
         opened (itself checked against the manifest: LatentStore.zarr_split)."""
         if name not in self._layouts:
             rel = f"{self._dir}/{name}/zarr.json"
-            with self.store.open_file(rel) as f:
-                raw = f.read(_MAX_METADATA_BYTES + 1)
+            try:
+                with self.store.open_file(rel) as f:
+                    raw = f.read(_MAX_METADATA_BYTES + 1)
+            except FileNotFoundError:
+                raw = b""  # zarr-python names what is missing
             try:
                 meta = json.loads(raw) if len(raw) <= _MAX_METADATA_BYTES else {}
             except (json.JSONDecodeError, UnicodeDecodeError):

@@ -34,11 +34,13 @@ bench: setup
 	$(BIN)/python benchmarks/encode.py
 	$(BIN)/python benchmarks/encode_scaling.py
 	@if [ -f benchmarks/train_input.py ]; then $(BIN)/python benchmarks/train_input.py; fi
+	@if [ -f benchmarks/train_speed.py ]; then $(BIN)/python benchmarks/train_speed.py; fi
 	$(BIN)/python benchmarks/api_read.py
 
 lint: setup
 	$(BIN)/ruff check latentcache tests benchmarks scripts
 	$(BIN)/ruff format --check latentcache tests benchmarks scripts
+	$(BIN)/python scripts/check_structure.py
 
 format: setup
 	$(BIN)/ruff format latentcache tests benchmarks scripts

@@ -1,5 +1,5 @@
 """Timed training epochs for the benchmarks: latents through latentcache's loader and
-augmentation, or 224² JPEGs the ImageNet way; and a forward-pass MAC counter."""
+augmentation, or 224² JPEGs the ImageNet way; and a forward-pass MAC count."""
 
 from __future__ import annotations
 
@@ -14,30 +14,15 @@ WARMUP_BATCH = 8  # one untimed step first: first-call costs, not a second full-
 
 
 def count_gmacs(model, inputs: list) -> float:
-    """Multiply-accumulates of one forward pass per sample, in 10^9 (convolutions + linear)."""
+    """Multiply-accumulates of one forward pass per sample, in 10^9: torch's FLOP counter
+    (every convolution and matmul it dispatches), halved."""
     import torch
-    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
 
-    total = [0]
-
-    def conv(mod, _inp, out):
-        per_out = mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
-        total[0] += out.numel() * per_out
-
-    def linear(mod, _inp, out):
-        total[0] += out.numel() * mod.in_features
-
-    hooks = [
-        mod.register_forward_hook(conv if isinstance(mod, nn.Conv2d) else linear)
-        for mod in model.modules()
-        if isinstance(mod, nn.Conv2d | nn.Linear)
-    ]
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(*inputs)
-    for h in hooks:
-        h.remove()
-    return total[0] / inputs[0].shape[0] / 1e9
+    return counter.get_total_flops() / 2 / inputs[0].shape[0] / 1e9
 
 
 def latent_epoch(store_path: Path, batch_size: int, samples: int, native: bool):

@@ -21,9 +21,10 @@ MINC size by default: 384² images -> 24x24 latents, M = 192 (the demo codec's w
    with a flip) against ResNet-50 on the same images as 224² JPEGs (PIL decode, flip,
    normalize). Each model's GMACs per sample (forward, at the size it sees) are printed
    beside its measured ratio, so compute and input cost can be told apart. Goal: >= 2x.
-3. --gpu (needs CUDA; never required): cResNet-39 training samples/s on the latents against
-   ResNet-50 on 224² JPEGs decoded on the GPU (torchvision.io.decode_jpeg), and the share
-   of each step spent waiting for data (benchmarks/_gpu_train.py).
+3. --gpu (needs CUDA; never required): benchmarks/train_speed.py on this store: compute only,
+   input path only and end to end (streaming and --cache device), with the share of each
+   step spent waiting for data, for the cResNets on the latents and ResNet-50 on 224² JPEGs
+   decoded on the GPU (torchvision.io.decode_jpeg), at batch 64, 128 and 256.
 """
 
 from __future__ import annotations
@@ -305,7 +306,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", choices=["loaders", "epochs"], default=None)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier)")
-    ap.add_argument("--gpu", action="store_true", help="the CUDA benchmark (_gpu_train.py)")
+    ap.add_argument("--gpu", action="store_true", help="train_speed.py's benchmark on CUDA")
+    from train_speed import add_arguments
+
+    add_arguments(ap)  # --batches, --steps, ... of train_speed.py, for --gpu
     args = ap.parse_args()
     import torch
 
@@ -338,9 +342,10 @@ def run(args, tmp: Path) -> None:
         f"{torch.get_num_threads()}; median of {args.repeats} (epochs: {args.epoch_repeats})\n"
     )
     if args.gpu:
-        from _gpu_train import bench_gpu
+        from train_speed import run_speed
 
-        bench_gpu(store, root, tmp, BATCH)
+        args.device = "cuda"
+        run_speed(store, root, tmp, args)
         return
     if args.only in (None, "loaders"):
         bench_loaders(args, codec, store, int(info["stored"]))

@@ -27,7 +27,24 @@ from latentcache.codec.spec import CodecSpec
 from latentcache.config import EncodeConfig
 from latentcache.store.reader import LatentStore, open_store
 
-__all__ = ["encode", "open_store", "card", "verify", "as_tensors", "EncodeConfig", "CodecSpec"]
+__all__ = [
+    "download",
+    "encode",
+    "open_store",
+    "card",
+    "verify",
+    "as_tensors",
+    "EncodeConfig",
+    "CodecSpec",
+]
+
+
+def download(dataset: str, data_root: str | os.PathLike | None = None, **options):
+    """Fetch, check and unpack ``dataset`` (``options``: DownloadConfig fields); its result."""
+    from latentcache.download import DownloadConfig, run_download
+
+    root = str(data_root) if data_root is not None else None
+    return run_download(DownloadConfig(dataset, root, **options))
 
 
 def encode(

@@ -42,6 +42,7 @@ class EncodeConfig:
     dashboard: str = "127.0.0.1:8787"  # the LocalCluster's dashboard (a free port if taken)
     device: str = "cpu"  # where g_a / h_a run; entropy coding and h_s stay on the CPU
     command: str = ""
+    download: bool = False  # fetch the dataset first (its committed download spec) if missing
 
     def __post_init__(self) -> None:
         check_encodable(self.codec.arch)

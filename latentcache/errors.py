@@ -16,6 +16,9 @@ __all__ = [
     "CodecFileError",
     "RunNotFoundError",
     "SampleError",
+    "DownloadError",
+    "ChecksumError",
+    "UnsafeArchiveError",
 ]
 
 
@@ -69,3 +72,15 @@ class RunNotFoundError(LatentCacheError, FileNotFoundError):
 
 class SampleError(LatentCacheError, ValueError):
     """One sample cannot be encoded; it is skipped and recorded with this reason."""
+
+
+class DownloadError(LatentCacheError, OSError):
+    """A dataset file could not be fetched; the message names the URL and where to place it."""
+
+
+class ChecksumError(LatentCacheError, ValueError):
+    """A downloaded file's checksum differs from the recorded one (the file is kept aside)."""
+
+
+class UnsafeArchiveError(LatentCacheError, ValueError):
+    """An archive member would land outside the target, is a link or device, or is too large."""

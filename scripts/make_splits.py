@@ -5,6 +5,9 @@
     class lists + file naming (below) ──► data_manifests/minc2500/{classes.txt,counts.json}
                                           data_manifests/resisc45/{classes.txt,counts.json,splits.json}
                                           data_manifests/rsscn7/{classes.txt,counts.json,splits.json}
+                                          data_manifests/voc2012/{classes.txt,counts.json}
+    official detection counts         ──► data_manifests/coco/counts.json
+                                          data_manifests/voc_det/{classes.txt,counts.json}
 
 RESISC-45 and RSSCN7 have no official split. Each class's files are ranked by
 ``sha256(f"{SEED}:{relpath}")`` and cut at 80 % / 10 % / 10 % (train / validate / test); each
@@ -47,10 +50,15 @@ RESISC45_CLASSES = (
     "sparse_residential stadium storage_tank tennis_court terrace thermal_power_station wetland"
 ).split()
 RSSCN7_CLASSES = "aGrass bField cIndustry dRiverLake eForest fResident gParking".split()
+# PASCAL VOC 2012 (VOCdevkit's VOCinit.m order; label 0 = background; 255 = ignore)
+VOC_CLASSES = (
+    "background aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse "
+    "motorbike person pottedplant sheep sofa train tvmonitor"
+).split()
 
 NO_CHECKSUM = (
-    "unknown: no download was verified when this manifest was made; record the "
-    "`sha256sum` of the archive from the url here"
+    "the publisher records none; the archives `latentcache download` fetches, with the "
+    "checksums libraries record for them and which, are in data_manifests/downloads/"
 )
 
 
@@ -142,9 +150,39 @@ def _listed(name: str, title: str, classes, files_of, size: int, source: dict) -
     }
 
 
+def _voc() -> dict[str, str]:
+    counts = {
+        "classes": len(VOC_CLASSES),
+        "dataset": "voc",
+        "ignore_index": 255,
+        "name": "PASCAL VOC 2012 segmentation + SBD (Hariharan et al. 2011)",
+        "sbd_splits": {"train": 8498, "val": 2857},
+        "split": "official: VOC2012 ImageSets/Segmentation/{train,val}.txt; train_aug = "
+        "(SBD train.txt + val.txt + VOC2012 train) - VOC2012 val, VOC masks first",
+        "splits": {"train": 1464, "train_aug": 10582, "trainval": 2913, "val": 1449},
+        "source": {
+            "sbd": {
+                "archive": "benchmark.tgz",
+                "sha256": None,
+                "sha256_note": NO_CHECKSUM,
+                "url": "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/"
+                "semantic_contours/benchmark.tgz",
+            },
+            "voc2012": {
+                "archive": "VOCtrainval_11-May-2012.tar",
+                "sha256": None,
+                "sha256_note": NO_CHECKSUM,
+                "url": "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+            },
+        },
+    }
+    return {"classes.txt": _lines(VOC_CLASSES), "counts.json": _json(counts)}
+
+
 def build_manifests() -> dict[str, str]:
     """Every manifest file as ``{relative path: text}``."""
     files = {f"minc2500/{k}": v for k, v in _minc().items()}
+    files.update({f"voc2012/{k}": v for k, v in _voc().items()})
     resisc45 = _listed(
         "resisc45",
         "NWPU-RESISC45",
@@ -168,13 +206,53 @@ def build_manifests() -> dict[str, str]:
         {
             "archive": None,
             "sha256": None,
-            "sha256_note": "a git repository, not an archive: pin a commit instead",
+            "sha256_note": "a git repository, not an archive, with no checksum recorded anywhere; "
+            "see data_manifests/downloads/rsscn7.json",
             "url": "https://github.com/palewithout/RSSCN7",
         },
     )
     files.update({f"resisc45/{k}": v for k, v in resisc45.items()})
     files.update({f"rsscn7/{k}": v for k, v in rsscn7.items()})
+    files.update(_detection())
     return files
+
+
+def _detection() -> dict[str, str]:
+    """Official image and box counts of the detection datasets (warned about when an index
+    differs: latentcache/datasets/counts.py)."""
+    coco = {
+        "annotations": {"train": 860001, "validate": 36781},
+        "categories": {"all": 80},
+        "dataset": "coco",
+        "images_without_annotations": {"train": 1021, "validate": 48},
+        "name": "COCO-2017 detection (instances)",
+        "source": {
+            "sha256": None,
+            "sha256_note": NO_CHECKSUM,
+            "url": "https://cocodataset.org/#download",
+        },
+        "split": "official: train2017 -> train, val2017 -> validate",
+        "splits": {"train": 118287, "validate": 5000},
+    }
+    voc = {
+        "categories": {"all": 20},
+        "dataset": "voc-det",
+        "name": "Pascal VOC detection",
+        "objects": {"train": 40058, "test": 12032},
+        "source": {
+            "sha256": None,
+            "sha256_note": NO_CHECKSUM,
+            "url": "http://host.robots.ox.ac.uk/pascal/VOC/",
+        },
+        "split": "official: train = VOC2007 trainval (5,011) + VOC2012 trainval (11,540); "
+        "test = VOC2007 test",
+        "splits": {"train": 16551, "test": 4952},
+    }
+    return {
+        "coco/counts.json": _json(coco),
+        "voc_det/classes.txt": _lines(VOC_CLASSES[1:]),  # no background: id k = line k
+        "voc_det/counts.json": _json(voc),
+    }
 
 
 def _lines(items) -> str:

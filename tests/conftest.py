@@ -138,3 +138,29 @@ def texture_store(tmp_path_factory, texture_root, tiny_codec):
     )
     run_encode(config, tiny_codec)
     return open_store(out)
+
+
+# ids of the VOC-layout fixture: VOC2012 train A B C, val D E; SBD train B D F G, val H C
+VOC_IDS = tuple(f"2008_{i:06d}" for i in range(1, 9))
+
+
+@pytest.fixture(scope="session")
+def voc_root(tmp_path_factory) -> Path:
+    """VOC2012 + SBD in their tar layouts (tests/seg_fixtures.py): JPEGs of odd sizes, palette
+    PNG masks with 255 outlines, SBD .mat masks; train_aug = 6 images, val = 2."""
+    from seg_fixtures import write_voc_tree
+
+    a, b, c, d, e, f, g, h = VOC_IDS
+    root = tmp_path_factory.mktemp("voc")
+    write_voc_tree(root, [a, b, c], [d, e], sbd_train=[b, d, f, g], sbd_val=[h, c])
+    return root
+
+
+@pytest.fixture(scope="session")
+def segfolder_root(tmp_path_factory) -> Path:
+    """A segmentation folder: classes.txt (4 classes), train 6 / val 2 JPEGs with palette masks."""
+    from seg_fixtures import write_segfolder
+
+    root = tmp_path_factory.mktemp("segfolder")
+    write_segfolder(root, ["background", "sky", "grass", "brick"], {"train": 6, "val": 2})
+    return root

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from recipe_toml import eval_table, finetune_entry, head, image_model, latent_model, paper
 
 from latentcache.cli.main import cli
 from latentcache.errors import ConfigError
@@ -17,97 +18,19 @@ from latentcache.recipes.stages import build_stages
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-FT_OPTS = '{ batch_size = 4, max_batches = 2, lr = 1e-3, lmbda = 0.0018, device = "cpu" }'
-
 
 def tiny_finetune_toml(data_root: Path, checkpoint: Path) -> str:
-    return f"""
-name = "tiny-ft"
-title = "tiny fine-tuning recipe for tests"
-cites = ["test"]
-seeds = [0]
-
-[dataset]
-name = "imagefolder"
-data_root = "{data_root}"
-
-[codec]
-source = "checkpoint"
-checkpoint = "{checkpoint}"
-qualities = [1]
-
-[encode]
-formats = ["zarr"]
-shard_size = 4
-
-[[model]]
-name = "cres"
-model = "cresnet39"
-input = "latents"
-[model.options]
-epochs = 1
-batch_size = 4
-resize = 8
-crop = 6
-device = "cpu"
-model_kwargs = {{ base_width = 4 }}
-
-[[model]]
-name = "rn-decoded"
-model = "resnet50"
-input = "decoded"
-[model.options]
-epochs = 1
-batch_size = 6
-resize = 32
-crop = 24
-max_batches = 2
-model_kwargs = {{ pretrained = false }}
-device = "cpu"
-
-[[finetune]]
-name = "tft"
-classifier = "rn-decoded"
-mode = "task"
-epochs = 1
-options = {FT_OPTS}
-
-[[finetune]]
-name = "jft"
-classifier = "cres"
-mode = "joint"
-beta = 1.0
-epochs = 1
-options = {FT_OPTS}
-
-[[finetune]]
-name = "cft"
-classifier = "cres"
-mode = "codec"
-beta = 1.0
-epochs = 1
-options = {FT_OPTS}
-
-[[finetune]]
-name = "ctrl"
-preset = "torfason2018-control"
-then_train = "cres"
-epochs = 1
-options = {FT_OPTS}
-
-[eval]
-split = "test"
-batch_size = 8
-device = "cpu"
-
-[[paper]]
-source = "a paper, Table 9"
-label = "their row"
-model = "cresnet39"
-quality = 1
-metric = "mse"
-top1 = 50.0
-"""
+    return (
+        head("tiny-ft", "tiny fine-tuning recipe for tests", data_root, checkpoint)
+        + latent_model("cres")
+        + image_model("rn-decoded", "decoded", max_batches=2)
+        + finetune_entry("tft", 'classifier = "rn-decoded"\nmode = "task"')
+        + finetune_entry("jft", 'classifier = "cres"\nmode = "joint"\nbeta = 1.0')
+        + finetune_entry("cft", 'classifier = "cres"\nmode = "codec"\nbeta = 1.0')
+        + finetune_entry("ctrl", 'preset = "torfason2018-control"\nthen_train = "cres"')
+        + eval_table()
+        + paper()
+    )
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from recipe_toml import eval_table, head, image_model, latent_model, paper, write_recipe
 
 from latentcache.cli.main import cli
 from latentcache.errors import ConfigError
@@ -16,10 +17,6 @@ from latentcache.recipes import RunOptions, load_recipe, run_recipe
 from latentcache.recipes.spec import parse_recipe, recipe_dirs
 
 PIPELINES = sorted((Path(__file__).resolve().parents[1] / "pipelines").glob("*.toml"))
-IMAGE_OPTS = (
-    "epochs = 1\nbatch_size = 6\nresize = 32\ncrop = 24\nmodel_kwargs = { pretrained = false }\n"
-    'device = "cpu"\n'
-)
 
 
 def tiny_toml(
@@ -30,62 +27,11 @@ def tiny_toml(
     models: str = "all",
     latent_kwargs: str = "{ base_width = 4 }",
 ) -> str:
-    text = f"""
-name = "tiny"
-title = "tiny recipe for tests"
-cites = ["test"]
-seeds = [0]
-
-[dataset]
-name = "imagefolder"
-data_root = "{data_root}"
-
-[codec]
-source = "checkpoint"
-checkpoint = "{checkpoint}"
-qualities = [{quality}]
-
-[encode]
-formats = ["zarr"]
-shard_size = 4
-
-[[model]]
-name = "cres"
-model = "cresnet39"
-input = "latents"
-[model.options]
-epochs = 1
-batch_size = 4
-resize = 8
-crop = 6
-device = "cpu"
-model_kwargs = {latent_kwargs}
-"""
+    text = head("tiny", "tiny recipe for tests", data_root, checkpoint, quality)
+    text += latent_model("cres", latent_kwargs)
     if models == "all":
-        for name, inp in (("rn-decoded", "decoded"), ("rn-original", "original")):
-            text += f'\n[[model]]\nname = "{name}"\nmodel = "resnet50"\ninput = "{inp}"\n'
-            text += "[model.options]\n" + IMAGE_OPTS
-    text += f"""
-[eval]
-split = "test"
-batch_size = {eval_batch}
-device = "cpu"
-
-[[paper]]
-source = "a paper, Table 9"
-label = "their row"
-model = "cresnet39"
-quality = 1
-metric = "mse"
-top1 = 50.0
-top5 = 100.0
-"""
-    return text
-
-
-def write_recipe(path: Path, text: str):
-    path.write_text(text)
-    return load_recipe(path)
+        text += image_model("rn-decoded", "decoded") + image_model("rn-original", "original")
+    return text + eval_table(eval_batch) + paper(top5=100.0)
 
 
 def ran(report) -> set[str]:

@@ -25,7 +25,7 @@ from distributed import Client
 
 from latentcache.cli.main import cli
 from latentcache.config import EncodeConfig
-from latentcache.datasets.base import build_index
+from latentcache.datasets import build_index
 from latentcache.errors import StaleRunError
 from latentcache.pipeline import encode as enc
 from latentcache.pipeline.shard import (
@@ -78,10 +78,10 @@ def test_a_stale_run_token_cannot_commit(tmp_path, texture_root, tiny_codec, clu
     config = _config(texture_root, out, scheduler=cluster.scheduler_address)
     index = build_index("imagefolder", str(texture_root))
     tasks = enc.plan_shards(index, config.shard_size)
-    latent_hw = enc._latent_hw(index)
+    latent_hw, image_hw = enc._planned_sizes(index)
     with StoreWriter(out, enc._plan_record(config, index, tiny_codec, latent_hw)) as run_a:
-        enc._create_arrays(out, index, config, tiny_codec, latent_hw)
-        stale = enc._settings(config, index, latent_hw, run_a.run_token)
+        enc._create_arrays(out, index, config, tiny_codec, latent_hw, image_hw)
+        stale = enc._settings(config, index, latent_hw, image_hw, run_a.run_token)
         commit_shard(tasks[0], compute_shard(tasks[0], tiny_codec, stale), stale)
     # run A's driver is gone; run B takes the store over and finishes it on the cluster
     result = enc.run_encode(config, tiny_codec)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from latentcache.config import EncodeConfig
-from latentcache.datasets.base import build_index
+from latentcache.datasets import build_index
 from latentcache.pipeline.encode import plan_shards, run_encode
 from latentcache.store import open_store
 from latentcache.train.augment import LatentStats, normalize_inputs

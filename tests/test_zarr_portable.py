@@ -124,16 +124,18 @@ def _tensorstore_python() -> Path | None:
     return exe if exe.is_file() else None
 
 
-def test_tensorstore_reads_every_array_as_zarr_python_does(small_store):
+def _tensorstore_arrays(path: Path) -> dict:
     exe = _tensorstore_python()
     if exe is None:
         pytest.skip("no tensorstore environment: `make tensorstore` builds it (make test does)")
-    path, _ = small_store
     res = subprocess.run(
         [str(exe), str(TS_SCRIPT), str(path)], capture_output=True, text=True, timeout=300
     )
     assert res.returncode == 0, res.stderr
-    got = {d["path"]: d for d in map(json.loads, res.stdout.splitlines())}
+    return {d["path"]: d for d in map(json.loads, res.stdout.splitlines())}
+
+
+def _zarr_python_arrays(path: Path) -> dict:
     root = zarr.open_group(path / "zarr", mode="r")
     expect = {}
     for split, group in root.groups():
@@ -149,7 +151,25 @@ def test_tensorstore_reads_every_array_as_zarr_python_does(small_store):
                 "dtype": a.dtype.str,
                 "sha256": hashlib.sha256(a.tobytes()).hexdigest(),
             }
-    assert len(expect) == 11 + 2  # 11 per-row arrays and one bitstream array per shard (2 shards)
+    return expect
+
+
+def test_tensorstore_reads_every_array_as_zarr_python_does(small_store):
+    path, _ = small_store
+    got = _tensorstore_arrays(path)
+    expect = _zarr_python_arrays(path)
+    assert len(expect) == 12 + 2  # 12 per-row arrays and one bitstream array per shard (2 shards)
+    assert got == expect
+
+
+def test_tensorstore_reads_a_segmentation_store_masks_included(tmp_path, tiny_codec):
+    from seg_helpers import encode_seg_store
+
+    out = tmp_path / "seg"
+    encode_seg_store(tmp_path / "data", out, tiny_codec, formats=("zarr",))
+    got = _tensorstore_arrays(out)
+    expect = _zarr_python_arrays(out)
+    assert {"train/mask", "val/mask", "train/canvas_offset"} <= set(expect)
     assert got == expect
 
 

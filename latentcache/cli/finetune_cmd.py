@@ -37,8 +37,53 @@ def _resolve(preset: str | None, given: dict) -> tuple[dict, int | None]:
     return resolve_options(preset, given)
 
 
+def _run_detection(dataset, data_root, spec, train_split, eval_split, max_batches, device, seed,
+                   out, command, detection: dict, given: dict) -> dict:  # fmt: skip
+    """``--task detection``: chamain2021's settings on a Faster R-CNN of decoded images."""
+    from latentcache.errors import ConfigError
+    from latentcache.finetune.detection_run import DetectionFinetuneConfig, run_detection_finetune
+
+    unused = [k for k in ("classifier", "gamma", "codec_epochs", "classifier_lr",
+                          "classifier_optimizer", "classifier_bn") if given.get(k) is not None]  # fmt: skip
+    if unused:
+        raise ConfigError(
+            f"--task detection takes no {', '.join('--' + k.replace('_', '-') for k in unused)}"
+        )
+    sizes = {k: v for k, v in (("min_size", detection.pop("image_min_size")),
+                               ("max_size", detection.pop("image_max_size"))) if v}  # fmt: skip
+    fields = {k: v for k, v in given.items() if v is not None and k in (
+        "mode", "beta", "lmbda", "epochs", "batch_size", "lr", "aux_lr", "scales_repr")}  # fmt: skip
+    config = DetectionFinetuneConfig(
+        dataset=dataset, out=out, codec=spec, data_root=data_root, train_split=train_split,
+        eval_split=eval_split, max_batches=max_batches, device=device, seed=seed, command=command,
+        detector_kwargs=sizes, **{k: v for k, v in detection.items() if v is not None}, **fields,
+    )  # fmt: skip
+    return run_detection_finetune(config)
+
+
 @click.command()
 @click.option("--dataset", "-d", default=None, help="Dataset adapter (images, not a store).")
+@click.option("--task", type=click.Choice(["classification", "detection"]),
+              default="classification", show_default=True,
+              help="detection: a Faster R-CNN of decoded images (chamain2021) on a detection "
+              "dataset (coco, voc-det, cocofolder).")  # fmt: skip
+@click.option("--detector", type=click.Path(file_okay=False), default=None,
+              help="--task detection: a detection fine-tuning run folder (its detector.pt) "
+              "[default: a new --detector-model].")  # fmt: skip
+@click.option(
+    "--detector-model",
+    default=None,
+    help="--task detection: registered detector [default: fasterrcnn-resnet50-fpn].",
+)
+@click.option("--detector-lr", type=float, default=None, help="--task detection [default: --lr]")
+@click.option("--image-min-size", type=int, default=None,
+              help="--task detection: the detector resizes images to this shorter side [default: 800].")  # fmt: skip
+@click.option(
+    "--image-max-size",
+    type=int,
+    default=None,
+    help="--task detection: ... and at most this longer side [default: 1333].",
+)
 @click.option("--data-root", type=click.Path(file_okay=False), default=None)
 @codec_options
 @click.option("--preset", default=None, help="Paper settings (see --list-presets).")
@@ -80,13 +125,15 @@ def _resolve(preset: str | None, given: dict) -> tuple[dict, int | None]:
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None)
 @click.option("-v", "--verbose", count=True)
 @handle_errors
-def finetune(dataset, data_root, arch, quality, metric, codec_source, checkpoint, preset,
+def finetune(dataset, task, detector, detector_model, detector_lr, image_min_size, image_max_size,
+             data_root, arch, quality, metric, codec_source, checkpoint, preset,
              list_presets, train_split, eval_split, max_batches, workers, device, amp, seed,
              threads, resume, as_json, out, verbose, **given):  # fmt: skip
     """Fine-tune the codec and/or classifier on a dataset's images for the task.
 
     Writes OUT/codec.pt (encode --checkpoint), a classifier run (eval OUT STORE) and
     OUT/summary.json: top-1 and true bpp from real bytes, frozen codec vs fine-tuned.
+    With --task detection: OUT/codec.pt, OUT/detector.pt and a summary with COCO mAP.
     """
     if list_presets:
         _list_presets()
@@ -98,6 +145,9 @@ def finetune(dataset, data_root, arch, quality, metric, codec_source, checkpoint
 
     if dataset is None or out is None:
         raise ConfigError("finetune needs --dataset NAME and --out FOLDER")
+    if task == "detection":
+        _finetune_detection(locals(), given)
+        return
     fields, preset_quality = _resolve(preset, given)
     spec = codec_spec_from_options(
         arch, quality or preset_quality, metric, codec_source, checkpoint
@@ -116,3 +166,28 @@ def finetune(dataset, data_root, arch, quality, metric, codec_source, checkpoint
     click.echo(
         json.dumps(summary, indent=2, sort_keys=True) if as_json else format_summary(summary)
     )
+
+
+def _finetune_detection(opts: dict, given: dict) -> None:
+    from latentcache.cli.common import codec_spec_from_options
+    from latentcache.errors import ConfigError
+    from latentcache.finetune.detection_run import format_detection_summary
+
+    if opts["preset"] or opts["resume"]:
+        raise ConfigError("--task detection takes no --preset or --resume (not yet)")
+    spec = codec_spec_from_options(opts["arch"], opts["quality"], opts["metric"],
+                                   opts["codec_source"], opts["checkpoint"])  # fmt: skip
+    if opts["threads"]:
+        import torch
+
+        torch.set_num_threads(opts["threads"])
+    detection = {"detector": opts["detector"], "detector_model": opts["detector_model"],
+                 "detector_lr": opts["detector_lr"], "image_min_size": opts["image_min_size"],
+                 "image_max_size": opts["image_max_size"]}  # fmt: skip
+    summary = _run_detection(
+        opts["dataset"], opts["data_root"], spec, opts["train_split"], opts["eval_split"],
+        opts["max_batches"], opts["device"], opts["seed"], opts["out"],
+        command_line(click.get_current_context()), detection, given,
+    )  # fmt: skip
+    text = format_detection_summary(summary)
+    click.echo(json.dumps(summary, indent=2, sort_keys=True) if opts["as_json"] else text)

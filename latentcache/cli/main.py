@@ -11,6 +11,7 @@ from latentcache import __version__
 # (module, attribute) of every top-level command; modules import only click at import time.
 COMMANDS = [
     ("latentcache.cli.store_cmd", "encode"),
+    ("latentcache.cli.download_cmd", "download"),
     ("latentcache.cli.store_cmd", "inspect"),
     ("latentcache.cli.store_cmd", "verify"),
     ("latentcache.cli.store_cmd", "pull"),

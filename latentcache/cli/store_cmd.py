@@ -28,7 +28,7 @@ FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("za
     "--dataset",
     "-d",
     required=True,
-    help="Registered dataset: minc, resisc45, rsscn7, imagefolder, demo.",
+    help="Registered dataset: minc, resisc45, rsscn7, imagefolder, demo; segmentation: voc, segfolder, demo-seg.",
 )
 @click.option(
     "--data-root",
@@ -37,7 +37,19 @@ FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("za
     help="Dataset folder [default: $LATENTCACHE_DATA/<dataset> or ~/.cache/latentcache/datasets/<dataset>].",
 )
 @click.option(
+    "--download",
+    is_flag=True,
+    help="Fetch, check and unpack the dataset first if it is missing (as `latentcache download`; "
+    "a mirror from $LATENTCACHE_MIRROR).",
+)
+@click.option(
     "--split-set", type=int, default=None, help="MINC-2500 official split 1..5 [default: 1]."
+)
+@click.option(
+    "--train-split",
+    type=click.Choice(["train_aug", "train"]),
+    default=None,
+    help="VOC training set: train_aug (SBD + VOC2012 train, 10,582) or VOC2012 train [default: train_aug].",
 )
 @codec_options
 @click.option(
@@ -110,7 +122,9 @@ FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("za
 def encode(
     dataset,
     data_root,
+    download,
     split_set,
+    train_split,
     arch,
     quality,
     metric,
@@ -141,7 +155,7 @@ def encode(
         dataset=dataset,
         out=out or _default_out(dataset, spec),
         data_root=data_root,
-        dataset_options={"split_set": split_set} if split_set is not None else {},
+        dataset_options=_dataset_options(split_set=split_set, train_split=train_split),
         codec=spec,
         formats=FORMAT_CHOICES[fmt],
         shard_size=shard_size,
@@ -154,6 +168,7 @@ def encode(
         order=order,
         order_seed=order_seed,
         overwrite=overwrite,
+        download=download,
         command=command_line(click.get_current_context()),
         **({"max_pixels": max_pixels} if max_pixels else {}),
     )
@@ -161,6 +176,11 @@ def encode(
         config, on_dashboard=lambda link: click.echo(f"Dask dashboard: {link}", err=True)
     )
     click.echo(_summary(result))
+
+
+def _dataset_options(**options) -> dict:
+    """The adapter options given on the command line (those left unset keep their defaults)."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _default_out(dataset: str, spec) -> str:

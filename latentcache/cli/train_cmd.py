@@ -36,7 +36,7 @@ def _is_main_rank() -> bool:
 
 
 # option name -> TrainConfig field, where they differ
-_RENAMED = {"fmt": "format", "model_opt": "model_kwargs"}
+_RENAMED = {"fmt": "format", "model_opt": "model_kwargs", "compile": "compile_mode"}
 _CLI_ONLY = ("store", "out", "verbose", "list_models", "channels", "classes", "preset")
 
 
@@ -187,6 +187,34 @@ def _print_models(store: str | None, channels: int | None, classes: int | None) 
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
 )
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision on CUDA.")
+@click.option(
+    "--cache",
+    type=click.Choice(["off", "host", "device"]),
+    default="off",
+    show_default=True,
+    help="Hold the splits whole in host or device memory (refused when they do not fit); epochs after the first read no disk.",
+)
+@click.option(
+    "--compile",
+    type=click.Choice(
+        ["off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+    ),
+    default="off",
+    show_default=True,
+    help="torch.compile mode; reduce-overhead: CUDA graphs (CUDA).",
+)
+@click.option(
+    "--cudnn-benchmark/--no-cudnn-benchmark",
+    default=True,
+    show_default=True,
+    help="cuDNN autotuning (CUDA only).",
+)
+@click.option(
+    "--fused-optimizer/--no-fused-optimizer",
+    default=True,
+    show_default=True,
+    help="Fused SGD/AdamW update (CUDA only).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-batches", type=int, default=None, help="Cap on steps per epoch (smoke runs).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")

@@ -39,6 +39,7 @@ __all__ = [
     "Latents",
     "build_indexes",
     "pad_image",
+    "canvas_offset",
     "encode_batch",
     "analyze_batch",
     "code_batch",
@@ -164,6 +165,17 @@ def pad_image(x: torch.Tensor, min_div: int = 64) -> torch.Tensor:
 
     pad, _ = compute_padding(x.shape[-2], x.shape[-1], min_div=min_div)
     return F.pad(x, pad, mode="constant", value=0)
+
+
+def canvas_offset(height: int, width: int, min_div: int = 64) -> tuple[int, int]:
+    """``(pad_top, pad_left)``: where an unpadded ``height`` x ``width`` image sits on the
+    canvas :func:`pad_image` pads it to (CompressAI's centred padding). Latent cell (i, j)
+    covers canvas pixels [16i, 16i + 16) x [16j, 16j + 16), i.e. image pixels from
+    (16i - pad_top, 16j - pad_left); the offset is generally not a multiple of 16."""
+    from compressai.ops import compute_padding
+
+    (left, _, top, _), _ = compute_padding(height, width, min_div=min_div)
+    return int(top), int(left)
 
 
 def hyperprior_params(model, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

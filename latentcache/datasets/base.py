@@ -6,7 +6,8 @@
                                                     samples: Sample(key, path, label, split,
                                                                     target)
 
-Adapters register themselves with :func:`register_dataset`; :func:`build_index` is the one
+Adapters register themselves with :func:`register_dataset`;
+:func:`latentcache.datasets.adapters.build_index` (which imports every adapter) is the one
 public constructor. Indexing lists files only (no image decoding, no hashing): the encode
 stage reads every file anyway and records its sha256 there.
 """
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from latentcache.errors import ConfigError, DatasetNotFoundError
+from latentcache.errors import ConfigError
 from latentcache.images import IMAGE_EXTENSIONS
 
 __all__ = [
@@ -31,8 +32,6 @@ __all__ = [
     "DatasetAdapter",
     "DATASETS",
     "register_dataset",
-    "get_dataset",
-    "build_index",
     "default_data_root",
     "make_key",
     "IMAGE_EXTENSIONS",
@@ -147,39 +146,12 @@ def register_dataset(
     return decorator
 
 
-def _load_adapters() -> None:
-    # Importing the modules fills the registry.
-    from latentcache.datasets import adapters  # noqa: F401
-
-
-def get_dataset(name: str) -> DatasetAdapter:
-    _load_adapters()
-    if name not in DATASETS:
-        raise ConfigError(f'Unknown dataset "{name}". Available: {sorted(DATASETS)}')
-    return DATASETS[name]
-
-
 def default_data_root(name: str) -> Path:
     """``$LATENTCACHE_DATA/<name>`` or ``~/.cache/latentcache/datasets/<name>``."""
     base = os.environ.get("LATENTCACHE_DATA")
     if base:
         return Path(base).expanduser() / name
     return Path.home() / ".cache" / "latentcache" / "datasets" / name
-
-
-def build_index(name: str, root: str | os.PathLike | None = None, **options) -> DatasetIndex:
-    """List dataset ``name`` under ``root`` (default: :func:`default_data_root`)."""
-    adapter = get_dataset(name)
-    path = Path(root).expanduser() if root is not None else default_data_root(name)
-    if not path.is_dir() and adapter.prepare is not None:
-        adapter.prepare(path)
-    if not path.is_dir():
-        where = f" Download it from {adapter.download_url} and" if adapter.download_url else ""
-        raise DatasetNotFoundError(
-            f"{name} dataset not found at {path}.{where} pass its folder with --data-root "
-            f"(or set LATENTCACHE_DATA to the folder that holds {name}/)."
-        )
-    return adapter.index(path, **options)
 
 
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_\-/]")

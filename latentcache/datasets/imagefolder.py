@@ -17,7 +17,6 @@ are ignored. Classes are the union of the class folder names, sorted; order is d
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from latentcache.datasets.base import (
 )
 from latentcache.errors import ConfigError, DatasetNotFoundError
 from latentcache.images import IMAGE_EXTENSIONS, is_image_name, list_images
+from latentcache.manifests import download_hint, manifest_dir
 
 __all__ = [
     "SPLIT_FOLDERS",
@@ -142,19 +142,6 @@ def make_index(
 # --- committed splits (RESISC-45, RSSCN7) and listed files (MINC-2500) ------------------
 
 
-def manifest_dir() -> Path:
-    """``$LATENTCACHE_MANIFESTS``, else the copy packaged in an installed wheel
-    (``latentcache/data_manifests/``, read through importlib.resources), else the
-    ``data_manifests/`` folder at the top of the source tree (editable installs, checkouts)."""
-    env = os.environ.get("LATENTCACHE_MANIFESTS")
-    if env:
-        return Path(env).expanduser()
-    packaged = importlib.resources.files("latentcache") / "data_manifests"
-    if isinstance(packaged, Path) and packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parents[2] / "data_manifests"
-
-
 def read_split_manifest(name: str) -> tuple[list[str], dict]:
     """Class names (label order) and the split file of ``data_manifests/<name>/``."""
     folder = manifest_dir() / name
@@ -226,6 +213,7 @@ def _find_class_root(
         f"{name}: none of its {len(classes)} class folders ({', '.join(classes[:3])}, ...) "
         f"found in {' or '.join(map(str, candidates))}. Download it from {download_url} and "
         f"pass the folder that holds the class folders with --data-root."
+        + download_hint(name, root)
     )
 
 

@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from latentcache.datasets.base import DatasetIndex, Sample, register_dataset, unique_keys
 from latentcache.datasets.imagefolder import SPLIT_ORDER, select_listed
 from latentcache.errors import ConfigError, DatasetNotFoundError
+from latentcache.manifests import download_hint
 
 __all__ = ["DOWNLOAD_URL", "SPLIT_SETS", "index"]
 
@@ -53,7 +54,7 @@ def _find_root(root: Path) -> Path:
     raise DatasetNotFoundError(
         f"MINC-2500 not found in {root} or {root / _WRAPPER}: expected images/, labels/ and "
         f"categories.txt there. Download it from {DOWNLOAD_URL}, unpack it and pass the "
-        f"folder with --data-root."
+        f"folder with --data-root." + download_hint("minc", root)
     )
 
 

@@ -4,12 +4,12 @@ checkpoint and a classifier run folder, and measure both from real bytes.
 ::
 
     FinetuneConfig ─► build_index(dataset) ─► ImageSplit(train), ImageSplit(eval)
-      │ load_codec(parent) ─► trainable copy       classifier run (last.pt) ─► classifier
+      │ parts.py: load_codec(parent) ─► trainable copy   classifier run (last.pt) ─► classifier
       │   (the parent's codec identity must match the classifier's)
       ▼ per epoch (seeded from (seed, epoch): data order, noise, augmentation ─► --resume)
     batch x ─► codec_forward ─► compute_loss ─► Adam (codec) / Adam|SGD (classifier) / aux Adam
       │ eval split: top-1 on straight-through y_hat, likelihood bpp ─► metrics.jsonl
-      │ state.pt (codec, classifier, optimizers, scaler, epoch)
+      │ state.py: state.pt (codec, classifier, optimizers, scaler, epoch)
       ▼
     finish (outputs.py): update(force=True) ─► codec.pt (lineage) ─► last.pt (classifier run,
     codec identity = the new codec) ─► real compress of the eval split, parent vs new ─► summary.json
@@ -17,7 +17,6 @@ checkpoint and a classifier run folder, and measure both from real bytes.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -28,212 +27,20 @@ from pathlib import Path
 
 import torch
 
-from latentcache.errors import CodecMismatchError, ConfigError
+from latentcache.errors import ConfigError
 from latentcache.finetune.config import FinetuneConfig
-from latentcache.finetune.data import choose_eval_split, image_loader, load_split
-from latentcache.finetune.objective import (
-    check_architecture,
-    codec_forward,
-    codec_parameters,
-    compute_loss,
-    eval_forward,
-    freeze,
-)
-from latentcache.finetune.pixels import (
-    PixelTransform,
-    build_pixel_classifier,
-    classifier_inputs,
-    is_pixel_run,
-)
+from latentcache.finetune.data import image_loader, load_split
+from latentcache.finetune.objective import codec_forward, compute_loss, eval_forward
+from latentcache.finetune.outputs import finish
+from latentcache.finetune.parts import Parts, load_parts, make_transform
+from latentcache.finetune.pixels import classifier_inputs
+from latentcache.finetune.state import STATE_NAME, build_optimizers, restore_state, save_state
 
 __all__ = ["run_finetune", "Parts", "load_parts", "STATE_NAME", "METRICS_NAME", "CONFIG_NAME"]
 
 logger = logging.getLogger(__name__)
 
-STATE_NAME, METRICS_NAME, CONFIG_NAME = "state.pt", "metrics.jsonl", "finetune.json"
-# settings a resumed run may change: they do not alter what the run computes
-_RESUME_FREE = ("epochs", "resume", "progress", "command", "workers", "device", "amp")
-
-
-class Parts:
-    """The loaded pieces of a run: dataset, parent codec, trainable codec, classifier."""
-
-    def __init__(self, config: FinetuneConfig, device: torch.device) -> None:
-        from latentcache.codec.load import load_codec
-        from latentcache.datasets import build_index
-
-        self.config, self.device = config, device
-        self.index = build_index(config.dataset, config.data_root, **config.dataset_options)
-        self.parent = load_codec(config.codec)
-        check_architecture(self.parent.model)
-        self.lmbda = _lambda(config, self.parent)
-        self.model = copy.deepcopy(self.parent.model).to(device)
-        self.classifier_state = _load_classifier_state(config, self.parent, self.index)
-        self.pixels = is_pixel_run(self.classifier_state)  # T-FT of a decoded-pixel classifier
-        if self.pixels and config.mode != "task":
-            raise ConfigError(
-                f"classifier {config.classifier} reads decoded pixels: it fine-tunes in mode "
-                f"'task' (codec frozen), not {config.mode!r}"
-            )
-        self.classifier = None
-        self.transform = None
-        if self.classifier_state is not None:
-            self.classifier = build_classifier(self.classifier_state, self.parent).to(device)
-            self.transform = make_transform(self.classifier_state, train=True)
-        self.eval_split = choose_eval_split(self.index, config.train_split, config.eval_split)
-
-
-def _lambda(config: FinetuneConfig, parent) -> float:
-    """--lambda, else the parent checkpoint's, else CompressAI's for its quality and metric."""
-    from latentcache.codec.train import lambda_for
-
-    extra, spec = parent.extra, parent.spec
-    given = config.lmbda or extra.get("lambda") or extra.get("lmbda")
-    if given:
-        return float(given)
-    if spec.metric is None or spec.quality is None:
-        raise ConfigError(
-            f"codec {spec.checkpoint or spec.source} records no lambda, quality or metric; "
-            "give lmbda (--lambda) for the rate-distortion weight"
-        )
-    return float(lambda_for(spec.metric, spec.quality))
-
-
-def _load_classifier_state(config: FinetuneConfig, parent, index) -> dict | None:
-    from latentcache.train.checkpoint import codec_identity, load_checkpoint
-    from latentcache.train.evaluate import find_checkpoint
-
-    if config.classifier is None:
-        return None
-    path = find_checkpoint(config.classifier, "last")
-    state = load_checkpoint(path)
-    trained_on, parent_id = codec_identity(state["codec"]), codec_identity(parent.identity())
-    differ = [k for k in parent_id if k in trained_on and trained_on[k] != parent_id[k]]
-    if differ:
-        raise CodecMismatchError(
-            f"classifier {path} was trained on latents of {_describe(trained_on)}, but the codec "
-            f"to fine-tune is {_describe(parent_id)} (differs in {differ})"
-        )
-    if list(state["classes"]) != list(index.classes):
-        raise ConfigError(
-            f"classifier {path} knows classes {list(state['classes'])[:5]}... "
-            f"({len(state['classes'])}); dataset {index.name!r} has {list(index.classes)[:5]}... "
-            f"({len(index.classes)})"
-        )
-    return state
-
-
-def _describe(identity: dict) -> str:
-    return (
-        f"{identity.get('arch')} quality={identity.get('quality')} metric={identity.get('metric')} "
-        f"weights_sha256={str(identity.get('weights_sha256'))[:12]}"
-    )
-
-
-def build_classifier(state: dict, codec) -> torch.nn.Module:
-    """The classifier of a ``latentcache train`` run (latents) or of a decoded-pixel run."""
-    from latentcache.train.models import LATENT_INPUTS, create_classifier
-
-    if is_pixel_run(state):
-        return build_pixel_classifier(state)
-    cfg = state["config"]
-    kwargs = {**cfg.get("model_kwargs", {}), "pretrained": False}
-    model = create_classifier(cfg["model"], codec.widths[1], len(state["classes"]), **kwargs)
-    bad = [i for i in model.inputs if i not in LATENT_INPUTS]
-    if bad:
-        raise ConfigError(f"finetune trains latent classifiers; {cfg['model']} takes {bad}")
-    model.load_state_dict(state["model"])
-    return model
-
-
-def make_transform(state: dict, train: bool):
-    """The classifier's own normalisation (its training store's stats) and augmentation."""
-    from latentcache.train.augment import AugmentConfig, LatentStats, LatentTransform
-
-    if is_pixel_run(state):
-        return PixelTransform(state, train)
-    cfg = state["config"]
-    augment = AugmentConfig(resize=cfg["resize"], crop=cfg["crop"], flip=cfg["flip"] and train)
-    inputs = state.get("inputs") or list(cfg.get("model_kwargs", {}).get("inputs", ["y_hat"]))
-    return LatentTransform(inputs, LatentStats.from_dict(state["stats"]), augment)
-
-
-def load_parts(config: FinetuneConfig, device: torch.device) -> Parts:
-    return Parts(config, device)
-
-
-# ---------------------------------------------------------------- optimizers and state
-
-
-def build_optimizers(parts: Parts) -> dict[str, torch.optim.Optimizer]:
-    cfg, opts = parts.config, {}
-    trainable = []
-    if cfg.trains_codec:
-        net, aux = codec_parameters(parts.model, cfg.trains_g_s)
-        opts["codec"] = torch.optim.Adam(net, lr=cfg.lr)
-        opts["aux"] = torch.optim.Adam(aux, lr=cfg.aux_lr)
-        trainable = net + aux
-    freeze(parts.model, trainable)
-    if parts.classifier is not None:
-        freeze(parts.classifier, None if cfg.trains_classifier else [])
-    if cfg.trains_classifier:
-        lr, params = cfg.classifier_lr or cfg.lr, parts.classifier.parameters()
-        opts["classifier"] = (
-            torch.optim.SGD(params, lr=lr, momentum=cfg.momentum)
-            if cfg.classifier_optimizer == "sgd"
-            else torch.optim.Adam(params, lr=lr)
-        )
-    return opts
-
-
-def _save_state(out: Path, epoch: int, parts: Parts, opts, scaler, train_bpp) -> None:
-    from latentcache.train.checkpoint import save_checkpoint
-
-    state = {
-        "epoch": epoch,
-        "config": parts.config.to_dict(),
-        "codec": parts.model.state_dict(),
-        "classifier": parts.classifier.state_dict() if parts.classifier is not None else {},
-        "optimizers": {k: o.state_dict() for k, o in opts.items()},
-        "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-        "train_bpp": train_bpp,
-    }
-    save_checkpoint(out / STATE_NAME, state)
-
-
-def _restore(out: Path, parts: Parts, opts, scaler) -> tuple[int, float | None]:
-    path = out / STATE_NAME
-    if not path.is_file():
-        if parts.config.resume:
-            logger.info("--resume: no %s in %s yet, starting a new run", STATE_NAME, out)
-            return 0, None
-        if out.is_dir() and any(out.iterdir()):
-            raise ConfigError(
-                f"{out} is not empty; pass --resume to continue a run, or another --out"
-            )
-        return 0, None
-    if not parts.config.resume:
-        raise ConfigError(
-            f"{out} already holds a run ({STATE_NAME}); pass --resume or another --out"
-        )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    saved = FinetuneConfig.from_dict(state["config"]).to_dict()
-    now = parts.config.to_dict()
-    differ = sorted(k for k in now if k not in _RESUME_FREE and now[k] != saved[k])
-    if differ:
-        raise ConfigError(
-            f"cannot resume {path}: it was run with "
-            + ", ".join(f"{k}={saved[k]!r} (now {now[k]!r})" for k in differ)
-        )
-    parts.model.load_state_dict(state["codec"])
-    if parts.classifier is not None:
-        parts.classifier.load_state_dict(state["classifier"])
-    for k, o in opts.items():
-        o.load_state_dict(state["optimizers"][k])
-    if state["scaler"]:
-        scaler.load_state_dict(state["scaler"])
-    logger.info("resuming %s after epoch %d", out, state["epoch"])
-    return int(state["epoch"]), state.get("train_bpp")
+METRICS_NAME, CONFIG_NAME = "metrics.jsonl", "finetune.json"
 
 
 # ---------------------------------------------------------------- one epoch
@@ -369,7 +176,6 @@ def _progress(total: int, enabled: bool, desc: str):
 
 def run_finetune(config: FinetuneConfig) -> dict:
     """Fine-tune as ``config.mode`` says; write codec.pt, the classifier run and summary.json."""
-    from latentcache.finetune.outputs import finish
     from latentcache.train.distributed import resolve_device
 
     device = resolve_device(config.device)
@@ -379,7 +185,7 @@ def run_finetune(config: FinetuneConfig) -> dict:
     opts = build_optimizers(parts)
     fp16 = config.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=fp16)
-    start, train_bpp = _restore(out, parts, opts, scaler)
+    start, train_bpp = restore_state(out, parts, opts, scaler)
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_NAME).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
     _keep_metrics(out / METRICS_NAME, start)
@@ -407,7 +213,7 @@ def run_finetune(config: FinetuneConfig) -> dict:
             record |= evaluate_likelihood(parts, evals)
         with open(out / METRICS_NAME, "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
-        _save_state(out, epoch + 1, parts, opts, scaler, train_bpp)
+        save_state(out, epoch + 1, parts, opts, scaler, train_bpp)
         logger.info("epoch %d/%d %s", epoch + 1, config.epochs,
                     " ".join(f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float)))  # fmt: skip
     return finish(parts, evals, train_bpp)

@@ -96,7 +96,7 @@ def measure_from_bytes(
 ) -> dict:
     """Real compress of every image; classifier on the latents decoded from the bytes."""
     from latentcache.codec.latents import encode_batch
-    from latentcache.finetune.loop import make_transform
+    from latentcache.finetune.parts import make_transform
     from latentcache.finetune.pixels import classifier_inputs
 
     table = codec_model.gaussian_conditional.scale_table.float()
@@ -139,7 +139,7 @@ def _load_saved(path: Path, parent):
 
 def finish(parts, eval_loader, train_bpp: float | None) -> dict:
     """Save codec.pt and the classifier run, measure parent vs new from bytes, write summary."""
-    from latentcache.finetune.loop import build_classifier
+    from latentcache.finetune.parts import build_classifier
 
     cfg, out = parts.config, Path(parts.config.out)
     path = save_codec(parts, out)

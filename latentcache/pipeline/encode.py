@@ -33,7 +33,9 @@ import numpy as np
 
 from latentcache.codec.spec import check_encodable
 from latentcache.config import DEFAULT_ORDER_SEED, DEFAULT_ROW_ORDER, EncodeConfig
-from latentcache.datasets.base import DatasetIndex, build_index
+from latentcache.datasets.adapters import build_index
+from latentcache.datasets.base import DatasetIndex
+from latentcache.errors import ConfigError
 from latentcache.images import header_size
 from latentcache.pipeline.manifest_builder import build_manifest
 from latentcache.pipeline.shard import (
@@ -47,6 +49,7 @@ from latentcache.pipeline.shard import (
 from latentcache.store.manifest import write_manifest
 from latentcache.store.writer import StoreWriter
 from latentcache.store.zarr_store import create_split
+from latentcache.tasks import TASKS, get_task
 
 __all__ = ["EncodeResult", "available_cores", "order_samples", "plan_shards", "run_encode"]
 
@@ -91,17 +94,20 @@ def plan_shards(
     return tasks
 
 
-def _latent_hw(index: DatasetIndex) -> dict[str, list[int]]:
-    """Per split, the largest latent (H/16, W/16 after padding to /64) read from image headers."""
+def _planned_sizes(index: DatasetIndex) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """Per split, from the image headers: the largest latent (H/16, W/16 after padding to
+    /64) and the largest image (H, W), which size the Zarr arrays."""
     paths = [index.root / s.path for s in index.samples]
     with ThreadPoolExecutor(8) as pool:
         sizes = list(pool.map(header_size, paths))
-    out: dict[str, list[int]] = {}
+    latent: dict[str, list[int]] = {}
+    image: dict[str, list[int]] = {}
     for s, hw in zip(index.samples, sizes, strict=True):
-        lat = [4, 4] if hw is None else [math.ceil(v / 64) * 4 for v in hw]
-        cur = out.setdefault(s.split, lat)
-        out[s.split] = [max(a, b) for a, b in zip(cur, lat, strict=True)]
-    return out
+        hw = hw or (1, 1)
+        lat = [math.ceil(v / 64) * 4 for v in hw]
+        latent[s.split] = [max(a, b) for a, b in zip(latent.get(s.split, lat), lat, strict=True)]
+        image[s.split] = [max(a, b) for a, b in zip(image.get(s.split, hw), hw, strict=True)]
+    return latent, image
 
 
 def _plan_record(config: EncodeConfig, index: DatasetIndex, codec, latent_hw) -> dict:
@@ -114,8 +120,11 @@ def _plan_record(config: EncodeConfig, index: DatasetIndex, codec, latent_hw) ->
     }
 
 
-def _create_arrays(path: Path, index: DatasetIndex, config: EncodeConfig, codec, latent_hw) -> None:
+def _create_arrays(
+    path: Path, index: DatasetIndex, config: EncodeConfig, codec, latent_hw, image_hw
+) -> None:
     n, m = codec.widths
+    task = get_task(index.task)
     for split in index.split_names:
         samples = index.split(split)
         create_split(
@@ -128,11 +137,13 @@ def _create_arrays(path: Path, index: DatasetIndex, config: EncodeConfig, codec,
             tuple(latent_hw[split]),
             config.scales_repr,
             keys=[s.key for s in samples],
+            targets=task.zarr_arrays(tuple(image_hw[split])),
+            ragged=task.ragged_targets,
         )
 
 
 def _settings(
-    config: EncodeConfig, index: DatasetIndex, latent_hw, run_token: str
+    config: EncodeConfig, index: DatasetIndex, latent_hw, image_hw, run_token: str
 ) -> ShardSettings:
     return ShardSettings(
         store_path=str(Path(config.out).resolve()),
@@ -146,6 +157,8 @@ def _settings(
         torch_threads=FLOAT_THREADS,
         run_token=run_token,
         pipelined=config.device != "cpu",  # on the CPU both stages would share the same cores
+        task=index.task,
+        image_hw=image_hw,
     )
 
 
@@ -268,17 +281,31 @@ def _run_dask(tasks, codec, settings, config: EncodeConfig, bar, on_dashboard, t
 
 
 def run_encode(
-    config: EncodeConfig, codec=None, on_dashboard: Callable[[str], None] | None = None
+    config: EncodeConfig,
+    codec=None,
+    on_dashboard: Callable[[str], None] | None = None,
+    index: DatasetIndex | None = None,
 ) -> EncodeResult:
     """Encode ``config.dataset`` into ``config.out``; resumes an unfinished store of the same settings.
 
     ``codec``: an already loaded :class:`~latentcache.codec.load.Codec` (tests, notebooks);
     by default it is loaded from ``config.codec``. ``on_dashboard``: called with the Dask
-    dashboard's address once the cluster is up.
+    dashboard's address once the cluster is up. ``index``: an already built listing (tests,
+    notebooks); by default ``config.dataset`` is indexed under ``config.data_root``.
     """
-    index = build_index(config.dataset, config.data_root, **config.dataset_options)
+    if config.download:
+        from latentcache.download import DownloadConfig, run_download
+
+        run_download(DownloadConfig(config.dataset, config.data_root))
+    if index is None:
+        index = build_index(config.dataset, config.data_root, **config.dataset_options)
     if not index.samples:
         raise ValueError(f"dataset {config.dataset!r} at {index.root} lists no images")
+    if index.task not in TASKS:  # its targets need a task unit's store schema
+        raise ConfigError(
+            f"dataset {config.dataset!r} is a {index.task} dataset; this version stores the "
+            f"targets of {sorted(TASKS)} only"
+        )
     if codec is None:
         from latentcache.codec.load import load_codec
 
@@ -286,13 +313,13 @@ def run_encode(
     check_encodable(codec.spec.arch)  # a checkpoint may record another architecture
     path = Path(config.out)
     tasks = plan_shards(index, config.shard_size, config.order, config.order_seed)
-    latent_hw = _latent_hw(index) if "zarr" in config.formats else {}
+    latent_hw, image_hw = _planned_sizes(index) if "zarr" in config.formats else ({}, {})
     timings: dict = {}
     with StoreWriter(
         path, _plan_record(config, index, codec, latent_hw), config.overwrite
     ) as writer:
         if "zarr" in config.formats:
-            _create_arrays(path, index, config, codec, latent_hw)
+            _create_arrays(path, index, config, codec, latent_hw, image_hw)
         done = writer.committed()
         todo = [t for t in tasks if (t.split, t.index) not in done]
         if writer.resumed:
@@ -302,7 +329,7 @@ def run_encode(
                 len(tasks) - len(todo),
                 len(tasks),
             )
-        settings = _settings(config, index, latent_hw, writer.run_token)
+        settings = _settings(config, index, latent_hw, image_hw, writer.run_token)
         with _progress(sum(len(t.samples) for t in todo)) as bar:
             if not todo or (config.workers == 0 and not config.scheduler):
                 t0 = time.perf_counter()
@@ -310,6 +337,8 @@ def run_encode(
                 timings.update(startup_s=0.0, encode_s=time.perf_counter() - t0)
             else:
                 _run_dask(todo, codec, settings, config, bar, on_dashboard, timings)
-        manifest = build_manifest(config, index, codec, tasks, writer.committed(), latent_hw)
+        manifest = build_manifest(
+            config, index, codec, tasks, writer.committed(), latent_hw, image_hw
+        )
         write_manifest(path, manifest)
     return EncodeResult(path, manifest, len(todo), writer.resumed, timings)

@@ -21,6 +21,7 @@ from latentcache.store.manifest import file_entry, library_versions
 from latentcache.store.scales import scale_floor
 from latentcache.store.wds_store import WDS_DIR
 from latentcache.store.zarr_store import ZARR_DIR, metadata_keys
+from latentcache.tasks import get_task
 
 __all__ = [
     "build_manifest",
@@ -37,7 +38,7 @@ _SHARD_KEYS = ("split", "index", "rows", "indexed", "count", "files", "encoder")
 def task_entry(index) -> dict:
     """The manifest's ``task``: what the dataset's labels are; a task with keys of its own
     (schema v2: segmentation's ``ignore_index``, detection's ``category_ids``) adds them."""
-    return {"name": index.task}
+    return get_task(index.task).manifest_entry(index.options)
 
 
 def model_inputs(codec) -> list[str]:
@@ -77,7 +78,7 @@ def split_stats(records: list[dict]) -> dict:
     }
 
 
-def _split_entry(records: list[dict], latent_hw) -> dict:
+def _split_entry(records: list[dict], latent_hw, image_hw=None) -> dict:
     bpp = [b for r in records for b in r["bpp"]]
     est = [b for r in records for b in r["bpp_estimate"]]
     shapes = sorted({tuple(s) for r in records for s in r["latent_shapes"]})
@@ -93,6 +94,10 @@ def _split_entry(records: list[dict], latent_hw) -> dict:
         "latent_shape": list(shapes[0]) if len(shapes) == 1 else None,
         "latent_shapes": [list(s) for s in shapes],
         "zarr_latent_shape": latent_hw,
+        "image_size_max": [
+            max((r.get("image_size_max", [0, 0])[i] for r in records), default=0) for i in (0, 1)
+        ],
+        **({"zarr_image_size": image_hw} if image_hw else {}),
         "stats": split_stats(records),
     }
 
@@ -113,7 +118,9 @@ def zarr_metadata(store_path: Path, splits) -> list[dict]:
     return [file_entry(store_path / rel, store_path) for rel in metadata_keys(root, splits)]
 
 
-def build_manifest(config, index, codec, tasks, committed: dict, latent_hw: dict) -> dict:
+def build_manifest(
+    config, index, codec, tasks, committed: dict, latent_hw: dict, image_hw: dict | None = None
+) -> dict:
     missing = [(t.split, t.index) for t in tasks if (t.split, t.index) not in committed]
     if missing:
         raise RuntimeError(
@@ -123,7 +130,8 @@ def build_manifest(config, index, codec, tasks, committed: dict, latent_hw: dict
     shards = [{k: r[k] for k in _SHARD_KEYS} for r in records]
     by_split = {s: [r for r in records if r["split"] == s] for s in index.split_names}
     splits = {
-        s: _split_entry(rs, latent_hw.get(s)) | {"row_order": row_order(config, tasks, s)}
+        s: _split_entry(rs, latent_hw.get(s), (image_hw or {}).get(s))
+        | {"row_order": row_order(config, tasks, s)}
         for s, rs in by_split.items()
     }
     failures = [f for r in records for f in r["failures"]]

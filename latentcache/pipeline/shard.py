@@ -40,6 +40,7 @@ from latentcache.store.scales import scale_floor, scales_payload, scales_to_floa
 from latentcache.store.wds_store import WDS_DIR, tar_name, write_tar
 from latentcache.store.writer import commit_path, fenced_commit
 from latentcache.store.zarr_store import shard_files, write_rows
+from latentcache.tasks import get_task
 
 __all__ = [
     "ShardTask",
@@ -79,6 +80,8 @@ class ShardSettings:
     torch_threads: int = FLOAT_THREADS  # pinned: floats (and so bytes) depend on it
     run_token: str = ""  # the run this task belongs to; its commit is refused once stale
     pipelined: bool = False  # g_a of the next batch while a CPU thread codes this one (GPU)
+    task: str = "classification"  # latentcache.tasks: which targets each sample carries
+    image_hw: dict | None = None  # split -> [H, W] the Zarr target arrays hold
 
 
 def _load(sample: Sample, root: Path, max_pixels: int) -> LoadedImage:
@@ -170,13 +173,27 @@ def _record(
             s.split,
             f"latent {tuple(lat.y_hat.shape[-2:])} exceeds the split's planned {tuple(limit)}",
         )
+    from latentcache.codec.latents import canvas_offset
+
+    hw = tuple(int(v) for v in im.rgb.shape[:2])
+    room = (settings.image_hw or {}).get(s.split)
+    task = get_task(settings.task)
+    if "zarr" in settings.formats and task.target_names and room:
+        if hw[0] > room[0] or hw[1] > room[1]:
+            return SampleFailure(
+                s.key, s.path, s.split, f"image {hw} exceeds the split's planned {tuple(room)}"
+            )
+    try:
+        targets = task.read_targets(s.target, Path(settings.data_root), hw)
+    except SampleError as exc:
+        return SampleFailure(s.key, s.path, s.split, str(exc))
     return EncodedSample(
         key=s.key,
         label=s.label,
         split=s.split,
         path=s.path,
         source_sha256=im.sha256,
-        image_size=tuple(int(v) for v in im.rgb.shape[:2]),
+        image_size=hw,
         bpp=lat.bpp,
         bpp_estimate=lat.bpp_estimate,
         y_string=lat.y_string,
@@ -184,6 +201,8 @@ def _record(
         z_shape=lat.z_shape,
         y_hat=lat.y_hat,
         scales=scales_payload(lat, settings.scales_repr),
+        canvas_offset=canvas_offset(*hw),
+        targets=targets,
     ), lat
 
 
@@ -245,6 +264,7 @@ def compute_shard(task: ShardTask, codec, settings: ShardSettings) -> dict:
             "bpp_estimate": [r.bpp_estimate for r in stored],
             "bitstream_bytes": sum(len(r.y_string) + len(r.z_string) for r in stored),
             "latent_shapes": sorted({tuple(r.latent_shape) for r in stored}),
+            "image_size_max": [max((r.image_size[i] for r in stored), default=0) for i in (0, 1)],
             "stats": _stats(pairs, settings.scales_repr, table, scale_floor(codec.model)),
             "encoder": encoder_record(settings),
         },
@@ -309,7 +329,7 @@ def _write(
 
     def wds_files():
         tar = store / WDS_DIR / tar_name(task.split, task.index)
-        write_tar(tar, stored, settings.scales_repr)
+        write_tar(tar, stored, settings.scales_repr, get_task(settings.task))
         return [file_entry(tar, store)]
 
     writers = {"zarr": zarr_files, "webdataset": wds_files}

@@ -99,7 +99,7 @@ def list_images(config: ImageTrainConfig) -> tuple[Path, list[str], list[dict]]:
 
         index = read_image_index(config.images)
         return Path(config.images), list(index["classes"]), list(index["samples"])
-    from latentcache.datasets.base import build_index
+    from latentcache.datasets import build_index
 
     index = build_index(config.dataset, config.images, **config.dataset_options)
     return index.root, list(index.classes), [s.to_dict() for s in index.samples]

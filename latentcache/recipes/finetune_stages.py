@@ -21,7 +21,11 @@ import time
 from pathlib import Path
 
 from latentcache.errors import ConfigError
+from latentcache.recipes.configs import codec_spec, encode_config, key_config
+from latentcache.recipes.model_stages import train_eval_stages
 from latentcache.recipes.spec import FinetuneEntry, ModelEntry, Recipe, Setting
+from latentcache.recipes.stage import Stage
+from latentcache.recipes.stage_runs import encode_stage_run, eval_stage_run
 from latentcache.store.manifest import file_sha256
 
 __all__ = ["finetune_config", "finetune_stages", "finetune_settings"]
@@ -57,7 +61,6 @@ def finetune_config(
     """The FinetuneConfig of one finetune stage: preset < entry < recipe data and codec."""
     from latentcache.finetune import FinetuneConfig
     from latentcache.finetune.presets import get_preset, resolve_options
-    from latentcache.recipes.stages import _codec_spec
 
     fields, _ = resolve_options(entry.preset, entry.given())
     if entry.preset and get_preset(entry.preset).then_train and not entry.then_train:
@@ -71,7 +74,7 @@ def finetune_config(
             "dataset": recipe.dataset,
             "data_root": recipe.data_root,
             "dataset_options": recipe.dataset_options,
-            "codec": _codec_spec(recipe, setting),
+            "codec": codec_spec(recipe, setting),
             "out": out,
             "classifier": classifier,
             "seed": seed,
@@ -115,14 +118,13 @@ def _describe(entry: FinetuneEntry, cfg) -> dict:
 def _run_reencode(recipe: Recipe, setting: Setting, ft_id: str):
     def run(ctx) -> dict:
         from latentcache.codec.load import load_codec
-        from latentcache.recipes.stages import _codec_spec, _run_encode
 
         checkpoint = str(Path(ctx.deps[ft_id]["dir"]) / "run" / "codec.pt")
         tuned = _with_checkpoint(recipe, checkpoint)
-        codec = load_codec(_codec_spec(tuned, setting))
+        codec = load_codec(codec_spec(tuned, setting))
         shared = ctx.shared | {"codecs": {setting.name: codec}}
         inner = type(ctx)(ctx.dir, ctx.deps, ctx.resume, shared, ctx.meta)
-        return _run_encode(tuned, setting)(inner)
+        return encode_stage_run(tuned, setting)(inner)
 
     return run
 
@@ -153,20 +155,12 @@ def _with_finetune(run_eval, ft_id: str, baseline: str):
 
 
 def _stages_for(recipe: Recipe, entry: FinetuneEntry, setting: Setting, seed: int) -> list:
-    from latentcache.recipes.stages import (
-        Stage,
-        _key_config,
-        _run_eval,
-        _train_eval,
-        encode_config,
-    )
-
     meta = {"quality": setting.quality, "metric": setting.metric, "seed": seed}
     train_id = f"train-{setting.name}-{entry.classifier}-s{seed}" if entry.classifier else None
     ft_id = f"finetune-{setting.name}-{entry.name}-s{seed}"
     problem, cfg = None, {}
     try:
-        cfg = _key_config(finetune_config(recipe, setting, entry, seed, "", train_id).to_dict())
+        cfg = key_config(finetune_config(recipe, setting, entry, seed, "", train_id).to_dict())
         cfg = {k: v for k, v in cfg.items() if k not in _NOT_KEY}
     except ConfigError as exc:
         cfg, problem = {"error": str(exc)}, str(exc)
@@ -181,7 +175,7 @@ def _stages_for(recipe: Recipe, entry: FinetuneEntry, setting: Setting, seed: in
     if entry.then_train:  # a new classifier from scratch on the re-encoded store
         base = models[entry.then_train]
         renamed = ModelEntry(**{**base.__dict__, "name": f"{base.name}+{entry.name}"})
-        train, ev = _train_eval(recipe, renamed, setting.name, seed, enc_id, enc_id, None)
+        train, ev = train_eval_stages(recipe, renamed, setting.name, seed, enc_id, enc_id, None)
         ev.deps += (ft_id,)
         ev.run = _with_finetune(ev.run, ft_id, base.name)
         return [ft, enc, train, ev]
@@ -198,7 +192,7 @@ def _stages_for(recipe: Recipe, entry: FinetuneEntry, setting: Setting, seed: in
                 f'finetune "{entry.name}": classifier "{base.name}" reads decoded pixels, so '
                 f"it fine-tunes in mode task, not {cfg.get('mode')}"
             )
-    run_eval = _run_eval(recipe, tuned, ft_id, enc_id, dec_id)
+    run_eval = eval_stage_run(recipe, tuned, ft_id, enc_id, dec_id)
     deps = tuple(d for d in (ft_id, enc_id, dec_id) if d)
     ev = Stage(f"eval-{setting.name}-{tuned.name}-s{seed}", "eval",
                {"eval": recipe.eval, "model": tuned.name}, deps,

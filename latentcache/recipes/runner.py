@@ -117,11 +117,11 @@ def _codec_available(spec) -> str | None:
 
 def _load_codecs(recipe: Recipe, dry_run: bool, missing: list[str]) -> dict:
     from latentcache.codec.load import load_codec
-    from latentcache.recipes.stages import _codec_spec
+    from latentcache.recipes.configs import codec_spec
 
     codecs = {}
     for setting in recipe.settings:
-        spec = _codec_spec(recipe, setting)
+        spec = codec_spec(recipe, setting)
         why = _codec_available(spec)
         if why and (dry_run or spec.source != "zoo"):
             missing.append(why)
@@ -135,7 +135,7 @@ def _load_codecs(recipe: Recipe, dry_run: bool, missing: list[str]) -> dict:
 
 def preflight(recipe: Recipe, stages: list[Stage], dry_run: bool) -> tuple[dict, list[str]]:
     """Everything the stages share (codecs, dataset index), and what is missing."""
-    from latentcache.datasets.base import build_index
+    from latentcache.datasets import build_index
 
     missing: list[str] = []
     shared: dict = {"codecs": {}, "index": None}

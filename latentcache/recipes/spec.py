@@ -33,6 +33,7 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "INPUTS",
+    "PAPER_METRICS",
     "Setting",
     "ModelEntry",
     "FinetuneEntry",
@@ -54,7 +55,10 @@ _EVAL = {"split", "checkpoint", "batch_size", "device"}
 _MODEL = {"name", "model", "input", "preset", "init", "pretrained", "options"}
 _FINETUNE = {"name", "preset", "classifier", "mode", "beta", "gamma", "epochs", "then_train"}
 _FINETUNE |= {"options"}
-_PAPER = {"source", "label", "model", "input", "quality", "metric", "bpp", "top1", "top5"}
+# a paper point's published scores, in percent as printed: classification top-1 / top-5,
+# segmentation mean IoU (VOC protocol), detection mAP (COCO: 0.5:0.95) and mAP at IoU 0.5
+PAPER_METRICS = ("top1", "top5", "miou", "map", "map50")
+_PAPER = {"source", "label", "model", "input", "quality", "metric", "bpp", *PAPER_METRICS}
 
 
 def _check_keys(table: dict, allowed: set[str], where: str) -> None:
@@ -136,18 +140,26 @@ class PaperPoint:
     quality: int | None = None
     metric: str | None = None
     bpp: float | None = None
-    top1: float | None = None  # percent, as printed
+    top1: float | None = None  # percent, as printed (every one of PAPER_METRICS)
     top5: float | None = None
+    miou: float | None = None
+    map: float | None = None
+    map50: float | None = None
 
     def __post_init__(self) -> None:
         if self.input not in INPUTS:
             raise ConfigError(f'paper point "{self.label}": input should be one of {INPUTS}')
-        if self.top1 is None and self.top5 is None:
-            raise ConfigError(f'paper point "{self.label}" has neither top1 nor top5')
-        for name in ("top1", "top5"):
-            v = getattr(self, name)
-            if v is not None and not 0 <= v <= 100:
+        if not self.scores():
+            raise ConfigError(
+                f'paper point "{self.label}" has no published score; give one of {PAPER_METRICS}'
+            )
+        for name, v in self.scores().items():
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 100:
                 raise ConfigError(f'paper point "{self.label}": {name}={v}, should be in [0, 100]')
+
+    def scores(self) -> dict[str, float]:
+        """The published scores it carries, by name (percent)."""
+        return {m: getattr(self, m) for m in PAPER_METRICS if getattr(self, m) is not None}
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,14 @@
-"""Rate–accuracy reports: top-1/top-5 against mean true bpp, ours beside the papers'.
+"""Rate–accuracy reports: each task's scores against mean true bpp, ours beside the papers'.
 
 ::
 
     RUN_DIR/recipe.json (papers' points)  +  RUN_DIR/stages/eval-*/result.json (one per seed)
       └► rows ─► group by (dataset, model, input, quality, metric): mean ± std over seeds
-      └► results.csv (every seed), summary.csv, report.md (tables, links), accuracy_vs_bpp.png
+      └► results.csv (every seed), summary.csv, report.md (tables, links), and one plot of
+         the scores present (:data:`SCORES`: top-1/top-5 -> accuracy_vs_bpp.png, mIoU ->
+         miou_vs_bpp.png, ...)
+
+Scores in result rows are fractions (0.62), the papers' are percent as printed (62.0).
 
 A paper point without a published rate (gupta2024 gives qualities) is drawn at our mean
 true bpp for the same quality and metric, and says so; a point on original images is a
@@ -16,17 +20,46 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["collect_rows", "summarize", "build_report", "REPORT_NAME"]
+__all__ = [
+    "collect_rows",
+    "summarize",
+    "build_report",
+    "scores_present",
+    "plot_name",
+    "REPORT_NAME",
+    "SCORES",
+]
 
 logger = logging.getLogger(__name__)
 
 REPORT_NAME = "report.md"
 _GROUP = ("recipe", "dataset", "model", "arch", "input", "quality", "metric")
+# score key -> its name on axes and in tables (classification, segmentation, detection)
+SCORES = {
+    "top1": "top-1",
+    "top5": "top-5",
+    "miou": "mIoU",
+    "pixel_acc": "pixel accuracy",
+    "map": "mAP",
+    "map50": "mAP@0.5",
+}
+
+
+def scores_present(lines: list[dict], papers: list[dict] = ()) -> list[str]:
+    """The score keys (in :data:`SCORES` order) that some row or paper point carries."""
+    items = list(lines) + list(papers)
+    return [k for k in SCORES if any(r.get(k) is not None for r in items)]
+
+
+def plot_name(scores: list[str]) -> str:
+    """``accuracy_vs_bpp.png`` for classification, ``<first score>_vs_bpp.png`` otherwise."""
+    return "accuracy_vs_bpp.png" if scores[0] in ("top1", "top5") else f"{scores[0]}_vs_bpp.png"
 
 
 def collect_rows(run_dirs: list[str | os.PathLike]) -> tuple[list[dict], list[dict]]:
@@ -62,8 +95,8 @@ def summarize(rows: list[dict]) -> list[dict]:
     out = []
     for key, rs in groups.items():
         line = dict(zip(_GROUP, key, strict=True))
-        for metric in ("top1", "top5", "bpp", "train_seconds"):
-            line[metric], line[f"{metric}_std"] = _mean_std([r[metric] for r in rs])
+        for metric in (*scores_present(rs), "bpp", "train_seconds"):
+            line[metric], line[f"{metric}_std"] = _mean_std([r.get(metric) for r in rs])
         for name in (
             "encode_ms_per_image",
             "eval_ms_per_image",
@@ -96,18 +129,21 @@ def _kb(v) -> str:
 
 
 def _table(lines: list[dict]) -> list[str]:
+    scores = scores_present(lines)
     head = (
-        "| dataset | model | input | q | metric | mean true bpp | top-1 % | top-5 % | seeds "
-        "| train s | eval ms/img | encode ms/img | decode ms/img | store KiB/img | bitstream KiB/img "
-        "| source KiB/img |"
+        "| dataset | model | input | q | metric | mean true bpp | "
+        + "".join(f"{SCORES[k]} % | " for k in scores)
+        + "seeds | train s | eval ms/img | encode ms/img | decode ms/img | store KiB/img "
+        "| bitstream KiB/img | source KiB/img |"
     )
-    out = [head, "|" + "---|" * 16]
+    out = [head, "|" + "---|" * (14 + len(scores))]
     for r in lines:
+        values = "".join(f"| {_fmt(r.get(k), r.get(f'{k}_std'), pct=True)} " for k in scores)
         out.append(
             f"| {r['dataset']} | {r['model']} | {r['input']} | {r['quality'] or '–'} "
             f"| {r['metric'] or '–'} | {_fmt(r['bpp'], digits=3)} "
-            f"| {_fmt(r['top1'], r['top1_std'], pct=True)} | {_fmt(r['top5'], r['top5_std'], pct=True)} "
-            f"| {len(r['seeds'])} | {_fmt(r['train_seconds'], r['train_seconds_std'])} "
+            + values
+            + f"| {len(r['seeds'])} | {_fmt(r['train_seconds'], r['train_seconds_std'])} "
             f"| {_fmt(r['eval_ms_per_image'])} "
             f"| {_fmt(r['encode_ms_per_image'])} | {_fmt(r['decode_ms_per_image'])} "
             f"| {_kb(r['store_bytes_per_image'])} | {_kb(r['bitstream_bytes_per_image'])} "
@@ -117,24 +153,30 @@ def _table(lines: list[dict]) -> list[str]:
 
 
 def _ours_for(point: dict, lines: list[dict]) -> dict | None:
-    for r in lines:
-        if r["dataset"] != point["dataset"] or r["input"] != point["input"]:
-            continue
-        if point["model"] not in (r["model"], r["arch"]):
-            continue
-        if point.get("quality") not in (None, r["quality"]):
-            continue
-        if point.get("metric") not in (None, r["metric"]):
-            continue
-        return r
-    return None
+    """Our line for a paper point: same dataset, input, model, quality and metric where the
+    point names them; among several, the one whose bpp is nearest the point's (log scale)."""
+    found = [
+        r
+        for r in lines
+        if r["dataset"] == point["dataset"]
+        and r["input"] == point["input"]
+        and point["model"] in (r["model"], r["arch"])
+        and point.get("quality") in (None, r["quality"])
+        and point.get("metric") in (None, r["metric"])
+    ]
+    if len(found) > 1 and point.get("bpp") and all(r.get("bpp") for r in found):
+        return min(found, key=lambda r: abs(math.log(r["bpp"] / point["bpp"])))
+    return found[0] if found else None
 
 
 def _paper_table(papers: list[dict], lines: list[dict]) -> list[str]:
+    scores = scores_present(papers)
     out = [
-        "| source | row | model | input | q / bpp | paper top-1 % | paper top-5 % "
-        "| ours top-1 % | ours top-5 % |",
-        "|" + "---|" * 9,
+        "| source | row | model | input | q / bpp | "
+        + "".join(f"paper {SCORES[k]} % | " for k in scores)
+        + " | ".join(f"ours {SCORES[k]} %" for k in scores)
+        + " |",
+        "|" + "---|" * (5 + 2 * len(scores)),
     ]
     for p in papers:
         ours = _ours_for(p, lines)
@@ -147,12 +189,16 @@ def _paper_table(papers: list[dict], lines: list[dict]) -> list[str]:
                 else "original"
             )
         )
+        theirs = "".join(f"| {p[k] if p.get(k) is not None else '–'} " for k in scores)
+        mine = "".join(
+            f"| {_fmt(ours.get(k), ours.get(f'{k}_std'), pct=True) if ours else '–'} "
+            for k in scores
+        )
         out.append(
             f"| {p['source']} | {p['label']} | {p['model']} | {p['input']} | {rate} "
-            f"| {p['top1'] if p.get('top1') is not None else '–'} "
-            f"| {p['top5'] if p.get('top5') is not None else '–'} "
-            f"| {_fmt(ours['top1'], ours['top1_std'], pct=True) if ours else '–'} "
-            f"| {_fmt(ours['top5'], ours['top5_std'], pct=True) if ours else '–'} |"
+            + theirs
+            + mine
+            + "|"
         )
     return out
 
@@ -210,17 +256,25 @@ def _paper_x(point: dict, lines: list[dict]) -> tuple[float | None, bool]:
     return None, False
 
 
-def plot_rate_accuracy(lines: list[dict], papers: list[dict], path: Path) -> Path:
-    """Top-1 and top-5 against mean true bpp: our lines with ± std, the papers' points."""
+def plot_rate_accuracy(
+    lines: list[dict], papers: list[dict], path: Path, scores: list[str] | None = None
+) -> Path:
+    """Each score (default: those our rows carry) against mean true bpp: our lines with ± std,
+    the papers' points; one panel per score."""
     from latentcache.report.training import _pyplot
 
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    scores = scores or scores_present(lines) or ["top1"]
+    fig, axes = plt.subplots(1, len(scores), figsize=(6 * len(scores), 4.8), squeeze=False)
+    axes = axes[0]
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in lines:
         groups[(r["dataset"], r["model"], r["input"], r["metric"])].append(r)
-    for ax, metric in zip(axes, ("top1", "top5"), strict=True):
+    for ax, metric in zip(axes, scores, strict=True):
         for (dataset, model, inp, codec_metric), rs in groups.items():
+            rs = [r for r in rs if r.get(metric) is not None]
+            if not rs:
+                continue
             label = f"ours: {model} on {inp}" + (f" ({codec_metric})" if codec_metric else "")
             label += f", {dataset}"
             if inp == "original":
@@ -237,7 +291,7 @@ def plot_rate_accuracy(lines: list[dict], papers: list[dict], path: Path) -> Pat
             )
         _draw_papers(ax, papers, lines, metric)
         ax.set_xlabel("mean true bpp (bytes of the bitstreams × 8 / pixels)")
-        ax.set_ylabel(f"{'top-1' if metric == 'top1' else 'top-5'} accuracy (%)")
+        ax.set_ylabel(f"{SCORES[metric]}{' accuracy' if metric in ('top1', 'top5') else ''} (%)")
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
@@ -285,13 +339,15 @@ def build_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> P
     _write_csv(out / "results.csv", rows)
     _write_csv(out / "summary.csv", lines)
     md = ["# Rate–accuracy report", "", f"Runs: {', '.join(str(d) for d in run_dirs)}", ""]
-    if lines:
-        plot_rate_accuracy(lines, papers, out / "accuracy_vs_bpp.png")
-        md += ["![top-1 and top-5 against mean true bpp](accuracy_vs_bpp.png)", ""]
+    scores = scores_present(lines)
+    if lines and scores:
+        name = plot_name(scores)
+        plot_rate_accuracy(lines, papers, out / name, scores)
+        md += [f"![{' and '.join(SCORES[k] for k in scores)} against mean true bpp]({name})", ""]
     md += [
         "## Ours",
         "",
-        "Mean ± std over seeds; accuracies on the eval split. Compute: train s is the wall "
+        "Mean ± std over seeds; scores on the eval split. Compute: train s is the wall "
         "time of training (with its per-epoch validation), eval ms/img the inference on the eval "
         "split (with loading), encode ms/img the encode stage (g_a, entropy coding, h_s, "
         "entropy decoding, writing), decode ms/img g_s for the pixel baseline. Storage per "

@@ -41,6 +41,7 @@ from latentcache.store.scales import (
 from latentcache.store.wds_store import ArraySpec, SampleLimits, iter_tar_samples, parse_sample
 from latentcache.store.zarr_split import ZarrSplit
 from latentcache.store.zarr_store import ZARR_DIR
+from latentcache.tasks import Task, store_task
 
 __all__ = ["LatentStore", "ZarrSplit", "open_store"]
 
@@ -66,6 +67,11 @@ class LatentStore:
     @property
     def classes(self) -> list[str]:
         return list(self.manifest["dataset"]["classes"])
+
+    @property
+    def task_unit(self) -> Task:
+        """The store's task unit (``latentcache.tasks``); stores before tasks: classification."""
+        return store_task(self.manifest)
 
     @property
     def splits(self) -> list[str]:
@@ -175,6 +181,26 @@ class LatentStore:
                 )
             if rows and a.shape[0] != rows:
                 raise StoreCorruptError(f"{where}: {a.shape[0]} rows, manifest says {rows}")
+        self._check_target_arrays(split, group, rows)
+
+    def _check_target_arrays(self, split: str, group, rows: int) -> None:
+        """The task's arrays (a mask: uint8, at most the split's largest image) and
+        ``canvas_offset``, before any chunk is read."""
+        limits = self.sample_limits(split)
+        for name, (shape, dtype, _, _) in self.task_unit.zarr_arrays(limits.max_image_hw).items():
+            where = f"{ZARR_DIR}/{split}/{name}"
+            try:
+                a = group[name]
+            except KeyError:
+                raise StoreCorruptError(f"{where}/zarr.json: missing from {self.url}") from None
+            if a.dtype != np.dtype(dtype):
+                raise StoreCorruptError(f"{where}: dtype {a.dtype}, the task stores {dtype}")
+            if len(a.shape) != 1 + len(shape) or any(
+                g > e for g, e in zip(a.shape[1:], shape, strict=True)
+            ):
+                raise StoreCorruptError(
+                    f"{where}: shape {a.shape}, manifest says at most ({rows}, {', '.join(map(str, shape))}) (oversized array)"
+                )
 
     def wds_shards(self, split: str) -> list[str]:
         """The split's tars holding samples: local paths, or URLs for a store at a URL (what plain
@@ -209,7 +235,16 @@ class LatentStore:
             arrays["z_hat"] = ArraySpec("int16", n, (-(-h // 4), -(-w // 4)))
         else:
             arrays["scales_hat"] = ArraySpec(scales_dtype(self.scales_repr).name, m, (h, w))
-        return SampleLimits(arrays, len(self.classes), scales)
+        image = info.get("image_size_max") or info.get("zarr_image_size")
+        if image is None and self.task_unit.target_names:
+            raise StoreCorruptError(
+                f"{self.url}: manifest.json gives split {split!r} no image_size_max, which "
+                f"bounds its {self.task_unit.name} targets"
+            )
+        image = image or [1 << 16, 1 << 16]
+        return SampleLimits(
+            arrays, len(self.classes), scales, self.task_unit.name, (int(image[0]), int(image[1]))
+        )
 
     def wds_samples(self, split: str, shards: list[str] | None = None) -> Iterator[dict]:
         """Checked, decoded samples of the split's tars (all, or ``shards`` from ``wds_shards``):

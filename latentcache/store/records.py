@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,6 +27,8 @@ class EncodedSample:
     z_shape: tuple[int, int]
     y_hat: np.ndarray  # (M, h, w) int16
     scales: np.ndarray  # the stored representation (see store.scales)
+    canvas_offset: tuple[int, int] = (0, 0)  # (pad_top, pad_left) on the codec's padded canvas
+    targets: dict = field(default_factory=dict)  # the task's arrays (segmentation: "mask")
 
     @property
     def latent_shape(self) -> tuple[int, int]:
@@ -41,6 +43,7 @@ class EncodedSample:
             "path": self.path,
             "source_sha256": self.source_sha256,
             "image_size": list(self.image_size),
+            "canvas_offset": list(self.canvas_offset),
             "latent_shape": list(self.latent_shape),
             "z_shape": list(self.z_shape),
             "bpp": self.bpp,

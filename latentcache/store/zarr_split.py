@@ -20,7 +20,6 @@ a missing or damaged one is refused in one line naming it (the shard_reader's ch
 from __future__ import annotations
 
 import json
-import math
 from collections import OrderedDict
 
 import numpy as np
@@ -35,7 +34,6 @@ __all__ = ["READ_DTYPES", "ZarrSplit"]
 READ_DTYPES = ("float", "stored")
 _FIELDS = ("key", "label", "bpp", "y_hat", "latent_shape")
 _OPEN_FILES = 16  # shard files kept open per split (least recently used closed)
-_MAX_ROW_ELEMENTS = 1 << 16  # a per-row array's row (key bytes, digest, (h, w)) is small
 _MAX_METADATA_BYTES = 1 << 20
 
 
@@ -55,6 +53,12 @@ class ZarrSplit:
         self._len = int(self.group["key"].shape[0])
         self._layouts: dict[str, ShardLayout | None] = {}
         self._files: OrderedDict[tuple[str, int], ShardFile] = OrderedDict()
+        task = store.task_unit  # the task's targets ride along (stores before them: none)
+        self._extra = [
+            n
+            for n in ("image_size", "canvas_offset", *task.target_names)
+            if n in self.group or n in task.ragged_targets
+        ]
 
     def __len__(self) -> int:
         return self._len
@@ -76,7 +80,7 @@ class ZarrSplit:
             raise ConfigError(f'Invalid read dtype "{dtype}", should be one of {READ_DTYPES}')
         to_float = dtype == "float"
         z_shape = to_float and self._scales == "z_hat"  # h_s runs on each row's real size
-        names = [*_FIELDS, self._scales]
+        names = [*_FIELDS, self._scales, *self._extra]
         names += ["y_string", "z_string", "z_shape"] if bitstreams else ["z_shape"] * z_shape
         out = self.read_arrays(start, stop, names)
         if to_float:
@@ -89,17 +93,20 @@ class ZarrSplit:
 
     def read_arrays(self, start: int, stop: int, names: list[str]) -> dict[str, np.ndarray]:
         """The valid rows in [start, stop) of the arrays ``names``, as stored (``key`` as str;
-        ``zarr_store.read_rows``'s derived names too). The trainer's loader reads its per-row
-        arrays here; shard_reader unless a name needs zarr-python (bitstreams, digests, a
-        layout shard_reader declines)."""
-        if self._fast_for(names):
-            return self._read_fast(start, stop, names)
-        return read_rows(self.group, start, stop, names)
+        ``zarr_store.read_rows``'s derived and ragged names too). The trainer's loader reads its
+        per-row arrays here. shard_reader reads every array whose layout it takes; zarr-python
+        the rest (bitstreams, digests, ragged targets, layouts shard_reader declines)."""
+        fast = [n for n in names if self._fast_for([n])] if self._fast_for(["key"]) else []
+        slow = [n for n in names if n not in fast]
+        out = self._read_fast(start, stop, fast) if fast else {}
+        if slow:
+            out |= read_rows(self.group, start, stop, ["key", *slow])
+        return {n: out[n] for n in names}
 
     @property
     def fast(self) -> bool:
-        """Whether :meth:`read` (without bitstreams) goes through shard_reader."""
-        return self._fast_for([*_FIELDS, self._scales, "z_shape"])
+        """Whether :meth:`read` (without bitstreams) goes through shard_reader alone."""
+        return self._fast_for([*_FIELDS, self._scales, "z_shape", *self._extra])
 
     def _fast_for(self, names: list[str]) -> bool:
         derived = ("y_string", "z_string", "source_sha256")
@@ -149,10 +156,6 @@ class ZarrSplit:
         arr = self.group[name]
         if tuple(arr.shape) != lay.shape or np.dtype(arr.dtype) != lay.dtype.newbyteorder("="):
             raise StoreCorruptError(f"{self._dir}/{name}/zarr.json: changed while being read")
-        if lay.chunk_rows > 1 and math.prod(lay.row_shape) > _MAX_ROW_ELEMENTS:
-            raise StoreCorruptError(
-                f"{self._dir}/{name}: rows of {lay.row_shape} elements, over {_MAX_ROW_ELEMENTS}"
-            )
         return lay.shape[0] == len(self) or name == "key"
 
     def _read_fast(self, start: int, stop: int, names: list[str]) -> dict[str, np.ndarray]:

@@ -13,6 +13,11 @@
         key           (R, K)           uint8: the key's UTF-8 bytes, zero-padded to K = key_bytes
         source_sha256 (R, 32)          uint8: the source file's sha256 digest
         image_size    (R, 2)           int32 (H, W) unpadded
+        canvas_offset (R, 2)           int32 (pad_top, pad_left): where the image sits on the
+                                       codec's padded canvas (latent cell (i, j) covers image
+                                       pixels from (16i - pad_top, 16j - pad_left))
+        <target>      (R, ...)         the task's per-sample arrays (latentcache.tasks), e.g.
+                                       mask (R, H_max, W_max) uint8, fill 255, one chunk per row
         latent_shape  (R, 2)           int32 (h, w) of y_hat; arrays are zero-padded beyond it
         z_shape       (R, 2)           int32, the ``shape`` CompressAI's decompress needs
         bitstream_offsets (R, 3)       int64 (start, mid, stop): y_string = data[start:mid],
@@ -50,7 +55,6 @@ is in ``latent_shape``.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,11 +62,24 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 from zarr.core.array import AsyncArray
-from zarr.core.sync import sync
 
-from latentcache.errors import StoreCorruptError
 from latentcache.store.records import EncodedSample
 from latentcache.store.scales import scales_array_name, scales_dtype
+from latentcache.store.zarr_files import (
+    BITSTREAMS,
+    ZARR_DIR,
+    ZARR_LAYOUT,
+    metadata_keys,
+    open_root,
+    shard_files,
+    shard_keys,
+)
+from latentcache.store.zarr_ragged import (
+    RAGGED_OFFSETS,
+    create_ragged,
+    write_ragged,
+)
+from latentcache.store.zarr_read import decode_keys, read_rows, valid_rows
 
 __all__ = [
     "ZARR_DIR",
@@ -78,25 +95,19 @@ __all__ = [
     "decode_keys",
 ]
 
-ZARR_DIR = "zarr"
-ZARR_LAYOUT = 2  # 1: vlen strings and numcodecs filters (not portable)
-BITSTREAMS = "bitstreams"
 _CRC = Crc32cCodec()
 _INT = (BloscCodec(cname="zstd", clevel=8, shuffle="bitshuffle"), _CRC)  # y_hat, z_hat
 _INDEX = (BloscCodec(cname="lz4hc", clevel=5, shuffle="bitshuffle"), _CRC)  # uint8 scale index
 _FLOAT = (BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"), _CRC)
 _SMALL = (ZstdCodec(level=5), _CRC)
 _PER_SAMPLE = ("y_hat", "scales_hat", "z_hat")  # chunk = one sample, sharded
-_DERIVED = ("y_string", "z_string")  # read_rows names built from bitstreams/ + offsets
 _WRITE_ALL = {"write_empty_chunks": True}
 
 
-def _open_root(store_path: Path, mode: str = "r") -> zarr.Group:
-    return zarr.open_group(store_path / ZARR_DIR, mode=mode, zarr_format=3)
-
-
-def _specs(m: int, n: int, hw: tuple[int, int], repr_: str, key_bytes: int) -> dict[str, tuple]:
-    """name -> (row shape, dtype, fill_value, compressors)."""
+def _specs(
+    m: int, n: int, hw: tuple[int, int], repr_: str, key_bytes: int, targets: dict
+) -> dict[str, tuple]:
+    """name -> (row shape, dtype, fill_value, compressors); ``targets``: the task's arrays."""
     h, w = hw
     scales_shape = (n, h // 4, w // 4) if repr_ == "z_hat" else (m, h, w)
     scales = scales_dtype(repr_)
@@ -114,9 +125,11 @@ def _specs(m: int, n: int, hw: tuple[int, int], repr_: str, key_bytes: int) -> d
         "key": ((key_bytes,), "uint8", 0, _SMALL),
         "source_sha256": ((32,), "uint8", 0, _SMALL),
         "image_size": ((2,), "int32", 0, _SMALL),
+        "canvas_offset": ((2,), "int32", 0, _SMALL),
         "latent_shape": ((2,), "int32", 0, _SMALL),
         "z_shape": ((2,), "int32", 0, _SMALL),
         "bitstream_offsets": ((3,), "int64", 0, _SMALL),
+        **targets,
     }
 
 
@@ -137,12 +150,18 @@ def create_split(
     latent_hw: tuple[int, int],
     repr_: str,
     keys: Sequence[str],
+    targets: dict | None = None,
+    ragged: dict | None = None,
 ) -> None:
     """Create (or re-open identically) the split's arrays; only metadata is written here.
 
     ``keys``: the split's sample keys (their longest UTF-8 encoding sizes the ``key`` array).
+    ``targets``: the task's per-sample arrays, name -> (row shape, dtype, fill, compressors)
+    (``Task.zarr_arrays``), chunked one row each and sharded like the latents.
+    ``ragged``: the task's ragged targets, name -> (dtype, tail shape) (``zarr_ragged``).
     """
-    group = _open_root(store_path, "a").require_group(split)
+    targets = dict(targets or {})
+    group = open_root(store_path, "a").require_group(split)
     key_bytes = _key_bytes(keys)
     group.attrs.update(
         {
@@ -151,13 +170,18 @@ def create_split(
             "latent_shape": list(latent_hw),
             "shard_size": shard_size,
             "key_bytes": key_bytes,
+            "targets": sorted(targets),
         }
     )
     group.require_group(BITSTREAMS)
-    for name, (shape, dtype, fill, comp) in _specs(m, n, latent_hw, repr_, key_bytes).items():
+    specs = _specs(m, n, latent_hw, repr_, key_bytes, targets)
+    if ragged:
+        create_ragged(group, ragged)
+        specs[RAGGED_OFFSETS] = ((2,), "int64", 0, _SMALL)
+    for name, (shape, dtype, fill, comp) in specs.items():
         if name in group:
             continue
-        per_sample = name in _PER_SAMPLE
+        per_sample = name in _PER_SAMPLE or name in targets
         group.create_array(
             name,
             shape=(rows, *shape),
@@ -175,10 +199,10 @@ def _writable(arr: zarr.Array) -> zarr.Array:
     return zarr.Array(AsyncArray(metadata=a.metadata, store_path=a.store_path, config=_WRITE_ALL))
 
 
-def _pad_to(a: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+def _pad_to(a: np.ndarray, shape: Sequence[int], fill=0) -> np.ndarray:
     if tuple(a.shape) == tuple(shape):
         return a
-    out = np.zeros(shape, dtype=a.dtype)
+    out = np.full(shape, fill, dtype=a.dtype)
     out[tuple(slice(0, s) for s in a.shape)] = a
     return out
 
@@ -190,7 +214,9 @@ def _encode_key(key: str, width: int) -> np.ndarray:
     return np.frombuffer(raw.ljust(width, b"\0"), dtype=np.uint8)
 
 
-def _value(s: EncodedSample, name: str, scales_name: str, row_shape):
+def _value(s: EncodedSample, name: str, scales_name: str, row_shape, fill=0):
+    if name in s.targets:
+        return _pad_to(s.targets[name], row_shape, fill)
     if name == "y_hat":
         return _pad_to(s.y_hat, row_shape)
     if name == scales_name:
@@ -204,6 +230,7 @@ def _value(s: EncodedSample, name: str, scales_name: str, row_shape):
         "bpp": s.bpp,
         "bpp_estimate": s.bpp_estimate,
         "image_size": s.image_size,
+        "canvas_offset": s.canvas_offset,
         "latent_shape": s.latent_shape,
         "z_shape": s.z_shape,
     }
@@ -225,11 +252,11 @@ def _columns(samples: list[EncodedSample], n_rows: int, group: zarr.Group) -> di
     scales_name = scales_array_name(group.attrs["scales_repr"])
     cols: dict[str, np.ndarray] = {}
     for name, arr in group.arrays():
-        if name == "bitstream_offsets":
+        if name in ("bitstream_offsets", RAGGED_OFFSETS):
             continue
         col = np.full((n_rows, *arr.shape[1:]), arr.fill_value, dtype=arr.dtype)
         for i, s in enumerate(samples):
-            col[i] = _value(s, name, scales_name, arr.shape[1:])
+            col[i] = _value(s, name, scales_name, arr.shape[1:], arr.fill_value)
         cols[name] = col
     return cols
 
@@ -245,7 +272,7 @@ def write_rows(
     store_path: Path, split: str, start: int, stop: int, samples: list[EncodedSample]
 ) -> None:
     """Write rows [start, stop) — exactly one Zarr shard of every array — and the shard's bitstreams."""
-    group = _open_root(store_path, "r+")[split]
+    group = open_root(store_path, "r+")[split]
     _check_fits(group, samples)
     index = start // int(group.attrs["shard_size"])
     data, offsets = _bitstreams(samples, stop - start)
@@ -262,137 +289,8 @@ def write_rows(
     if data:
         blob[:] = np.frombuffer(data, dtype=np.uint8)
     _writable(group["bitstream_offsets"])[start:stop] = offsets
+    ragged_offsets = write_ragged(group, index, samples, stop - start)
+    if ragged_offsets is not None:
+        _writable(group[RAGGED_OFFSETS])[start:stop] = ragged_offsets
     for name, col in _columns(samples, stop - start, group).items():
         _writable(group[name])[start:stop] = col
-
-
-def _rel(arr: zarr.Array, key: str) -> str:
-    """A chunk or metadata key of ``arr`` as a path relative to the store (as in the manifest)."""
-    return f"{ZARR_DIR}/{arr.path}/{key}"
-
-
-def _chunk_keys(arr: zarr.Array, start: int, stop: int) -> list[str]:
-    """Storage keys (shards, or chunks when unsharded) holding rows [start, stop), by zarr's
-    own chunk-key encoding."""
-    grid = arr.shards or arr.chunks
-    ranges = [range(start // grid[0], -(-stop // grid[0]))]
-    ranges += [range(-(-n // g)) for n, g in zip(arr.shape[1:], grid[1:], strict=True)]
-    return [arr.metadata.encode_chunk_key(c) for c in itertools.product(*ranges)]
-
-
-def shard_keys(group: zarr.Group, index: int) -> list[str]:
-    """Every file (store-relative path) that shard ``index`` of the split ``group`` consists of."""
-    size = int(group.attrs["shard_size"])
-    out = []
-    for _, arr in sorted(group.arrays()):
-        start = index * size
-        out += [_rel(arr, k) for k in _chunk_keys(arr, start, min(start + size, arr.shape[0]))]
-    blob = group[BITSTREAMS][f"{index:06d}"]
-    out += [_rel(blob, "zarr.json")] + [_rel(blob, k) for k in _chunk_keys(blob, 0, blob.shape[0])]
-    return out
-
-
-def shard_files(store_path: Path, split: str, shard_index: int) -> list[Path]:
-    """The files of shard ``shard_index`` of ``split``, just written; a missing one is an error."""
-    group = _open_root(store_path)[split]
-    files = [store_path / rel for rel in shard_keys(group, shard_index)]
-    missing = [f for f in files if not f.is_file()]
-    if missing:
-        raise StoreCorruptError(f"{missing[0]}: expected after writing shard {shard_index}")
-    return files
-
-
-def metadata_keys(root: zarr.Group, splits: Sequence[str]) -> list[str]:
-    """The group and array ``zarr.json`` files of ``splits`` (not the per-shard bitstream arrays,
-    which belong to their shard), as store-relative paths."""
-    out = [f"{ZARR_DIR}/zarr.json"]
-    for split in splits:
-        group = root[split]
-        out += [f"{ZARR_DIR}/{split}/zarr.json", f"{ZARR_DIR}/{split}/{BITSTREAMS}/zarr.json"]
-        out += [_rel(arr, "zarr.json") for _, arr in sorted(group.arrays())]
-    return out
-
-
-def valid_rows(key: np.ndarray) -> np.ndarray:
-    """Rows that hold a sample (holes have an empty key)."""
-    return np.asarray(key != "")
-
-
-def decode_keys(raw: np.ndarray) -> np.ndarray:
-    """(n, K) uint8 zero-padded UTF-8 -> (n,) str."""
-    raw = np.ascontiguousarray(raw, dtype=np.uint8)
-    fixed = raw.view(f"S{raw.shape[-1]}").reshape(raw.shape[:-1])  # drops the zero padding
-    return np.char.decode(fixed, "utf-8").astype(str)
-
-
-def _reason(exc: Exception) -> str:
-    if "checksum" in str(exc):
-        return "crc32c checksum mismatch: the file is damaged"
-    return f"unreadable ({type(exc).__name__}: {exc})"
-
-
-def _array(group: zarr.Group, name: str) -> zarr.Array:
-    try:
-        return group[name]
-    except KeyError:
-        raise StoreCorruptError(f"{ZARR_DIR}/{group.path}/{name}/zarr.json: missing") from None
-
-
-def _read(arr: zarr.Array, start: int, stop: int) -> np.ndarray:
-    """``arr[start:stop]``, refusing missing or damaged files instead of returning fill values."""
-    keys = _chunk_keys(arr, start, stop)
-    for key in keys:
-        if not sync(arr.store_path.store.exists(f"{arr.path}/{key}")):
-            raise StoreCorruptError(
-                f"{_rel(arr, key)}: missing (rows {start}:{stop} of {arr.path})"
-            )
-    try:
-        return arr[start:stop]
-    except Exception as exc:  # the codecs' errors: crc32c, blosc, zstd, a short shard index
-        files = ", ".join(_rel(arr, k) for k in keys)
-        raise StoreCorruptError(f"{files}: {_reason(exc)}") from exc
-
-
-def _read_strings(group: zarr.Group, start: int, stop: int) -> dict[str, np.ndarray]:
-    """y_string and z_string (object arrays of bytes) of rows [start, stop)."""
-    offsets = _read(_array(group, "bitstream_offsets"), start, stop)
-    size = int(group.attrs["shard_size"])
-    out = {n: np.empty(stop - start, dtype=object) for n in _DERIVED}
-    for shard in range(start // size, -(-stop // size)):
-        blob = _array(group, f"{BITSTREAMS}/{shard:06d}")
-        data = _read(blob, 0, blob.shape[0]).tobytes()
-        for i in range(max(start, shard * size) - start, min(stop, (shard + 1) * size) - start):
-            a, b, c = (int(v) for v in offsets[i])
-            if not 0 <= a <= b <= c <= len(data):
-                raise StoreCorruptError(
-                    f"{_rel(blob, 'c/0')}: row {start + i}'s bitstream {a}:{c} lies outside its {len(data)} bytes"
-                )
-            out["y_string"][i], out["z_string"][i] = data[a:b], data[b:c]
-    return out
-
-
-def read_rows(
-    group: zarr.Group, start: int, stop: int, names: Sequence[str]
-) -> dict[str, np.ndarray]:
-    """Read ``names`` for rows [start, stop), dropping holes.
-
-    ``key`` comes back as str, ``source_sha256`` as hex str, ``y_string`` / ``z_string`` as
-    object arrays of bytes. A missing or damaged file raises StoreCorruptError naming it.
-    """
-    keys = _array(group, "key")
-    stop = min(stop, keys.shape[0])
-    key = decode_keys(_read(keys, start, stop))
-    keep = valid_rows(key)
-    strings = _read_strings(group, start, stop) if set(_DERIVED) & set(names) else {}
-    out = {}
-    for name in names:
-        if name == "key":
-            out[name] = key[keep]
-        elif name in strings:
-            out[name] = strings[name][keep]
-        elif name == "source_sha256":
-            digests = _read(_array(group, name), start, stop)[keep]
-            out[name] = np.array([bytes(r).hex() for r in digests], dtype=str)
-        else:
-            out[name] = _read(_array(group, name), start, stop)[keep]
-    return out

@@ -166,16 +166,25 @@ def crop_flip_params(
 
 
 def apply_crop_flip(
-    x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flipped: torch.Tensor, size: int
+    x: torch.Tensor,
+    top: torch.Tensor,
+    left: torch.Tensor,
+    flipped: torch.Tensor,
+    size: int,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> torch.Tensor:
-    """Crop (B, C, H, W) at per-sample offsets and mirror the flipped ones -> (B, C, size, size)."""
+    """Crop (B, C, H, W) at per-sample offsets and mirror the flipped ones -> (B, C, size, size),
+    one gather for the whole batch. The gather writes (B, size, size, C): channels_last
+    comes out without a copy."""
     device = x.device
-    base = torch.arange(size)
+    params = torch.stack([top, left, flipped.long()]).to(device)  # one small copy
+    top, left, flipped = params[0], params[1], params[2].bool()
+    base = torch.arange(size, device=device)
     rows = top[:, None] + base  # (B, size)
     cols = left[:, None] + torch.where(flipped[:, None], size - 1 - base, base)
-    b = torch.arange(x.shape[0])[:, None, None]
-    out = x[b.to(device), :, rows[:, :, None].to(device), cols[:, None, :].to(device)]
-    return out.permute(0, 3, 1, 2).contiguous()  # indexing put (B, size, size) first
+    b = torch.arange(x.shape[0], device=device)[:, None, None]
+    out = x[b, :, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous(memory_format=memory_format)
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -188,10 +197,18 @@ def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class LatentTransform:
-    """Normalize + (resize, crop, flip) a batch of latents for a model's ``inputs``."""
+    """Normalize + (resize, crop, flip) a batch of latents for a model's ``inputs``, on the
+    batch's device; ``memory_format``: of the tensors handed to the model."""
 
-    def __init__(self, inputs: Sequence[str], stats: LatentStats, config: AugmentConfig) -> None:
+    def __init__(
+        self,
+        inputs: Sequence[str],
+        stats: LatentStats,
+        config: AugmentConfig,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ) -> None:
         self.inputs, self.stats, self.config = tuple(inputs), stats, config
+        self.memory_format = memory_format
 
     def __call__(
         self,
@@ -207,13 +224,13 @@ class LatentTransform:
         crop = self.config.crop
         if crop is not None and train:
             params = crop_flip_params(x.shape[0], *x.shape[-2:], crop, self.config.flip, generator)
-            x = apply_crop_flip(x, *params, crop)
+            x = apply_crop_flip(x, *params, crop, self.memory_format)
         elif crop is not None:
             x = center_crop(x, crop)
         elif train and self.config.flip:
             flipped = torch.rand(x.shape[0], generator=generator) < 0.5
             x = torch.where(flipped.to(x.device)[:, None, None, None], x.flip(-1), x)
-        return list(torch.split(x, sizes, dim=1))
+        return [p.contiguous(memory_format=self.memory_format) for p in torch.split(x, sizes, 1)]
 
     def output_size(self, latent_hw: tuple[int, int]) -> tuple[int, int]:
         """Spatial size the model sees for latents of ``latent_hw``."""

@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass, field, fields
 from latentcache.errors import ConfigError
 from latentcache.store.location import require_worker_access
 from latentcache.train.augment import AugmentConfig
+from latentcache.train.cache import CACHES
 from latentcache.train.data import FORMATS
+from latentcache.train.speed import COMPILE_MODES
 
 __all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "DEVICES", "PRETRAINED", "RUN_RECORD_KEYS"]
 
@@ -67,6 +69,10 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True  # CUDA only: bfloat16 where supported, else float16 + GradScaler
     channels_last: bool = True  # CUDA only
+    cache: str = "off"  # the splits held whole in memory: off | host | device (CACHES)
+    compile_mode: str = "off"  # torch.compile mode (COMPILE_MODES; latentcache.train.speed)
+    cudnn_benchmark: bool = True  # CUDA only
+    fused_optimizer: bool = True  # CUDA only: SGD/AdamW fused=True
     seed: int = 0
     max_batches: int | None = None  # cap on steps per epoch (smoke runs, benchmarks)
     codec_checkpoint: str | None = None  # z_hat stores encoded with a weights file: that file
@@ -80,6 +86,8 @@ class TrainConfig:
         self._check_choice("format", FORMATS)
         self._check_choice("device", DEVICES)
         self._check_choice("pretrained", PRETRAINED)
+        self._check_choice("cache", CACHES)
+        self._check_choice("compile_mode", COMPILE_MODES)
         for name, low in (
             ("epochs", 1),
             ("batch_size", 1),

@@ -21,6 +21,7 @@ from latentcache.train.augment import AugmentConfig, LatentStats, LatentTransfor
 from latentcache.train.checkpoint import check_codec, load_checkpoint
 from latentcache.train.data import StreamSpec, build_loader
 from latentcache.train.distributed import resolve_device
+from latentcache.train.feed import DeviceFeeder
 from latentcache.train.loop import amp_context, evaluate, make_prepare
 from latentcache.train.models import create_classifier
 
@@ -106,10 +107,11 @@ def evaluate_run(
         batch_size=batch_size or cfg["batch_size"],
         codec_checkpoint=codec_checkpoint or cfg.get("codec_checkpoint"),
     )
-    loader = build_loader(spec, workers, cfg["resize"], pin_memory=dev.type == "cuda", recycle=True)
+    loader = build_loader(spec, workers, cfg["resize"], recycle=True)
     prepare = make_prepare(transform, dev, channels_last=False)
+    batches = DeviceFeeder(dev)(loader)  # pinned ring + copy stream on CUDA
     meter = evaluate(
-        model, loader, prepare, len(state["classes"]), lambda: amp_context(dev, cfg["amp"])
+        model, batches, prepare, len(state["classes"]), lambda: amp_context(dev, cfg["amp"])
     )
     result = meter.summary(list(state["classes"])) | {
         "split": split,

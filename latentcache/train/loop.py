@@ -29,6 +29,7 @@ from torch import nn
 
 from latentcache.errors import ConfigError
 from latentcache.train.augment import LatentStats, LatentTransform
+from latentcache.train.cache import cache_loader
 from latentcache.train.checkpoint import (
     check_codec,
     codec_identity,
@@ -44,10 +45,12 @@ from latentcache.train.distributed import (
     teardown_distributed,
 )
 from latentcache.train.epoch import amp_context, evaluate, make_prepare, train_one_epoch
+from latentcache.train.feed import DeviceFeeder
 from latentcache.train.init import build_classifier, load_init
 from latentcache.train.metrics import ClassificationMeter
 from latentcache.train.run_files import RunFiles
 from latentcache.train.schedule import build_optimizer, build_scheduler
+from latentcache.train.speed import compile_model, cudnn_benchmark, use_fused
 
 __all__ = [
     "run_training",
@@ -166,9 +169,17 @@ def place_model(model: nn.Module, config: TrainConfig, device, dist: DistInfo) -
 
 
 def make_loader(
-    config: TrainConfig, data: RunData, split: str, fields, dist: DistInfo, train: bool, pin: bool
+    config: TrainConfig,
+    data: RunData,
+    split: str,
+    fields,
+    dist: DistInfo,
+    train: bool,
+    pin: bool,
+    device: torch.device | None = None,
 ):
-    """The split's DataLoader for this rank; train mode: a fixed number of steps per rank."""
+    """The split's batches for this rank: the streaming DataLoader, or with ``config.cache``
+    the split held in memory (cache.py); train mode: a fixed number of steps per rank."""
     steps = None
     if train:
         count = split_count(data.store.split_info(split))
@@ -188,6 +199,9 @@ def make_loader(
         batches_per_rank=steps,
         codec_checkpoint=config.codec_checkpoint,
     )
+    if config.cache != "off":
+        device = device or torch.device("cpu")
+        return cache_loader(spec, config.cache, device, config.workers, steps), steps
     loader = build_loader(spec, config.workers, config.resize, pin_memory=pin, recycle=True)
     return loader, steps
 
@@ -215,8 +229,12 @@ class Trainer:
         self.resume = find_resume(config, self.data)
         model, self.initialised_from = build_model(config, self.data, self.resume)
         self.model = place_model(model, config, device, dist)
-        transform = LatentTransform(self.model.inputs, self.data.stats, config.augment)
+        self.step_model = compile_model(self.model, config.compile_mode)
+        channels_last = config.channels_last and device.type == "cuda"
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        transform = LatentTransform(self.model.inputs, self.data.stats, config.augment, fmt)
         self.prepare = make_prepare(transform, device, config.channels_last)
+        self.feed = DeviceFeeder(device)  # pinned ring + copy stream on CUDA
         self.amp_on = config.amp and device.type == "cuda"
         fp16 = self.amp_on and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
@@ -236,8 +254,9 @@ class Trainer:
         return amp_context(self.device, self.amp_on)
 
     def loader(self, split: str, train: bool):
-        pin = self.device.type == "cuda"
-        return make_loader(self.config, self.data, split, self.model.inputs, self.dist, train, pin)
+        cfg, inputs = self.config, self.model.inputs
+        # pin_memory off: the feeder stages batches in its own pinned buffers
+        return make_loader(cfg, self.data, split, inputs, self.dist, train, False, self.device)
 
     def fit(self) -> dict:
         cfg, main = self.config, self.dist.is_main
@@ -269,8 +288,8 @@ class Trainer:
 
     def train_epoch(self, loader, optimizer, epoch: int, steps: int | None) -> dict:
         stats = train_one_epoch(
-            self.model,
-            loader,
+            self.step_model,
+            self.feed(loader),
             self.prepare,
             optimizer,
             generator=self.augment_generator(epoch),
@@ -287,11 +306,16 @@ class Trainer:
         return augment_generator(self.config.seed, epoch, self.dist.rank)
 
     def evaluate(self, loader) -> ClassificationMeter:
-        return evaluate(self.model, loader, self.prepare, len(self.data.classes), self.amp)
+        batches = self.feed(loader)
+        return evaluate(self.model, batches, self.prepare, len(self.data.classes), self.amp)
 
     def _restore(self, optimizer, scheduler) -> tuple[int, float]:
         state = self.resume
         optimizer.load_state_dict(state["optimizer"])
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        fused = use_fused(params, self.config.fused_optimizer) or None
+        for group in optimizer.param_groups:  # this run's device decides, not the checkpoint's
+            group["fused"] = fused
         scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -319,7 +343,8 @@ def run_training(config: TrainConfig) -> dict:
     owns_group = dist.enabled
     try:
         torch.manual_seed(config.seed)
-        return Trainer(config, device, dist).fit()
+        with cudnn_benchmark(device, config.cudnn_benchmark):
+            return Trainer(config, device, dist).fit()
     finally:
         if owns_group:
             teardown_distributed()

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from latentcache.train.config import TrainConfig
+from latentcache.train.speed import use_fused
 
 __all__ = ["EpochSchedule", "build_optimizer", "build_scheduler"]
 
@@ -64,7 +65,9 @@ class EpochSchedule:
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD or AdamW over the trainable parameters; fused on CUDA (``fused_optimizer``)."""
     params = [p for p in model.parameters() if p.requires_grad]
+    fused = use_fused(params, config.fused_optimizer) or None  # None: torch's default
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             params,
@@ -72,8 +75,9 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
             momentum=config.momentum,
             weight_decay=config.weight_decay,
             nesterov=config.nesterov and config.momentum > 0,
+            fused=fused,
         )
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
 
 
 def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> EpochSchedule:

@@ -9,7 +9,13 @@ Families: ``cresnet39/51/72`` (Torfason et al. 2018), ``cresnet39-dual`` (Gupta 
 2024), ``sresnet``/``sresnet101`` (Codevilla et al. 2021) and the pixel ``resnet50``.
 """
 
-from latentcache.train.models import cresnet, cresnet_dual, pixel_resnet, sresnet  # noqa: F401
+from latentcache.train.models import (  # noqa: F401  (their decorators fill the registries)
+    cresnet,
+    cresnet_dual,
+    detectors,
+    pixel_resnet,
+    sresnet,
+)
 from latentcache.train.models.registry import (
     CLASSIFIERS,
     LATENT_INPUTS,

@@ -1,0 +1,287 @@
+"""``run_detection_finetune``: chamain2021's three settings on a Faster R-CNN of decoded
+images, from a detection dataset's images, measured from real bytes.
+
+::
+
+    DetectionFinetuneConfig ─► build_index (a detection dataset) ─► DetectionImages train/eval
+      │ load_codec(parent) ─► trainable copy     detector: a run folder (OUT/detector.pt of an
+      │                                          earlier fine-tuning) or a registered model
+      ▼ per epoch: DetectionFinetuner.step (detection.py) ─► metrics.jsonl
+    finish: codec.pt (update(force=True), lineage) ─► detector.pt (codec = the new identity)
+      ─► eval split, parent codec + parent detector vs new codec + new detector: real
+         compress, y_hat from the bytes, g_s, 8-bit image cut to the original, detector,
+         COCO mAP (DetectionMeter), true bpp from the bytes ─► summary.json
+
+The detector reads decoded pixels (chamain2021's setting). A detector of latents fine-tunes
+through :class:`~latentcache.finetune.detection.DetectionFinetuner` as well, but needs the
+normalisation statistics of the detection store it was trained on.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from latentcache.codec.spec import CodecSpec
+from latentcache.errors import ConfigError
+
+__all__ = [
+    "DetectionFinetuneConfig",
+    "run_detection_finetune",
+    "load_detector_run",
+    "DETECTOR_NAME",
+]
+
+logger = logging.getLogger(__name__)
+
+DETECTOR_NAME, METRICS_NAME, SUMMARY_NAME = "detector.pt", "metrics.jsonl", "summary.json"
+
+
+@dataclass(frozen=True)
+class DetectionFinetuneConfig:
+    """Everything ``latentcache finetune --task detection`` needs."""
+
+    dataset: str
+    out: str
+    mode: str = "joint"
+    detector: str | None = None  # a fine-tuning run folder holding detector.pt
+    detector_model: str = "fasterrcnn-resnet50-fpn"  # when no run is given
+    detector_kwargs: dict = field(default_factory=dict)
+    codec: CodecSpec = field(default_factory=CodecSpec)
+    data_root: str | None = None
+    dataset_options: dict = field(default_factory=dict)
+    beta: float = 1.0
+    lmbda: float | None = None  # recorded with the codec; the objective has no distortion term
+    epochs: int = 1
+    batch_size: int = 2
+    lr: float = 1e-4
+    detector_lr: float | None = None
+    aux_lr: float = 1e-3
+    scales_repr: str = "index"
+    train_split: str = "train"
+    eval_split: str | None = None
+    max_batches: int | None = None
+    device: str = "auto"
+    seed: int = 0
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        from latentcache.finetune.detection import MODES
+
+        if self.mode not in MODES:
+            raise ConfigError(f'Invalid mode "{self.mode}", should be one of {MODES}')
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)}: should be >= 1")
+        if self.beta < 0:
+            raise ConfigError(f"beta={self.beta}: should be >= 0")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["codec"] = self.codec.to_dict()
+        return d
+
+
+def load_detector_run(folder: str | Path) -> dict:
+    """The detector state a detection fine-tuning run wrote (``detector.pt``)."""
+    from latentcache.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(Path(folder) / DETECTOR_NAME)
+    missing = [k for k in ("model", "config", "classes", "inputs") if k not in state]
+    if missing:
+        raise ConfigError(f"{Path(folder) / DETECTOR_NAME} is not a detector run (no {missing})")
+    return state
+
+
+def _detector(config: DetectionFinetuneConfig, index):
+    from latentcache.train.models.detector_registry import create_detector
+
+    state = load_detector_run(config.detector) if config.detector else None
+    name = state["config"]["model"] if state else config.detector_model
+    kwargs = dict(state["config"]["model_kwargs"]) if state else dict(config.detector_kwargs)
+    if state and list(state["classes"]) != list(index.classes):
+        raise ConfigError(
+            f"detector {config.detector} knows {len(state['classes'])} classes, dataset "
+            f"{index.name!r} has {len(index.classes)}"
+        )
+    if state:  # its weights replace whatever the trunk would start from
+        model = create_detector(name, 3, len(index.classes), **{**kwargs, "pretrained": False})
+        model.load_state_dict(state["model"])
+        model.initialised_from = {"kind": "run", "run": str(config.detector)}
+    else:  # a new detector: its trunk from ImageNet when torch hub's cache holds it
+        model = create_detector(name, 3, len(index.classes), **kwargs)
+    if list(model.inputs) != ["image"]:
+        raise ConfigError(
+            f"{name} reads latents; this run fine-tunes detectors of decoded images "
+            "(a latent detector needs its detection store's statistics)"
+        )
+    return model, {"model": name, "model_kwargs": kwargs}
+
+
+def _lambda(config: DetectionFinetuneConfig, parent) -> float | None:
+    from latentcache.codec.spec import lambda_for
+
+    given = config.lmbda or parent.extra.get("lambda") or parent.extra.get("lmbda")
+    if given:
+        return float(given)
+    spec = parent.spec
+    return float(lambda_for(spec.metric, spec.quality)) if spec.metric and spec.quality else None
+
+
+def _loaders(config: DetectionFinetuneConfig, index):
+    from latentcache.finetune.data import choose_eval_split
+    from latentcache.finetune.detection import DetectionImages, detection_loader
+
+    if index.task != "detection":
+        raise ConfigError(f"dataset {index.name!r} is a {index.task} dataset, not detection")
+    ids = index.options["category_ids"]
+    eval_split = choose_eval_split(index, config.train_split, config.eval_split)
+    train = DetectionImages(index.root, index.split(config.train_split), ids)
+    loader = detection_loader(train, config.batch_size, True, config.seed)
+    evals = None
+    if eval_split is not None:
+        evals = detection_loader(
+            DetectionImages(index.root, index.split(eval_split), ids), 1, False
+        )
+    return loader, evals, eval_split
+
+
+def _train(config, tuner, loader, out: Path, device) -> float | None:
+    bpp = None
+    with open(out / METRICS_NAME, "w") as log:
+        for epoch in range(config.epochs):
+            torch.manual_seed(config.seed * 1_000_003 + epoch)  # the rate term's noise
+            loader.batch_sampler.set_epoch(epoch)
+            records = []
+            for i, batch in enumerate(loader):
+                if config.max_batches is not None and i >= config.max_batches:
+                    break
+                targets = [_to(t, device) for t in batch["targets"]]
+                records.append(tuner.step(batch["x"].to(device), targets))
+            mean = {k: sum(r[k] for r in records) / len(records) for k in records[0]}
+            log.write(json.dumps({"epoch": epoch + 1, "batches": len(records)} | mean) + "\n")
+            logger.info("epoch %d/%d %s", epoch + 1, config.epochs,
+                        " ".join(f"{k}={v:.4g}" for k, v in mean.items()))  # fmt: skip
+            bpp = mean["bpp"]
+    return bpp
+
+
+def _to(t: dict, device) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
+
+
+@torch.no_grad()
+def measure_detection_from_bytes(codec_model, detector, classes, loader, device) -> dict:
+    """Real compress of every eval image; the detector on g_s of the decoded y_hat."""
+    import numpy as np
+
+    from latentcache.codec.latents import encode_batch
+    from latentcache.errors import SampleError
+    from latentcache.finetune.detection import decoded_images
+    from latentcache.train.detection_metric import DetectionMeter
+
+    detector = detector.to(device).eval()
+    meter, bpp, failed = DetectionMeter(len(classes)), [], 0
+    for batch in loader:
+        sizes = [t["image_size"] for t in batch["targets"]]
+        results = encode_batch(codec_model, batch["x"], sizes, device=str(device))
+        for r, t in zip(results, batch["targets"], strict=True):
+            if isinstance(r, SampleError):
+                failed += 1
+                continue
+            bpp.append(r.bpp)
+            y_hat = torch.from_numpy(r.y_hat[None].astype("float32")).to(device)
+            image = decoded_images(codec_model.g_s(y_hat), [t])
+            meter.update(detector(image, targets=[t]), [t])
+    summary = meter.summary(classes) if bpp else {}
+    n = len(bpp)
+    return {"images": n + failed, "failed": failed,
+            "bpp_true_mean": float(np.mean(bpp)) if n else None} | summary  # fmt: skip
+
+
+def run_detection_finetune(config: DetectionFinetuneConfig) -> dict:
+    """Fine-tune as ``config.mode`` says; write codec.pt, detector.pt and summary.json."""
+    from latentcache.codec.load import load_codec
+    from latentcache.datasets import build_index
+    from latentcache.finetune.detection import DetectionFinetuner
+    from latentcache.train.distributed import resolve_device
+
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    out = Path(config.out)
+    if out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"{out} is not empty; choose another --out")
+    index = build_index(config.dataset, config.data_root, **config.dataset_options)
+    loader, evals, eval_split = _loaders(config, index)
+    parent = load_codec(config.codec)
+    detector, model_config = _detector(config, index)
+    parent_detector = copy.deepcopy(detector)
+    codec = copy.deepcopy(parent.model).to(device)
+    tuner = DetectionFinetuner(
+        codec, detector.to(device), config.mode, beta=config.beta, lr=config.lr,
+        detector_lr=config.detector_lr, aux_lr=config.aux_lr, scales_repr=config.scales_repr,
+    )  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "finetune.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+    train_bpp = _train(config, tuner, loader, out, device)
+    return _finish(config, parent, codec, (parent_detector, detector), model_config, index,
+                   evals, eval_split, train_bpp)  # fmt: skip
+
+
+def _finish(config, parent, codec, detectors, model_config, index, evals, split, bpp) -> dict:
+    from latentcache.codec.load import load_codec
+    from latentcache.finetune.outputs import save_codec
+    from latentcache.train.checkpoint import codec_identity, save_checkpoint
+
+    out, lmbda = Path(config.out), _lambda(config, parent)
+    run = SimpleNamespace(mode=config.mode, beta=config.beta, gamma=0.0, epochs=config.epochs)
+    path = save_codec(SimpleNamespace(config=run, model=codec, parent=parent, lmbda=lmbda), out)
+    new = load_codec(replace(parent.spec, source="checkpoint", checkpoint=str(path)))
+    old_detector, detector = detectors
+    save_checkpoint(out / DETECTOR_NAME, {
+        "model": {k: v.detach().cpu() for k, v in detector.state_dict().items()},
+        "epoch": config.epochs,
+        "config": model_config, "classes": list(index.classes),
+        "category_ids": list(index.options["category_ids"]), "inputs": ["image"],
+        "codec": codec_identity(new.identity()), "finetune": config.to_dict(),
+        "initialised_from": getattr(detector, "initialised_from", None),
+    })  # fmt: skip
+    summary = {
+        "task": "detection", "mode": config.mode, "beta": config.beta, "lambda": lmbda,
+        "epochs": config.epochs, "codec_checkpoint": str(path), "split": split,
+        "parent_codec": parent.identity(), "codec": new.identity(), "train_bpp_likelihood": bpp,
+    }  # fmt: skip
+    if evals is not None:
+        device = next(detector.parameters()).device
+        summary["frozen"] = measure_detection_from_bytes(
+            parent.model, old_detector, index.classes, evals, device
+        )
+        summary["finetuned"] = measure_detection_from_bytes(
+            new.model, detector, index.classes, evals, device
+        )
+    (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, sort_keys=True))
+    return summary
+
+
+def format_detection_summary(summary: dict) -> str:
+    """Frozen codec + detector against fine-tuned: mAP, AP50, true bpp from the bytes."""
+    lines = [f"{summary['mode']} detection fine-tuning, split {summary.get('split')}:"]
+    lines.append(f"  {'':<12} {'codec sha256':<14} {'mAP':>7} {'AP50':>7} {'true bpp':>9}")
+    for name, key, codec in (("frozen", "frozen", summary["parent_codec"]),
+                             ("fine-tuned", "finetuned", summary["codec"])):  # fmt: skip
+        m = summary.get(key) or {}
+
+        def cell(k, fmt, m=m):
+            return format(m[k], fmt) if m.get(k) is not None else "-"
+
+        lines.append(
+            f"  {name:<12} {codec['weights_sha256'][:12]:<14} {cell('map', '7.4f')} "
+            f"{cell('map_50', '7.4f')} {cell('bpp_true_mean', '9.4f')}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""The task interface and its registry (see the package docstring for the whole picture)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["TASKS", "Task", "register_task", "get_task", "store_task"]
+
+
+class Task:
+    """Defaults are classification's: no target arrays or members, a label per image.
+
+    Store hooks (encode and read, no torch): :meth:`read_targets`, :meth:`zarr_arrays`,
+    :meth:`wds_members`, :meth:`parse_members`. Training hooks (torch): :meth:`collate_targets`,
+    :meth:`map_targets`, :meth:`loss`, :meth:`make_meter`; ``default_model`` names a model of
+    ``latentcache.train.models`` registered with ``task=name``.
+    """
+
+    name = ""
+    labelled = True  # one class label per image (``label`` / ``.cls``); else -1
+    default_model = ""
+    member_suffixes: tuple[str, ...] = ()  # WebDataset members besides the common ones
+    target_names: tuple[str, ...] = ()  # arrays read_targets returns (Zarr arrays of that name)
+    pads_latents = False  # batches of mixed latent sizes: zero-padded (else resized)
+    # per-sample targets of varying length (detection's boxes): name -> (dtype, tail shape);
+    # Zarr keeps them ragged through offsets, as the bitstreams (store/zarr_ragged.py)
+    ragged_targets: dict[str, tuple[str, tuple[int, ...]]] = {}
+    score_key = "top1"  # the summary key that picks best.pt
+
+    def manifest_entry(self, options: Mapping | None = None) -> dict:
+        """The manifest's ``task`` object; ``options``: the dataset index's options."""
+        return {"name": self.name}
+
+    # ---------------------------------------------------------------- store
+
+    def read_targets(self, target: str | None, root: Path, image_hw: tuple[int, int]) -> dict:
+        """A sample's targets at encode time from its dataset ``target`` file (relative to
+        ``root``); ``image_hw``: the decoded image's (H, W). Raises SampleError."""
+        return {}
+
+    def zarr_arrays(self, image_hw: tuple[int, int]) -> dict[str, tuple]:
+        """name -> (row shape, dtype, fill value, compressors) of per-sample target arrays,
+        for a split whose largest image is ``image_hw``."""
+        return {}
+
+    def wds_members(self, targets: Mapping[str, np.ndarray]) -> dict[str, bytes]:
+        """WebDataset members (suffix -> bytes) holding ``targets``."""
+        return {}
+
+    def parse_members(
+        self, raw: Mapping[str, bytes], image_hw: tuple[int, int], max_hw: tuple[int, int]
+    ) -> dict[str, np.ndarray]:
+        """Targets from a raw WebDataset sample, checked (hostile input): ValueError."""
+        return {}
+
+    # ---------------------------------------------------------------- training
+
+    def collate_targets(self, samples: list[dict], latent_hw: tuple[int, int]) -> dict:
+        """Batch tensors of the targets (``samples``: dicts with ``label``, ``image_size``,
+        ``canvas_offset`` and :attr:`target_names` arrays); ``latent_hw``: the batch's."""
+        import torch
+
+        return {"label": torch.tensor([int(s["label"]) for s in samples], dtype=torch.long)}
+
+    def map_targets(self, batch: dict, crop, flipped, latent_hw) -> dict:
+        """The batch's targets after the latents' crop (``crop``: (top, left, size) in latent
+        cells, per sample tensors, or None) and flip (``flipped``: (B,) bool or None)."""
+        return {"label": batch["label"]}
+
+    def targets(self, batch: dict) -> object:
+        """What :meth:`loss` and the meter compare with the model's output."""
+        return batch["label"]
+
+    def loss(self, logits, targets, label_smoothing: float = 0.0):
+        import torch.nn.functional as F
+
+        return F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
+
+    def make_meter(self, num_classes: int):
+        """A meter with ``update(logits, targets, loss)``, ``all_reduce()`` and
+        ``summary(classes)``."""
+        raise NotImplementedError
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: register one instance of ``cls`` under ``cls.name``."""
+    if not cls.name or cls.name in TASKS:
+        raise ValueError(f'Task "{cls.name}" is unnamed or already registered')
+    TASKS[cls.name] = cls()
+    return cls
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise KeyError(f'Unknown task "{name}". Available: {sorted(TASKS)}')
+    return TASKS[name]
+
+
+def store_task(manifest: Mapping) -> Task:
+    """The task of a store from its manifest (stores before tasks: classification)."""
+    from latentcache.errors import StoreCorruptError
+
+    name = (manifest.get("task") or {}).get("name", "classification")
+    if name not in TASKS:
+        raise StoreCorruptError(
+            f"manifest.json: task {name!r} is not one this latentcache reads ({sorted(TASKS)})"
+        )
+    return TASKS[name]

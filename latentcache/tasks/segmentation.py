@@ -1,0 +1,123 @@
+"""Semantic segmentation: a uint8 mask of class indices per image, 255 = ignore, at full
+image resolution, exactly as the dataset gives it.
+
+::
+
+    encode   the dataset's mask file (datasets.masks.read_mask: indices) ─► (H, W) uint8,
+             size checked against the decoded image's
+    Zarr     mask (R, H_max, W_max) uint8, fill 255, one chunk per row, sharded like y_hat;
+             the real size is the row's image_size
+    WDS      <key>.mask.png   8-bit grayscale PNG of the indices: plain webdataset's "l8",
+             "pil" or "l" decoders give the indices back
+    loader   each mask placed on its codec canvas (B, 16h, 16w), 255 off the image: latent
+             cell (i, j) covers canvas pixels [16i, 16i + 16) x [16j, 16j + 16)
+    augment  the latents' crop (cells) and flip, applied to the canvas at 16x
+    metric   torchmetrics confusion matrix over the whole split (VOC): mIoU, per-class IoU
+             (null for a class absent from prediction and ground truth), pixel accuracy
+
+A model's logits (any resolution) are upsampled bilinearly to the canvas and scored where
+the target is not 255: the same pixels as cropping the canvas by ``canvas_offset`` to the
+unpadded image, since everything off the image is 255.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from latentcache.datasets.masks import IGNORE_INDEX, read_mask
+from latentcache.errors import SampleError
+from latentcache.tasks.base import Task, register_task
+
+__all__ = ["SegmentationTask", "IGNORE_INDEX", "MASK_MEMBER", "mask_png", "decode_mask_png"]
+
+MASK_MEMBER = "mask.png"
+CELL = 16  # image pixels per latent cell (the codec's total stride)
+
+
+def mask_png(mask: np.ndarray) -> bytes:
+    """An (H, W) uint8 mask as an 8-bit grayscale PNG (the WebDataset member)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8), "L").save(
+        buf, "PNG", compress_level=9
+    )
+    return buf.getvalue()
+
+
+def decode_mask_png(data: bytes, image_hw: tuple[int, int], max_hw: tuple[int, int]) -> np.ndarray:
+    """A ``.mask.png`` member, checked before any pixel is decoded: a PNG, 8-bit grayscale,
+    exactly ``image_hw``, within ``max_hw``. ValueError with the reason otherwise."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=["PNG"])
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"{MASK_MEMBER}: decompression bomb ({str(exc)[:100]})") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"{MASK_MEMBER}: not a PNG ({str(exc)[:100]})") from None
+    with im:
+        w, h = im.size
+        if h > max_hw[0] or w > max_hw[1]:
+            raise ValueError(
+                f"{MASK_MEMBER}: declares {h}x{w}, over the split's largest image "
+                f"{max_hw[0]}x{max_hw[1]} (decompression bomb or oversized mask)"
+            )
+        if im.mode != "L":
+            raise ValueError(f"{MASK_MEMBER}: mode {im.mode}, expected 8-bit grayscale (L)")
+        if (h, w) != tuple(image_hw):
+            raise ValueError(f"{MASK_MEMBER}: {h}x{w}, its image is {image_hw[0]}x{image_hw[1]}")
+        try:
+            im.load()
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{MASK_MEMBER}: truncated or corrupt ({str(exc)[:100]})") from None
+        return np.array(im, dtype=np.uint8)
+
+
+@register_task
+class SegmentationTask(Task):
+    name = "segmentation"
+    labelled = False
+    default_model = "cresnet51-d"
+    member_suffixes = (MASK_MEMBER,)
+    target_names = ("mask",)
+    pads_latents = True
+    score_key = "miou"
+    ignore_index = IGNORE_INDEX
+
+    def manifest_entry(self, options: Mapping | None = None) -> dict:
+        return {"name": self.name, "ignore_index": IGNORE_INDEX}
+
+    def read_targets(self, target: str | None, root: Path, image_hw: tuple[int, int]) -> dict:
+        if not target:
+            raise SampleError("no mask file listed for this image")
+        mask = read_mask(root / target)
+        if mask.ndim != 2 or tuple(mask.shape) != tuple(image_hw):
+            raise SampleError(
+                f"mask {target}: {'x'.join(map(str, mask.shape))}, its image is "
+                f"{image_hw[0]}x{image_hw[1]}"
+            )
+        return {"mask": mask}
+
+    def zarr_arrays(self, image_hw: tuple[int, int]) -> dict[str, tuple]:
+        from zarr.codecs import BloscCodec, Crc32cCodec
+
+        codecs = (BloscCodec(cname="zstd", clevel=5, shuffle="noshuffle"), Crc32cCodec())
+        return {"mask": (tuple(int(v) for v in image_hw), "uint8", IGNORE_INDEX, codecs)}
+
+    def wds_members(self, targets: Mapping[str, np.ndarray]) -> dict[str, bytes]:
+        return {MASK_MEMBER: mask_png(targets["mask"])}
+
+    def parse_members(
+        self, raw: Mapping[str, bytes], image_hw: tuple[int, int], max_hw: tuple[int, int]
+    ) -> dict[str, np.ndarray]:
+        if MASK_MEMBER not in raw:
+            raise ValueError(f"missing member {MASK_MEMBER}")
+        return {"mask": decode_mask_png(raw[MASK_MEMBER], image_hw, max_hw)}

@@ -1,0 +1,137 @@
+"""Segmentation stores: masks at full resolution in both layouts, canvas offsets, the task
+in the manifest, and hostile mask members refused in one line."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from seg_helpers import SEG_SIZES, encode_seg_store, position_mask
+
+
+@pytest.fixture(scope="module")
+def seg_store(tmp_path_factory, tiny_codec):
+    from latentcache.store import open_store
+
+    root = tmp_path_factory.mktemp("segdata")
+    out = tmp_path_factory.mktemp("segstores") / "store"
+    encode_seg_store(root, out, tiny_codec)
+    return open_store(out)
+
+
+def _expected_offset(h, w):
+    top, left = -(-h // 64) * 64 - h, -(-w // 64) * 64 - w
+    return top // 2, left // 2
+
+
+def test_manifest_names_the_task_and_counts_reconcile(seg_store):
+    m = seg_store.manifest
+    assert m["task"] == {"name": "segmentation", "ignore_index": 255}
+    assert seg_store.task_unit.name == "segmentation"
+    assert m["totals"]["indexed"] == m["totals"]["stored"] + m["totals"]["failed"] == 6
+    assert m["splits"]["train"]["image_size_max"] == [90, 130]
+
+
+def test_zarr_rows_hold_masks_offsets_and_sizes(seg_store):
+    group = seg_store.zarr_split("train").group
+    assert group["mask"].dtype == np.uint8 and group["mask"].shape == (4, 90, 130)
+    assert group["mask"].fill_value == 255
+    rows = {}
+    for start, stop in seg_store.zarr_split("train").blocks():
+        got = seg_store.zarr_split("train").read(start, stop)
+        for i, key in enumerate(got["key"]):
+            rows[key] = {k: got[k][i] for k in ("mask", "image_size", "canvas_offset")}
+    assert len(rows) == 4
+    for key, r in rows.items():
+        h, w = SEG_SIZES[int(key[2:])]
+        assert tuple(r["image_size"]) == (h, w)
+        assert tuple(r["canvas_offset"]) == _expected_offset(h, w)
+        assert np.array_equal(r["mask"][:h, :w], position_mask(h, w))
+        assert (r["mask"][h:] == 255).all() and (r["mask"][:, w:] == 255).all()
+
+
+def test_webdataset_masks_decode_with_plain_webdataset(seg_store):
+    import webdataset as wds
+
+    urls = seg_store.wds_shards("train")
+    seen = 0
+    for s in wds.WebDataset(urls, shardshuffle=False).decode("l8"):
+        info = s["json"]
+        h, w = info["image_size"]
+        assert tuple(info["canvas_offset"]) == _expected_offset(h, w)
+        assert s["mask.png"].dtype == np.uint8
+        assert np.array_equal(s["mask.png"], position_mask(h, w))
+        seen += 1
+    assert seen == 4
+    ours = list(seg_store.wds_samples("train"))
+    assert all(np.array_equal(s["mask"], position_mask(*s["info"]["image_size"])) for s in ours)
+
+
+def test_verify_passes(seg_store):
+    from latentcache.store.verify import verify_store
+
+    report = verify_store(seg_store)
+    assert report.ok, report.problems
+
+
+def _png(a: np.ndarray, mode: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).convert(mode).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _bomb_png(h: int, w: int) -> bytes:
+    """A valid PNG header declaring h x w, with a tiny compressed body (zeros compress)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    body = zlib.compress(b"\0" * (w + 1) * 4)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    "member, reason",
+    [
+        (lambda h, w: _png(np.zeros((h, w), np.uint16), "I;16"), "mode I;16"),
+        (lambda h, w: _png(np.zeros((h, w, 3), np.uint8), "RGB"), "mode RGB"),
+        (lambda h, w: _bomb_png(40000, 40000), "decompression bomb"),
+        (lambda h, w: _png(np.zeros((h + 1, w), np.uint8), "L"), "its image is"),
+        (lambda h, w: b"\x93NUMPY" + b"\0" * 50, "not a PNG"),
+    ],
+)
+def test_hostile_mask_member_is_refused_in_one_line(seg_store, member, reason):
+    from latentcache.store.wds_store import checked_raw_samples, parse_sample
+
+    limits = seg_store.sample_limits("train")
+    entries = seg_store.wds_entries("train")
+    rel = next(iter(entries))
+    with seg_store.open_file(rel) as f:
+        raw = next(checked_raw_samples(f, entries[rel]))
+    h, w = json.loads(raw["json"])["image_size"]
+    raw = {**raw, "mask.png": member(h, w)}
+    with pytest.raises(ValueError) as err:
+        parse_sample(raw, limits)
+    assert reason in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_mask_that_does_not_fit_its_image_fails_that_sample(tmp_path, tiny_codec):
+    from seg_helpers import write_seg_dataset
+
+    from latentcache.config import EncodeConfig
+    from latentcache.pipeline.encode import run_encode
+
+    index = write_seg_dataset(tmp_path / "data", sizes=((75, 101), (53, 130), (90, 67)))
+    Image.fromarray(np.zeros((10, 10), np.uint8), "L").save(tmp_path / "data/masks/im1.png")
+    config = EncodeConfig(dataset="segtest", out=str(tmp_path / "s"), shard_size=3, workers=0)
+    m = run_encode(config, tiny_codec, index=index).manifest
+    assert m["totals"] == m["totals"] | {"indexed": 3, "stored": 2, "failed": 1}
+    assert "mask masks/im1.png: 10x10, its image is 53x130" in m["failures"][0]["reason"]

@@ -20,7 +20,7 @@ from latentcache.store import open_store
 from latentcache.store.zarr_store import read_rows
 
 warnings.filterwarnings("ignore", "Numcodecs codecs are not in the Zarr version 3")
-_ROWS = ["key", "label", "bpp", "y_hat", "latent_shape"]
+_ROWS = ["key", "label", "bpp", "y_hat", "latent_shape", "image_size", "canvas_offset"]
 
 
 def _encode(tmp_path, root, codec, name: str, scales_repr: str) -> object:

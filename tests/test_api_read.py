@@ -91,7 +91,10 @@ def test_a_layout_the_shard_reader_declines_is_read_by_zarr_python(texture_store
 @pytest.mark.parametrize(
     "damage, message",
     [
-        ("label/c/0", r"^zarr/train/label/c/0 chunk 0: crc32c mismatch$"),
+        (
+            "label/c/0",
+            r"^zarr/train/label/c/0 chunk 0: crc32c checksum mismatch: the file is damaged$",
+        ),
         (
             "y_hat/c/1/0/0/0",
             r"^zarr/train/y_hat/c/1/0/0/0: missing \(rows 0:12 of zarr/train/y_hat\)$",

@@ -29,7 +29,7 @@ def check_crc(buf: memoryview, what: str) -> memoryview:
         raise StoreCorruptError(f"{what}: {len(buf)} bytes, too short for its crc32c")
     body, stored = buf[:-4], int.from_bytes(buf[-4:], "little")
     if google_crc32c.value(bytes(body)) != stored:
-        raise StoreCorruptError(f"{what}: crc32c mismatch")
+        raise StoreCorruptError(f"{what}: crc32c checksum mismatch: the file is damaged")
     return body
 
 

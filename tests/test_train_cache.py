@@ -119,6 +119,30 @@ def test_a_cache_that_does_not_fit_is_refused_in_one_line(texture_store) -> None
     assert "\n" not in message and "--cache device" in message and "GiB" in message
 
 
+def test_a_split_of_mixed_latent_sizes_is_refused_before_reading(
+    tmp_path, photo_images, tiny_codec
+) -> None:
+    from PIL import Image
+
+    from latentcache.config import EncodeConfig
+    from latentcache.pipeline.encode import run_encode
+    from latentcache.store import open_store
+
+    for cls, rgb in zip(("a", "b", "c"), photo_images, strict=True):  # three sizes
+        (tmp_path / "img" / cls).mkdir(parents=True)
+        Image.fromarray(rgb).save(tmp_path / "img" / cls / "x.png")
+    out = tmp_path / "store"
+    run_encode(
+        EncodeConfig(
+            dataset="imagefolder", data_root=str(tmp_path / "img"), out=str(out), workers=0
+        ),
+        tiny_codec,
+    )
+    store = open_store(out)
+    with pytest.raises(ConfigError, match="mixes latent sizes"):
+        cache_loader(_spec(store, split=next(iter(store.splits))), "host", CPU)
+
+
 def test_eval_metrics_from_the_cache_equal_the_streaming_ones(texture_store, tmp_path) -> None:
     stream = Trainer(_config(texture_store, tmp_path / "a"), CPU, DistInfo())
     cached = Trainer(_config(texture_store, tmp_path / "b", cache="host"), CPU, DistInfo())

@@ -11,8 +11,11 @@
            ├► .open_file(rel) ─► a store file by its manifest path
            └► .wds_samples(split, shards) ─► checked, decoded samples of the split's tars
 
-Readers hand out float32 ``scales_hat`` whatever the stored representation, unless asked for
-the stored dtypes (``ZarrSplit.read(..., dtype="stored")``). A store
+Every reader hands out float32 ``scales_hat`` whatever the stored representation (unless
+asked for the stored dtypes: ``ZarrSplit.read(..., dtype="stored")``), ``y_hat``
+as the int16 symbols the entropy coder coded, and ``means_hat`` (float32) for codecs with
+means: the decoder's y_hat is then ``y_hat + means_hat``, bit-exact (:func:`decoded_y_hat`;
+the factorized prior adds its per-channel medians, ``manifest["latents"]``). A store
 is untrusted input: see :mod:`latentcache.store.wds_store` for what is checked.
 """
 
@@ -43,7 +46,7 @@ from latentcache.store.zarr_split import ZarrSplit
 from latentcache.store.zarr_store import ZARR_DIR
 from latentcache.tasks import Task, store_task
 
-__all__ = ["LatentStore", "ZarrSplit", "open_store"]
+__all__ = ["LatentStore", "ZarrSplit", "decoded_y_hat", "open_store"]
 
 
 class LatentStore:
@@ -84,12 +87,17 @@ class LatentStore:
 
     @property
     def inputs(self) -> list[str]:
-        """The latent arrays a model receives, in order (v1 stores: y_hat, scales_hat)."""
+        """The latent arrays a model receives, in order (v1 stores: y_hat, scales_hat);
+        ``y_hat`` is the coded symbols: with ``means_hat`` the decoder's is their sum."""
         return manifest_inputs(self.manifest)
 
     @property
     def codec(self) -> dict:
         return dict(self.manifest["codec"])
+
+    @property
+    def has_scales(self) -> bool:
+        return "scales_hat" in self.inputs
 
     @property
     def num_channels(self) -> int:
@@ -229,12 +237,14 @@ class LatentStore:
         shapes = [*info.get("latent_shapes", []), info.get("zarr_latent_shape") or [0, 0]]
         h, w = max(s[0] for s in shapes), max(s[1] for s in shapes)
         m, n = int(self.codec["M"]), int(self.codec["N"])
-        scales = scales_array_name(self.scales_repr)
+        scales = scales_array_name(self.scales_repr) if self.has_scales else None
         arrays = {"y_hat": ArraySpec("int16", m, (h, w))}
         if scales == "z_hat":
             arrays["z_hat"] = ArraySpec("int16", n, (-(-h // 4), -(-w // 4)))
-        else:
+        elif scales is not None:
             arrays["scales_hat"] = ArraySpec(scales_dtype(self.scales_repr).name, m, (h, w))
+        if "means_hat" in self.inputs:
+            arrays["means_hat"] = ArraySpec("float32", m, (h, w))
         image = info.get("image_size_max") or info.get("zarr_image_size")
         if image is None and self.task_unit.target_names:
             raise StoreCorruptError(
@@ -270,6 +280,8 @@ class LatentStore:
         return self._float_scales(parse_sample(raw, self._limits_any_split()))
 
     def _float_scales(self, out: dict) -> dict:
+        if not self.has_scales:
+            return out
         stored = out.pop(scales_array_name(self.scales_repr))
         z_shape = out["info"].get("z_shape") if self.scales_repr == "z_hat" else None
         out["scales_hat"] = self.scales_to_float(stored, z_shape)
@@ -287,6 +299,18 @@ class LatentStore:
 
     def __repr__(self) -> str:
         return f"LatentStore({self.url!r}, splits={self.splits}, codec={self.codec['arch']} q{self.codec['quality']})"
+
+
+def decoded_y_hat(sample: dict, manifest: dict) -> np.ndarray:
+    """The y_hat stock CompressAI ``decompress`` feeds ``g_s``, float32, from a sample that
+    :class:`ZarrSplit` or :meth:`LatentStore.wds_samples` gave (any leading batch dims)."""
+    y = np.asarray(sample["y_hat"]).astype(np.float32)
+    if "means_hat" in sample:
+        return y + np.asarray(sample["means_hat"], dtype=np.float32)
+    medians = manifest.get("latents", {}).get("channel_medians")
+    if medians:
+        return y + np.asarray(medians, dtype=np.float32).reshape(-1, 1, 1)
+    return y
 
 
 def open_store(path: str | os.PathLike, codec=None) -> LatentStore:

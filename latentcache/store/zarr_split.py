@@ -25,14 +25,14 @@ from collections import OrderedDict
 import numpy as np
 
 from latentcache.errors import ConfigError, StoreCorruptError
-from latentcache.store.scales import scales_array_name
+from latentcache.store.scales import scales_array_name, stored_arrays
 from latentcache.store.shard_reader import ShardFile, ShardLayout, chunk_layout, shard_layout
 from latentcache.store.zarr_store import ZARR_DIR, ZARR_LAYOUT, decode_keys, read_rows
 
 __all__ = ["READ_DTYPES", "ZarrSplit"]
 
 READ_DTYPES = ("float", "stored")
-_FIELDS = ("key", "label", "bpp", "y_hat", "latent_shape")
+_FIELDS = ("key", "label", "bpp", "latent_shape")
 _OPEN_FILES = 16  # shard files kept open per split (least recently used closed)
 _MAX_METADATA_BYTES = 1 << 20
 
@@ -43,7 +43,8 @@ class ZarrSplit:
     def __init__(self, store, split: str):
         self.store, self.split = store, split
         self.group = store.zarr_root()[split]
-        self._scales = scales_array_name(store.scales_repr)
+        self._arrays = stored_arrays(store.inputs, store.scales_repr)  # y_hat first
+        self._scales = scales_array_name(store.scales_repr) if store.has_scales else None
         layout = self.group.attrs.get("zarr_layout", 1)
         if layout != ZARR_LAYOUT:
             raise StoreCorruptError(
@@ -74,20 +75,23 @@ class ZarrSplit:
         """The valid rows in [start, stop): key (str), label (int64), bpp (float32), latent_shape
         (int32 (h, w)), y_hat (int16) and the scales: with ``dtype="float"`` ``scales_hat`` as
         float32 sigma-hat; with ``dtype="stored"`` the stored array under its stored name
-        (``scales_hat`` uint8 scale index, float16 or float32; or ``z_hat`` int16).
+        (``scales_hat`` uint8 scale index, float16 or float32; or ``z_hat`` int16); no scales
+        for a codec without them (``store.inputs``); ``means_hat`` (float32) where the store
+        has it; image_size, canvas_offset and the task's targets where the store has them.
         ``bitstreams``: also y_string, z_string (bytes) and z_shape."""
         if dtype not in READ_DTYPES:
             raise ConfigError(f'Invalid read dtype "{dtype}", should be one of {READ_DTYPES}')
         to_float = dtype == "float"
         z_shape = to_float and self._scales == "z_hat"  # h_s runs on each row's real size
-        names = [*_FIELDS, self._scales, *self._extra]
+        names = [*_FIELDS, *self._arrays, *self._extra]
         names += ["y_string", "z_string", "z_shape"] if bitstreams else ["z_shape"] * z_shape
         out = self.read_arrays(start, stop, names)
         if to_float:
             z_shapes = out.get("z_shape") if z_shape else None
             if not bitstreams:
                 out.pop("z_shape", None)
-            out["scales_hat"] = self.store.scales_to_float(out.pop(self._scales), z_shapes)
+            if self._scales is not None:
+                out["scales_hat"] = self.store.scales_to_float(out.pop(self._scales), z_shapes)
         out["label"] = out["label"].astype(np.int64, copy=False)
         return out
 
@@ -106,7 +110,7 @@ class ZarrSplit:
     @property
     def fast(self) -> bool:
         """Whether :meth:`read` (without bitstreams) goes through shard_reader alone."""
-        return self._fast_for([*_FIELDS, self._scales, "z_shape", *self._extra])
+        return self._fast_for([*_FIELDS, *self._arrays, "z_shape", *self._extra])
 
     def _fast_for(self, names: list[str]) -> bool:
         derived = ("y_string", "z_string", "source_sha256")
@@ -210,6 +214,7 @@ class ZarrSplit:
 
 def _crop(sample: dict) -> dict:
     h, w = (int(v) for v in sample["latent_shape"])
-    for name in ("y_hat", "scales_hat"):
-        sample[name] = sample[name][..., :h, :w]
+    for name in ("y_hat", "scales_hat", "means_hat"):
+        if name in sample:
+            sample[name] = sample[name][..., :h, :w]
     return sample

@@ -67,6 +67,8 @@ def sample_bytes(store, split: str, fields: tuple[str, ...]) -> int:
             total += 2 * per
         elif f == "scales_hat":
             total += per * _scales_bytes(store)
+        elif f == "means_hat":  # float32
+            total += 4 * per
         else:
             raise ConfigError(f"--cache: unknown input field {f!r}")
     return total
@@ -123,7 +125,7 @@ class MemoryCache:
     def batch(self, rows: np.ndarray) -> dict:
         """The batch of ``rows`` (indices into this cache), where the tensors live."""
         device = next(iter(self.tensors.values())).device
-        index = torch.from_numpy(rows).to(device)
+        index = torch.from_numpy(rows).to(device, non_blocking=True)  # no stream sync
         out = {name: t.index_select(0, index) for name, t in self.tensors.items()}
         out["key"] = [self.keys[i] for i in rows.tolist()]
         return out

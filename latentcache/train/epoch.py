@@ -41,7 +41,7 @@ def make_prepare(transform: LatentTransform, device: torch.device, channels_last
     """Batch dict -> (model inputs on ``device``, labels): non-blocking copy, then transform."""
 
     def prepare(batch: dict, train: bool, generator: torch.Generator | None):
-        moved = {k: batch[k].to(device, non_blocking=True) for k in transform.inputs}
+        moved = {k: batch[k].to(device, non_blocking=True) for k in transform.fields}
         xs = transform(moved, train, generator)
         if channels_last and device.type == "cuda":
             xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
@@ -90,7 +90,7 @@ def train_one_epoch(
             n = len(labels)
             loss_sum, seen = loss_sum + loss.detach() * n, seen + n
             correct = correct + (logits.argmax(1) == labels).sum()
-            if step % SYNC_EVERY == 0 or not bar.disable:  # one device sync every few steps
+            if step % SYNC_EVERY == 0:  # one device sync every few steps, bar or not
                 _check_finite(loss_sum, step)
                 rate = seen / max(time.perf_counter() - start, 1e-9)
                 bar.set_postfix(loss=f"{float(loss.detach()):.3f}", samples_s=f"{rate:.0f}")

@@ -65,9 +65,10 @@ class EpochSchedule:
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD or AdamW over the trainable parameters; fused on CUDA (``fused_optimizer``)."""
+    """SGD or AdamW over the trainable parameters; fused on CUDA when the config asks for it
+    (``fused_optimizer``; configs without that option, e.g. the image trainer's: unfused)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    fused = use_fused(params, config.fused_optimizer) or None  # None: torch's default
+    fused = use_fused(params, getattr(config, "fused_optimizer", False)) or None
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             params,

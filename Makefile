@@ -35,6 +35,8 @@ bench: setup
 	$(BIN)/python benchmarks/encode_scaling.py
 	@if [ -f benchmarks/train_input.py ]; then $(BIN)/python benchmarks/train_input.py; fi
 	@if [ -f benchmarks/train_speed.py ]; then $(BIN)/python benchmarks/train_speed.py; fi
+	$(BIN)/python benchmarks/codec_zoo.py
+	$(BIN)/python benchmarks/api_read.py
 
 lint: setup
 	$(BIN)/ruff check latentcache tests benchmarks scripts

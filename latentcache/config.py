@@ -45,7 +45,7 @@ class EncodeConfig:
     download: bool = False  # fetch the dataset first (its committed download spec) if missing
 
     def __post_init__(self) -> None:
-        check_encodable(self.codec.arch)
+        check_encodable(self.codec.arch, self.scales_repr)
         bad = [f for f in self.formats if f not in FORMATS]
         if bad or not self.formats:
             raise ConfigError(f"Invalid format {bad or self.formats}, should be among {FORMATS}")

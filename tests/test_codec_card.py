@@ -137,19 +137,26 @@ def test_conflicting_arch_is_refused_naming_both(images, trained, tmp_path):
     one_line_error(res, "records arch bmshj2018-hyperprior, but arch mbt2018-mean was asked")
 
 
-def test_mbt2018_mean_is_refused_up_front(images, tmp_path):
-    """Named on the command line, or recorded in a checkpoint: one line with the supported list."""
+def test_mbt2018_mean_checkpoint_encodes_and_its_card_says_what_a_reader_gets(images, tmp_path):
+    """A mean-scale codec recorded in a checkpoint: encoded, its card names its latents; a
+    z_hat store (σ̂ from h_s alone) is refused up front in one line."""
     from compressai.models import MeanScaleHyperprior
 
     from latentcache.codec.load import save_codec_checkpoint
     from latentcache.codec.spec import CodecSpec
 
-    needles = ('"mbt2018-mean"', "Supported: ['bmshj2018-hyperprior']")
-    one_line_error(encode(images, tmp_path / "a", "--arch", "mbt2018-mean"), *needles)
     model = MeanScaleHyperprior(16, 24)
     path = save_codec_checkpoint(tmp_path / "m.pt", model, CodecSpec(arch="mbt2018-mean"))
-    one_line_error(encode(images, tmp_path / "b", "--checkpoint", path), *needles)
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    res = encode(images, tmp_path / "a", "--checkpoint", path)
+    assert res.exit_code == 0, res.output
+    card = manifest(tmp_path / "a")
+    assert card["inputs"] == ["y_hat", "scales_hat", "means_hat"]
+    assert card["latents"]["decoded_y_hat"] == "y_hat + means_hat (float32 add)"
+    shown = run("inspect", tmp_path / "a")
+    assert "means_hat" in shown.output and "y_hat + means_hat" in shown.output, shown.output
+    bad = encode(images, tmp_path / "b", "--checkpoint", path, "--scales", "z_hat")
+    one_line_error(bad, "mbt2018-mean (mean-scale) does not do")
+    assert not (tmp_path / "b").exists()
 
 
 def test_agreeing_flag_is_accepted(images, trained, tmp_path):
@@ -244,8 +251,18 @@ def test_mean_scale_weights_say_which_arch_they_fit(images, tmp_path):
     model = MeanScaleHyperprior(16, 24)
     model.update(force=True)
     torch.save(model.state_dict(), tmp_path / "msh.pt")
-    res = encode(images, tmp_path / "o", "--checkpoint", tmp_path / "msh.pt")
+    res = encode(
+        images,
+        tmp_path / "o",
+        "--checkpoint",
+        tmp_path / "msh.pt",
+        "--arch",
+        "bmshj2018-hyperprior",
+    )
     one_line_error(res, "shapes don't fit bmshj2018-hyperprior", "the weights fit mbt2018-mean")
+    res = encode(images, tmp_path / "p", "--checkpoint", tmp_path / "msh.pt")  # recognised
+    assert res.exit_code == 0, res.output
+    assert manifest(tmp_path / "p")["codec"]["arch"] == "mbt2018-mean"
 
 
 # ---------------------------------------------------------------- zoo, run folders
@@ -272,7 +289,8 @@ def test_width_table_is_compressais():
     from latentcache.codec.spec import ARCHITECTURES
 
     for arch, table in ARCHITECTURES.items():
-        assert table == {q: tuple(nm) for q, nm in cfgs[arch].items()}
+        assert table == {q: (nm[0], nm[-1]) for q, nm in cfgs[arch].items()}  # cheng: N = M
+    assert {"bmshj2018-factorized", "mbt2018", "cheng2020-attn"} <= set(ARCHITECTURES)
 
 
 def test_eval_on_a_folder_that_is_not_a_run(tmp_path):

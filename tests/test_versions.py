@@ -42,8 +42,20 @@ def test_compressai_private_parts_used_by_latents_exist():
         assert callable(em.entropy_coder.decode_with_indexes)
     for name in ("_get_medians", "_extend_ndims", "_build_indexes", "quantize", "dequantize"):
         assert callable(getattr(eb, name)), name
-    source = Path(__import__("latentcache.codec.latents").codec.latents.__file__).read_text()
+    codec_dir = Path(__import__("latentcache.codec.latents").codec.latents.__file__).parent
+    source = "".join(
+        (codec_dir / f"{m}.py").read_text()
+        for m in ("latents", "entropy", "factorized", "autoregressive")
+    )
     used = set(re.findall(r"\b(?:eb|em|gc)\.(_[a-z_]+)", source))
+    # the autoregressive codecs run CompressAI's own serial coder (codec/autoregressive.py)
+    import inspect
+
+    from compressai.models import JointAutoregressiveHierarchicalPriors as AR
+
+    for name in ("_compress_ar", "_decompress_ar"):
+        params = list(inspect.signature(getattr(AR, name)).parameters)[-5:]
+        assert params == ["params", "height", "width", "kernel_size", "padding"], (name, params)
     assert used <= {
         "_quantized_cdf",
         "_offset",

@@ -5,6 +5,12 @@ identity; ``latents.py`` turns images into bitstreams and bitstreams into ``y_ha
 ``scales_hat`` without running the synthesis transform ``g_s``.
 """
 
-from latentcache.codec.spec import ARCHITECTURES, CodecSpec
+from latentcache.codec.spec import CodecSpec, architectures
 
-__all__ = ["ARCHITECTURES", "CodecSpec"]
+__all__ = ["ARCHITECTURES", "CodecSpec", "architectures"]
+
+
+def __getattr__(name: str):
+    if name == "ARCHITECTURES":  # lazily: it is read from compressai.zoo
+        return architectures()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -38,8 +38,16 @@ from typing import Any
 import torch
 
 from latentcache.atomic import atomic_write
-from latentcache.codec.spec import DEFAULT_ARCH, CodecSpec, lambda_for, qualities_with_widths
-from latentcache.codec.weights import CHECKPOINT_FORMAT, check_fits, read_weights
+from latentcache.codec.spec import (
+    DEFAULT_ARCH,
+    CodecSpec,
+    architectures,
+    inputs_of_kind,
+    lambda_for,
+    model_kind,
+    qualities_with_widths,
+)
+from latentcache.codec.weights import CHECKPOINT_FORMAT, check_fits, detect_arch, read_weights
 from latentcache.errors import (
     CodecFileError,
     CodecMismatchError,
@@ -84,11 +92,22 @@ class Codec:
     def widths(self) -> tuple[int, int]:
         return int(self.model.N), int(self.model.M)
 
+    @property
+    def kind(self) -> str:
+        """factorized | hyperprior | mean-scale | autoregressive (codec.spec.KINDS)."""
+        return model_kind(self.model)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The latent arrays its decoder uses: what a store of it holds."""
+        return inputs_of_kind(self.kind)
+
     def identity(self) -> dict[str, Any]:
         """What a store records (its card) and a training checkpoint compares."""
         n, m = self.widths
         return {
             "arch": self.spec.arch,
+            "kind": self.kind,
             "quality": self.spec.quality,
             "quality_source": self.quality_source,
             "metric": self.spec.metric,
@@ -198,9 +217,7 @@ def _is_json_data(value, depth: int = 0) -> bool:
 
 def _check_quality_label(spec: CodecSpec, widths: tuple[int, int], path) -> None:
     """A quality label must name the widths the weights have, as in CompressAI's table."""
-    from compressai.zoo.image import cfgs
-
-    expected = tuple(cfgs[spec.arch][spec.quality])
+    expected = architectures()[spec.arch][spec.quality]
     if expected != tuple(widths):
         same = qualities_with_widths(spec.arch, widths)
         hint = (
@@ -220,8 +237,8 @@ def _load_file(spec: CodecSpec, path: Path) -> Codec:
     state_dict, meta = read_weights(path)
     if meta:
         spec, provenance = _resolve_recorded(spec, meta, path)
-    else:
-        spec = replace(spec, arch=spec.arch or DEFAULT_ARCH)
+    else:  # a plain state dict: its keys and shapes say which architecture it is
+        spec = replace(spec, arch=spec.arch or detect_arch(state_dict) or DEFAULT_ARCH)
         label = "user" if spec.quality is not None else "unknown"
         provenance = {"quality_source": label, "lmbda": None, "lineage": None}
     widths = check_fits(path, spec.arch, state_dict)
@@ -278,8 +295,8 @@ def codec_from_model(
     without one), as are ``lmbda`` and ``lineage``. A model without entropy-coder tables is
     ``update(force=True)``d."""
     spec = replace(spec or CodecSpec(source="model"), source="model", checkpoint=None)
-    spec = replace(spec, arch=spec.arch or DEFAULT_ARCH)
-    if model.gaussian_conditional._offset.numel() == 0:  # trained but never update()d
+    spec = replace(spec, arch=spec.arch or _arch_of_model(model))
+    if model.entropy_bottleneck._offset.numel() == 0:  # trained but never update()d
         logger.info("model has no entropy-coder tables; running update(force=True)")
         model.update(force=True)
     widths = (int(model.N), int(model.M))
@@ -293,6 +310,14 @@ def codec_from_model(
         )
     label = "user" if spec.quality is not None else "unknown"
     return _finish(spec, model, {}, label, lmbda, lineage)
+
+
+def _arch_of_model(model: torch.nn.Module) -> str:
+    """The zoo name of the model's own class (the hyperprior for a class the zoo lacks)."""
+    from compressai.zoo.image import model_architectures
+
+    names = [a for a in architectures() if model_architectures[a] is type(model)]
+    return names[0] if names else DEFAULT_ARCH
 
 
 def load_codec(spec: CodecSpec) -> Codec:

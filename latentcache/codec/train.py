@@ -63,7 +63,9 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
     if config.init == "scratch":
         from compressai.zoo.image import model_architectures
 
-        model = model_architectures[config.arch](*config.widths)
+        cls = model_architectures[config.arch]
+        n, m = config.widths  # cheng2020 is built from N alone (N = M)
+        model = cls(n) if config.arch.startswith("cheng2020") else cls(n, m)
     else:
         spec = replace(config.spec(), source=config.init, checkpoint=config.init_checkpoint)
         if config.init == "checkpoint":  # the starting point keeps its own labels

@@ -5,7 +5,8 @@
     file ─► magic bytes (torch.save zip | legacy) ─► torch.load(weights_only=True) ─► dict
       └► unwrap: latentcache checkpoint {"format", "state_dict", arch, quality, ...}
                  | CompressAI training script {"state_dict" | "network": ...} | plain state dict
-      └► CompressAI's key renames ─► check_fits(arch): widths (N from g_a.0, M from g_a.6),
+      └► CompressAI's key renames ─► check_fits(arch): widths (N from g_a.0, M from g_a.6;
+                 cheng2020: N = M from g_a.0.conv1),
                  keys, shapes, entropy-coder tables (filled by update()) ─► (N, M)
 
 Every failure is a :class:`~latentcache.errors.CodecFileError` naming the file and the reason.
@@ -13,6 +14,7 @@ Every failure is a :class:`~latentcache.errors.CodecFileError` naming the file a
 
 from __future__ import annotations
 
+import functools
 import logging
 import pickle
 import zipfile
@@ -20,10 +22,18 @@ from pathlib import Path
 
 import torch
 
-from latentcache.codec.spec import ARCHITECTURES
+from latentcache.codec.spec import architectures
 from latentcache.errors import CodecFileError, WeightsNotFoundError
 
-__all__ = ["CHECKPOINT_FORMAT", "read_weights", "check_fits", "widths_of", "TABLE_KEYS"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "read_weights",
+    "check_fits",
+    "widths_of",
+    "table_keys",
+    "detect_arch",
+    "TABLE_KEYS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +41,15 @@ CHECKPOINT_FORMAT = "latentcache-codec"
 MAX_LISTED = 4  # key names quoted in one message
 MAX_WEIGHTS_BYTES = 2 << 30  # CompressAI's largest zoo file is under 100 MB
 _TABLE_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
-# The entropy coder's tables: empty until update() fills them from the trained weights.
+# The entropy coder's tables: empty until update() fills them from the trained weights (a
+# factorized prior has no gaussian_conditional: its state dict has the first three only).
 TABLE_KEYS = tuple(
     [f"entropy_bottleneck.{b}" for b in _TABLE_BUFFERS]
     + [f"gaussian_conditional.{b}" for b in _TABLE_BUFFERS]
     + ["gaussian_conditional.scale_table"]
 )
+# Where CompressAI's from_state_dict reads the widths: (N key, M key); cheng2020 has N = M.
+_WIDTH_KEYS = (("g_a.0.weight", "g_a.6.weight"), ("g_a.0.conv1.weight", "g_a.0.conv1.weight"))
 UPDATE_HINT = (
     "run model.update(force=True) and save its state_dict again "
     "(CompressAI's `python -m compressai.utils.update_model` does), "
@@ -119,17 +132,35 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def widths_of(state_dict: dict[str, torch.Tensor]) -> tuple[int, int] | None:
-    """(N, M) as CompressAI's ``from_state_dict`` reads them (g_a's first and last layer)."""
-    a, b = state_dict.get("g_a.0.weight"), state_dict.get("g_a.6.weight")
-    if a is None or b is None or a.dim() != 4 or b.dim() != 4:
-        return None
-    return int(a.shape[0]), int(b.shape[0])
+    """(N, M) as CompressAI's ``from_state_dict`` reads them: g_a's first and last layer, or
+    cheng2020's first residual block (N = M)."""
+    for n_key, m_key in _WIDTH_KEYS:
+        a, b = state_dict.get(n_key), state_dict.get(m_key)
+        if a is not None and b is not None and a.dim() == 4 and b.dim() == 4:
+            return int(a.shape[0]), int(b.shape[0])
+    return None
 
 
+@functools.lru_cache(maxsize=32)
 def _reference(arch: str, widths: tuple[int, int]) -> dict[str, torch.Size]:
     from compressai.zoo.image import model_architectures
 
-    return {k: v.shape for k, v in model_architectures[arch](*widths).state_dict().items()}
+    cls = model_architectures[arch]
+    if widths[0] != widths[1] and "M" not in _init_args(cls):
+        return {}  # cheng2020 is built from N alone: other widths fit nothing
+    model = cls(widths[0]) if "M" not in _init_args(cls) else cls(*widths)
+    return {k: v.shape for k, v in model.state_dict().items()}
+
+
+def _init_args(cls) -> tuple[str, ...]:
+    import inspect
+
+    return tuple(inspect.signature(cls.__init__).parameters)
+
+
+def table_keys(arch: str, widths: tuple[int, int]) -> list[str]:
+    """The entropy-coder table keys ``arch`` has."""
+    return [k for k in TABLE_KEYS if k in _reference(arch, widths)]
 
 
 def _problems(arch: str, sd: dict, widths: tuple[int, int]) -> tuple[str, list]:
@@ -137,6 +168,8 @@ def _problems(arch: str, sd: dict, widths: tuple[int, int]) -> tuple[str, list]:
     from compressai.models.utils import remap_old_keys
 
     ref = _reference(arch, widths)
+    if not ref:
+        return "shapes", []
     sd = remap_old_keys("entropy_bottleneck", sd)
     missing = [k for k in ref if k not in sd and k not in TABLE_KEYS]
     if missing:
@@ -153,8 +186,16 @@ def _problems(arch: str, sd: dict, widths: tuple[int, int]) -> tuple[str, list]:
 
 
 def _other_fit(arch: str, sd: dict, widths: tuple[int, int]) -> str:
-    fits = [a for a in ARCHITECTURES if a != arch and not _problems(a, sd, widths)[0]]
+    fits = [a for a in architectures() if a != arch and not _problems(a, sd, widths)[0]]
     return f" (the weights fit {fits[0]}: pass --arch {fits[0]})" if fits else ""
+
+
+def detect_arch(sd: dict[str, torch.Tensor]) -> str | None:
+    """The zoo architecture whose keys and shapes ``sd`` has (the first, in the zoo's order)."""
+    widths = widths_of(sd)
+    if widths is None:
+        return None
+    return next((a for a in architectures() if not _problems(a, sd, widths)[0]), None)
 
 
 def check_fits(path: str | Path, arch: str, sd: dict[str, torch.Tensor]) -> tuple[int, int]:
@@ -179,6 +220,11 @@ def check_fits(path: str | Path, arch: str, sd: dict[str, torch.Tensor]) -> tupl
             f"{where}: {len(keys)} keys that {arch} does not have: {_few(keys)}"
             + _other_fit(arch, sd, widths)
         )
+    if kind == "shapes" and not keys:
+        raise CodecFileError(
+            f"{where}: {arch} has N = M, and these weights have N={n}, M={m}"
+            + _other_fit(arch, sd, widths)
+        )
     if kind == "shapes":
         k, found, expected = keys[0]
         more = f" ({len(keys) - 1} more tensors differ)" if len(keys) > 1 else ""
@@ -187,7 +233,7 @@ def check_fits(path: str | Path, arch: str, sd: dict[str, torch.Tensor]) -> tupl
             f"(g_a.0, g_a.6), and {k} is {found} where {arch} with N={n}, M={m} expects "
             f"{expected}{more}" + _other_fit(arch, sd, widths)
         )
-    empty = [k for k in TABLE_KEYS if k not in sd or sd[k].numel() == 0]
+    empty = [k for k in table_keys(arch, widths) if k not in sd or sd[k].numel() == 0]
     if empty:
         raise CodecFileError(
             f"{where}: the entropy coder's tables are missing ({_few(empty)}), so it cannot "

@@ -137,6 +137,7 @@ def _create_arrays(
             tuple(latent_hw[split]),
             config.scales_repr,
             keys=[s.key for s in samples],
+            inputs=codec.inputs,
             targets=task.zarr_arrays(tuple(image_hw[split])),
             ragged=task.ragged_targets,
         )
@@ -310,7 +311,7 @@ def run_encode(
         from latentcache.codec.load import load_codec
 
         codec = load_codec(config.codec)
-    check_encodable(codec.spec.arch)  # a checkpoint may record another architecture
+    check_encodable(codec.spec.arch, config.scales_repr)  # a checkpoint may record its own
     path = Path(config.out)
     tasks = plan_shards(index, config.shard_size, config.order, config.order_seed)
     latent_hw, image_hw = _planned_sizes(index) if "zarr" in config.formats else ({}, {})

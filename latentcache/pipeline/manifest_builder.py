@@ -43,8 +43,10 @@ def task_entry(index) -> dict:
 
 def model_inputs(codec) -> list[str]:
     """The manifest's ``inputs``: the latent arrays a model receives, in order (``scales_repr``
-    says how ``scales_hat`` is stored; a z_hat store's readers compute it with h_s)."""
-    return ["y_hat", "scales_hat"]
+    says how ``scales_hat`` is stored; a z_hat store's readers compute it with h_s): what the
+    codec's decoder uses, y_hat alone for the factorized prior, + means_hat for codecs with
+    means (codec.spec.KINDS)."""
+    return list(codec.inputs)
 
 
 def row_order(config, tasks, split: str) -> dict:
@@ -60,7 +62,8 @@ def row_order(config, tasks, split: str) -> dict:
 
 def split_stats(records: list[dict]) -> dict:
     """Mean/std of y_hat and of log(max(scales_hat, scale_floor)) over every stored element."""
-    tot = {k: sum(r["stats"][k] for r in records) for k in ("n", "y_sum", "y_sq", "s_sum", "s_sq")}
+    keys = ("n", "y_sum", "y_sq", "s_sum", "s_sq", "m_sum", "m_sq")
+    tot = {k: sum(r["stats"].get(k, 0.0) for r in records) for k in keys}
     if not tot["n"]:
         return {}
 
@@ -70,12 +73,15 @@ def split_stats(records: list[dict]) -> dict:
 
     y_mean, y_std = mean_std(tot["y_sum"], tot["y_sq"])
     s_mean, s_std = mean_std(tot["s_sum"], tot["s_sq"])
-    return {
+    out = {
         "y_hat_mean": y_mean,
         "y_hat_std": y_std,
         "log_scales_mean": s_mean,
         "log_scales_std": s_std,
     }
+    if any("m_sum" in r["stats"] for r in records) and "means_hat" in records[0].get("inputs", []):
+        out["means_hat_mean"], out["means_hat_std"] = mean_std(tot["m_sum"], tot["m_sq"])
+    return out
 
 
 def _split_entry(records: list[dict], latent_hw, image_hw=None) -> dict:
@@ -143,7 +149,8 @@ def build_manifest(
         "versions": library_versions(),
         "entropy_coder": _entropy_coder(),
         "codec": codec.identity(),
-        "scale_table": [float(v) for v in codec.model.gaussian_conditional.scale_table.tolist()],
+        "latents": latents_card(codec),
+        "scale_table": _scale_table(codec.model),
         "scale_floor": scale_floor(codec.model),
         "dataset": {
             "name": index.name,
@@ -176,6 +183,31 @@ def build_manifest(
             "bytes": _format_bytes(shards),
         },
     }
+
+
+def _scale_table(model) -> list[float]:
+    """The σ̂ table the coder indexes (empty for the factorized prior, which has none)."""
+    gc = getattr(model, "gaussian_conditional", None)
+    return [] if gc is None else [float(v) for v in gc.scale_table.tolist()]
+
+
+def latents_card(codec) -> dict:
+    """What a reader of this store gets, and how it rebuilds the decoder's y_hat bit-exact."""
+    kind = codec.kind
+    card = {"kind": kind, "y_hat": "int16 symbols: the integers the entropy coder coded"}
+    if kind == "factorized":
+        from latentcache.codec.factorized import channel_medians
+
+        card["decoded_y_hat"] = "y_hat + channel_medians[c] (float32, per channel c)"
+        card["channel_medians"] = [float(v) for v in channel_medians(codec.model)]
+    elif kind == "hyperprior":
+        card["decoded_y_hat"] = "y_hat (float32 cast): the symbols are the decoder's y_hat"
+    else:
+        card["decoded_y_hat"] = "y_hat + means_hat (float32 add)"
+        card["means_hat"] = "float32, the Gaussian means the decoder used at each position" + (
+            " (from its context model, decoded serially)" if kind == "autoregressive" else ""
+        )
+    return card
 
 
 def _entropy_coder() -> str:

@@ -201,26 +201,35 @@ def _record(
         z_shape=lat.z_shape,
         y_hat=lat.y_hat,
         scales=scales_payload(lat, settings.scales_repr),
+        means_hat=lat.means_hat,
         canvas_offset=canvas_offset(*hw),
         targets=targets,
     ), lat
 
 
 def _stats(pairs, scales_repr: str, scale_table, floor: float) -> dict:
-    """Partial sums for the split's normalization statistics; sigma-hat floored at the
-    codec's own lower bound (``scale_floor``), as training normalizes it."""
-    acc = dict.fromkeys(("n", "y_sum", "y_sq", "s_sum", "s_sq"), 0.0)
+    """Partial sums for the split's normalization statistics: the decoder's y_hat (symbols +
+    means_hat where there are means), log σ̂ floored at the codec's own lower bound
+    (``scale_floor``), as training normalizes it, and means_hat."""
+    acc = dict.fromkeys(("n", "y_sum", "y_sq", "s_sum", "s_sq", "m_sum", "m_sq"), 0.0)
     for rec, lat in pairs:
         y = rec.y_hat.astype(np.float64)
+        if rec.means_hat is not None:
+            m = rec.means_hat.astype(np.float64)
+            y = (rec.y_hat.astype(np.float32) + rec.means_hat).astype(np.float64)
+            acc["m_sum"] += m.sum()
+            acc["m_sq"] += (m * m).sum()
+        acc["n"] += y.size
+        acc["y_sum"] += y.sum()
+        acc["y_sq"] += (y * y).sum()
+        if rec.scales is None:
+            continue
         s = (
             lat.scales_hat
             if scales_repr in ("z_hat", "float32")
             else scales_to_float(rec.scales, scales_repr, scale_table)
         )
         ls = np.log(np.maximum(s.astype(np.float64), floor))
-        acc["n"] += y.size
-        acc["y_sum"] += y.sum()
-        acc["y_sq"] += (y * y).sum()
         acc["s_sum"] += ls.sum()
         acc["s_sq"] += (ls * ls).sum()
     return acc
@@ -250,7 +259,8 @@ def compute_shard(task: ShardTask, codec, settings: ShardSettings) -> dict:
         out = list(encode_samples(codec.model, task.samples, Path(settings.data_root), settings))
     pairs = [r for r in out if isinstance(r, tuple)]
     stored = [rec for rec, _ in pairs]
-    table = codec.model.gaussian_conditional.scale_table.numpy()
+    gc = getattr(codec.model, "gaussian_conditional", None)
+    table = gc.scale_table.numpy() if gc is not None else np.zeros(0, np.float32)
     return {
         "stored": stored,
         "record": {
@@ -266,6 +276,7 @@ def compute_shard(task: ShardTask, codec, settings: ShardSettings) -> dict:
             "latent_shapes": sorted({tuple(r.latent_shape) for r in stored}),
             "image_size_max": [max((r.image_size[i] for r in stored), default=0) for i in (0, 1)],
             "stats": _stats(pairs, settings.scales_repr, table, scale_floor(codec.model)),
+            "inputs": list(codec.inputs),
             "encoder": encoder_record(settings),
         },
     }

@@ -90,6 +90,25 @@ def format_codec(c: dict) -> list[str]:
     return lines
 
 
+def _scales_words(m: dict) -> str:
+    if "scales_hat" not in manifest_inputs(m):
+        return "no scales_hat (the codec has no hyperprior)"
+    return f"scales_hat as {m['scales_repr']}"
+
+
+def _latent_lines(m: dict) -> list[str]:
+    """What a reader gets: the inputs, and how the decoder's y_hat is rebuilt bit-exact."""
+    lat = m.get("latents")
+    if not lat:
+        return []
+    inputs = " + ".join(manifest_inputs(m))
+    lines = [f"latents      {inputs} ({lat['kind']}); y_hat: {lat['y_hat']}"]
+    lines.append(f"decoded      y_hat of stock decompress = {lat['decoded_y_hat']}")
+    if "means_hat" in lat:
+        lines.append(f"means_hat    {lat['means_hat']}")
+    return lines
+
+
 def _task(m: dict) -> str:
     task = manifest_task(m)
     extra = ", ".join(
@@ -107,7 +126,8 @@ def format_card(m: dict, path: Path | None = None) -> str:
         *format_codec(c),
         f"dataset      {d['name']} ({d['num_classes']} classes), index sha256 {d['index_sha256'][:16]}...",
         f"task         {_task(m)}; inputs {', '.join(manifest_inputs(m))} (manifest v{m['version']})",
-        f"layout       {', '.join(m['formats'])}; scales_hat as {m['scales_repr']}; {m['shard_size']} samples per shard",
+        f"layout       {', '.join(m['formats'])}; {_scales_words(m)}; {m['shard_size']} samples per shard",
+        *_latent_lines(m),
         "versions     "
         + ", ".join(f"{k} {v}" for k, v in sorted(m["versions"].items()))
         + f"; entropy coder {m['entropy_coder']}",

@@ -6,11 +6,16 @@
       └► LatentStore ─► .manifest (schema-validated) / .classes / .codec / .split_info(split)
            │             .task / .inputs (manifest v1 or v2, read one way)
            ├► .zarr_root() ─► Zarr group, read-only (LocalStore, or FsspecStore for URLs)
-           ├► .zarr_split(split) ─► ZarrSplit: blocks(), read(start, stop)
+           ├► .zarr_split(split) ─► ZarrSplit: blocks(), read(start, stop, dtype="float"|"stored")
+           │     (store/zarr_split.py: the loader's shard reader, zarr-python as the fallback)
            ├► .open_file(rel) ─► a store file by its manifest path
            └► .wds_samples(split, shards) ─► checked, decoded samples of the split's tars
 
-Every reader hands out float32 ``scales_hat`` whatever the stored representation. A store
+Every reader hands out float32 ``scales_hat`` whatever the stored representation (unless
+asked for the stored dtypes: ``ZarrSplit.read(..., dtype="stored")``), ``y_hat``
+as the int16 symbols the entropy coder coded, and ``means_hat`` (float32) for codecs with
+means: the decoder's y_hat is then ``y_hat + means_hat``, bit-exact (:func:`decoded_y_hat`;
+the factorized prior adds its per-channel medians, ``manifest["latents"]``). A store
 is untrusted input: see :mod:`latentcache.store.wds_store` for what is checked.
 """
 
@@ -37,75 +42,11 @@ from latentcache.store.scales import (
     scales_to_float,
 )
 from latentcache.store.wds_store import ArraySpec, SampleLimits, iter_tar_samples, parse_sample
-from latentcache.store.zarr_store import ZARR_DIR, ZARR_LAYOUT, read_rows
+from latentcache.store.zarr_split import ZarrSplit
+from latentcache.store.zarr_store import ZARR_DIR
 from latentcache.tasks import Task, store_task
 
-__all__ = ["LatentStore", "ZarrSplit", "open_store"]
-
-_FIELDS = ("key", "label", "bpp", "y_hat", "latent_shape")
-
-
-class ZarrSplit:
-    """Random access to one split of the Zarr layout; read whole shards for speed."""
-
-    def __init__(self, store: LatentStore, split: str):
-        self.store, self.split = store, split
-        self.group = store.zarr_root()[split]
-        self._scales = scales_array_name(store.scales_repr)
-        layout = self.group.attrs.get("zarr_layout", 1)
-        if layout != ZARR_LAYOUT:
-            raise StoreCorruptError(
-                f"{store.path}/{ZARR_DIR}/{split}: Zarr layout {layout}, this latentcache reads layout {ZARR_LAYOUT}; re-encode the store"
-            )
-
-    def __len__(self) -> int:
-        return int(self.group["key"].shape[0])
-
-    def blocks(self) -> list[tuple[int, int]]:
-        """Row ranges of the Zarr shards (one per encode task)."""
-        size = int(self.group.attrs["shard_size"])
-        return [(s, min(s + size, len(self))) for s in range(0, len(self), size)]
-
-    def read(self, start: int, stop: int, bitstreams: bool = False) -> dict[str, np.ndarray]:
-        """The valid rows in [start, stop): key, label, bpp, y_hat, scales_hat (float32), latent_shape."""
-        z_hat = self._scales == "z_hat"
-        extra = ["y_string", "z_string", "z_shape"] if bitstreams else []
-        if z_hat and not bitstreams:
-            extra = ["z_shape"]  # h_s runs on each row cropped to its real size
-        extra += [
-            n
-            for n in ("image_size", "canvas_offset", *self.store.task_unit.target_names)
-            if n in self.group or n in self.store.task_unit.ragged_targets
-        ]
-        out = read_rows(self.group, start, stop, [*_FIELDS, self._scales, *extra])
-        z_shapes = out.get("z_shape") if z_hat else None
-        if not bitstreams:
-            out.pop("z_shape", None)
-        out["scales_hat"] = self.store.scales_to_float(out.pop(self._scales), z_shapes)
-        out["label"] = out["label"].astype(np.int64)
-        return out
-
-    def __getitem__(self, row: int) -> dict:
-        """Row ``row`` as one sample (no batch dim), latents cropped to their real size."""
-        if not 0 <= row < len(self):
-            raise IndexError(f"row {row} out of range [0, {len(self)})")
-        got = self.read(row, row + 1)
-        if not len(got["key"]):
-            raise KeyError(f"row {row} of {self.split} is a hole left by a failed sample")
-        return _crop({k: v[0] for k, v in got.items()})
-
-    def __iter__(self):
-        for start, stop in self.blocks():
-            got = self.read(start, stop)
-            for i in range(len(got["key"])):
-                yield _crop({k: v[i] for k, v in got.items()})
-
-
-def _crop(sample: dict) -> dict:
-    h, w = (int(v) for v in sample["latent_shape"])
-    for name in ("y_hat", "scales_hat"):
-        sample[name] = sample[name][..., :h, :w]
-    return sample
+__all__ = ["LatentStore", "ZarrSplit", "decoded_y_hat", "open_store"]
 
 
 class LatentStore:
@@ -146,12 +87,17 @@ class LatentStore:
 
     @property
     def inputs(self) -> list[str]:
-        """The latent arrays a model receives, in order (v1 stores: y_hat, scales_hat)."""
+        """The latent arrays a model receives, in order (v1 stores: y_hat, scales_hat);
+        ``y_hat`` is the coded symbols: with ``means_hat`` the decoder's is their sum."""
         return manifest_inputs(self.manifest)
 
     @property
     def codec(self) -> dict:
         return dict(self.manifest["codec"])
+
+    @property
+    def has_scales(self) -> bool:
+        return "scales_hat" in self.inputs
 
     @property
     def num_channels(self) -> int:
@@ -291,12 +237,14 @@ class LatentStore:
         shapes = [*info.get("latent_shapes", []), info.get("zarr_latent_shape") or [0, 0]]
         h, w = max(s[0] for s in shapes), max(s[1] for s in shapes)
         m, n = int(self.codec["M"]), int(self.codec["N"])
-        scales = scales_array_name(self.scales_repr)
+        scales = scales_array_name(self.scales_repr) if self.has_scales else None
         arrays = {"y_hat": ArraySpec("int16", m, (h, w))}
         if scales == "z_hat":
             arrays["z_hat"] = ArraySpec("int16", n, (-(-h // 4), -(-w // 4)))
-        else:
+        elif scales is not None:
             arrays["scales_hat"] = ArraySpec(scales_dtype(self.scales_repr).name, m, (h, w))
+        if "means_hat" in self.inputs:
+            arrays["means_hat"] = ArraySpec("float32", m, (h, w))
         image = info.get("image_size_max") or info.get("zarr_image_size")
         if image is None and self.task_unit.target_names:
             raise StoreCorruptError(
@@ -332,6 +280,8 @@ class LatentStore:
         return self._float_scales(parse_sample(raw, self._limits_any_split()))
 
     def _float_scales(self, out: dict) -> dict:
+        if not self.has_scales:
+            return out
         stored = out.pop(scales_array_name(self.scales_repr))
         z_shape = out["info"].get("z_shape") if self.scales_repr == "z_hat" else None
         out["scales_hat"] = self.scales_to_float(stored, z_shape)
@@ -349,6 +299,18 @@ class LatentStore:
 
     def __repr__(self) -> str:
         return f"LatentStore({self.url!r}, splits={self.splits}, codec={self.codec['arch']} q{self.codec['quality']})"
+
+
+def decoded_y_hat(sample: dict, manifest: dict) -> np.ndarray:
+    """The y_hat stock CompressAI ``decompress`` feeds ``g_s``, float32, from a sample that
+    :class:`ZarrSplit` or :meth:`LatentStore.wds_samples` gave (any leading batch dims)."""
+    y = np.asarray(sample["y_hat"]).astype(np.float32)
+    if "means_hat" in sample:
+        return y + np.asarray(sample["means_hat"], dtype=np.float32)
+    medians = manifest.get("latents", {}).get("channel_medians")
+    if medians:
+        return y + np.asarray(medians, dtype=np.float32).reshape(-1, 1, 1)
+    return y
 
 
 def open_store(path: str | os.PathLike, codec=None) -> LatentStore:

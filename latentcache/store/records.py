@@ -25,10 +25,20 @@ class EncodedSample:
     y_string: bytes
     z_string: bytes
     z_shape: tuple[int, int]
-    y_hat: np.ndarray  # (M, h, w) int16
-    scales: np.ndarray  # the stored representation (see store.scales)
+    y_hat: np.ndarray  # (M, h, w) int16: the coded symbols (the decoder adds means_hat)
+    scales: np.ndarray | None  # the stored representation (see store.scales); None: factorized
     canvas_offset: tuple[int, int] = (0, 0)  # (pad_top, pad_left) on the codec's padded canvas
     targets: dict = field(default_factory=dict)  # the task's arrays (segmentation: "mask")
+    means_hat: np.ndarray | None = None  # (M, h, w) float32: mean-scale, autoregressive codecs
+
+    def arrays(self, scales_name: str) -> dict[str, np.ndarray]:
+        """The per-sample latent arrays stored, by array name."""
+        out = {"y_hat": self.y_hat}
+        if self.scales is not None:
+            out[scales_name] = self.scales
+        if self.means_hat is not None:
+            out["means_hat"] = self.means_hat
+        return out
 
     @property
     def latent_shape(self) -> tuple[int, int]:

@@ -22,6 +22,7 @@ __all__ = [
     "scales_array_name",
     "scales_dtype",
     "scales_payload",
+    "stored_arrays",
     "scales_to_float",
     "scale_floor",
     "DEFAULT_SCALE_FLOOR",
@@ -48,13 +49,27 @@ def scale_floor(model) -> float:
     exact zeros from h_s's final ReLU (float16/float32/z_hat stores) then mean what the index
     representation (``scale_table[index]`` >= this bound) says they mean.
     """
-    gc = model.gaussian_conditional
+    gc = getattr(model, "gaussian_conditional", None)  # None: the factorized prior
     bound = getattr(getattr(gc, "lower_bound_scale", None), "bound", None)
     return float(bound.reshape(-1)[0]) if bound is not None else DEFAULT_SCALE_FLOOR
 
 
-def scales_payload(latents, repr_: str) -> np.ndarray:
-    """The array stored for one image's scales (``latents`` is a codec.latents.Latents)."""
+def stored_arrays(inputs, repr_: str) -> tuple[str, ...]:
+    """The per-sample arrays a store of ``inputs`` keeps: y_hat, the scales representation
+    (when σ̂ is an input) and means_hat (when μ̂ is)."""
+    out = ["y_hat"]
+    if "scales_hat" in inputs:
+        out.append(scales_array_name(repr_))
+    if "means_hat" in inputs:
+        out.append("means_hat")
+    return tuple(out)
+
+
+def scales_payload(latents, repr_: str) -> np.ndarray | None:
+    """The array stored for one image's scales (``latents`` is a codec.latents.Latents);
+    None for a codec without σ̂ (the factorized prior)."""
+    if latents.scales_hat is None:
+        return None
     if repr_ == "index":
         return latents.scale_index
     if repr_ == "z_hat":

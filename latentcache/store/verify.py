@@ -6,8 +6,8 @@
              ├► Zarr: every file zarr's chunk-key encoding says a shard or the metadata needs
              │        is listed; sample counts from the keys (read through crc32c)
              ├► WebDataset: sample counts from the tar members
-             └► --redecode: y/z strings ─► codec.latents.extract_latents ─► == stored y_hat,
-                            scales, for every layout the store has
+             └► --redecode: y/z strings ─► codec.latents.extract_latents ─► == the decoder's
+                            y_hat rebuilt from the store, scales, means, for every layout
 
 A problem is one line, ``<file>: <what is wrong>``.
 """
@@ -162,14 +162,12 @@ def _redecode(store: LatentStore, codec, report: VerifyReport) -> None:
                     codec.model, [rows["y_string"][i]], [rows["z_string"][i]], rows["z_shape"][i]
                 )
                 h, w = rows["latent_shape"][i]
-                _compare(
-                    report,
-                    f"zarr/{split}:{key}",
-                    got,
-                    rows["y_hat"][i][:, :h, :w],
-                    rows["scales_hat"][i][:, :h, :w],
-                    store,
-                )
+                sample = {
+                    k: rows[k][i][:, :h, :w]
+                    for k in ("y_hat", "scales_hat", "means_hat")
+                    if k in rows
+                }
+                _compare(report, f"zarr/{split}:{key}", got, sample, store)
 
 
 def _redecode_wds(store, codec, report, extract_latents) -> None:
@@ -178,17 +176,28 @@ def _redecode_wds(store, codec, report, extract_latents) -> None:
             got = extract_latents(
                 codec.model, [s["y_string"]], [s["z_string"]], s["info"]["z_shape"]
             )
-            _compare(report, f"wds/{split}:{s['key']}", got, s["y_hat"], s["scales_hat"], store)
+            _compare(report, f"wds/{split}:{s['key']}", got, s, store)
 
 
-def _compare(report, where, got, y_hat, scales_hat, store) -> None:
+def _compare(report, where, got, sample: dict, store) -> None:
+    """The decoder's y_hat (rebuilt from the stored symbols, + means_hat or the medians),
+    scales_hat and means_hat against the re-decoded bitstream, bit for bit."""
+    from latentcache.store.reader import decoded_y_hat
+
     layout = "zarr" if where.startswith("zarr/") else "webdataset"
     report.redecoded[layout] = report.redecoded.get(layout, 0) + 1
-    if not np.array_equal(got["y_hat"][0].numpy().astype(np.int16), y_hat):
+    if not np.array_equal(got["y_hat"][0].numpy(), decoded_y_hat(sample, store.manifest)):
         report.problems.append(f"{where}: stored y_hat differs from the re-decoded bitstream")
-    expect = store.scales_to_float(_as_stored(got, store.scales_repr))
-    if not np.array_equal(expect, scales_hat):
-        report.problems.append(f"{where}: stored scales_hat differs from the re-decoded bitstream")
+    if store.has_scales:
+        expect = store.scales_to_float(_as_stored(got, store.scales_repr))
+        if not np.array_equal(expect, sample["scales_hat"]):
+            report.problems.append(
+                f"{where}: stored scales_hat differs from the re-decoded bitstream"
+            )
+    if "means_hat" in sample and not np.array_equal(
+        got["means_hat"][0].numpy(), sample["means_hat"]
+    ):
+        report.problems.append(f"{where}: stored means_hat differs from the re-decoded bitstream")
 
 
 def _as_stored(got, repr_: str) -> np.ndarray:

@@ -3,7 +3,9 @@
 Each sample ``<key>`` holds::
 
     <key>.y_hat.npy.zst      (M, h, w) int16, a Zstandard-compressed .npy (see below)
-    <key>.scales_hat.npy.zst the scales representation (or <key>.z_hat.npy.zst)
+    <key>.scales_hat.npy.zst the scales representation (or <key>.z_hat.npy.zst; none for
+                           the factorized prior)
+    <key>.means_hat.npy.zst  (M, h, w) float32, codecs with means: decoder's y_hat = y_hat + it
     <key>.cls              label, ASCII integer
     <key>.json             key, path, source_sha256, image_size, canvas_offset, latent_shape,
                            z_shape, bpp, ...
@@ -87,7 +89,7 @@ __all__ = [
 ]
 
 WDS_DIR = "wds"
-ARRAY_MEMBERS = ("y_hat", "scales_hat", "z_hat")
+ARRAY_MEMBERS = ("y_hat", "scales_hat", "z_hat", "means_hat")
 MEMBER_SUFFIXES = (
     *(f"{a}{x}" for a in ARRAY_MEMBERS for x in ARRAY_SUFFIXES),
     "cls",
@@ -107,8 +109,7 @@ def _sample_dict(s: EncodedSample, scales_name: str, task: Task) -> dict:
     return {
         **task.wds_members(s.targets),
         "__key__": s.key,
-        f"y_hat.{ARRAY_EXT}": npy_bytes(s.y_hat),
-        f"{scales_name}.{ARRAY_EXT}": npy_bytes(s.scales),
+        **{f"{name}.{ARRAY_EXT}": npy_bytes(a) for name, a in s.arrays(scales_name).items()},
         "cls": str(s.label).encode(),
         "json": s.info_json(),
         "y_string": s.y_string,
@@ -134,9 +135,9 @@ def write_tar(
 class SampleLimits:
     """What the manifest declares for one split's samples (``LatentStore.sample_limits``)."""
 
-    arrays: dict[str, ArraySpec]  # y_hat and the stored scales (scales_hat or z_hat)
+    arrays: dict[str, ArraySpec]  # y_hat, the stored scales (scales_hat or z_hat), means_hat
     num_classes: int
-    scales_name: str
+    scales_name: str | None  # None: no σ̂ stored (the factorized prior)
     task: str = "classification"  # whose target members each sample carries
     max_image_hw: tuple[int, int] = (1 << 16, 1 << 16)  # the split's largest image
 
@@ -212,17 +213,16 @@ def _decode_member(b: bytes, spec: ArraySpec, suffix: str, name: str) -> np.ndar
 
 
 def _check_sample(out: dict, limits: SampleLimits) -> None:
-    missing = [n for n in ("y_hat", limits.scales_name) if n not in out]
+    missing = [n for n in limits.arrays if n not in out]
     if missing:
         raise ValueError(f"missing array members {missing}")
     check_label(out["label"], limits)
     hw = tuple(int(v) for v in out["latent_shape"].ravel())
     if hw != out["y_hat"].shape[1:]:
         raise ValueError(f"latent_shape {hw} is not y_hat's {out['y_hat'].shape[1:]}")
-    if limits.scales_name == "scales_hat" and out["scales_hat"].shape != out["y_hat"].shape:
-        raise ValueError(
-            f"scales_hat {out['scales_hat'].shape} is not y_hat's {out['y_hat'].shape}"
-        )
+    for name in ("scales_hat", "means_hat"):
+        if name in out and out[name].shape != out["y_hat"].shape:
+            raise ValueError(f"{name} {out[name].shape} is not y_hat's {out['y_hat'].shape}")
 
 
 class _CheckedStream(io.RawIOBase):

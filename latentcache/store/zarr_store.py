@@ -4,9 +4,12 @@
 
     store/zarr/                        (a Zarr v3 group)
       <split>/                         group; attrs: zarr_layout, scales_repr, latent_shape,
-                                       shard_size, key_bytes
-        y_hat         (R, M, h, w)     int16, never clipped
-        scales_hat    (R, M, h, w)     uint8 index | float16 | float32   (or z_hat (R, N, h/4, w/4) int16)
+                                       shard_size, key_bytes, inputs
+        y_hat         (R, M, h, w)     int16, never clipped: the coded symbols
+        scales_hat    (R, M, h, w)     uint8 index | float16 | float32   (or z_hat (R, N, h/4, w/4) int16;
+                                       none for the factorized prior)
+        means_hat     (R, M, h, w)     float32, codecs with means (mbt2018-mean, mbt2018,
+                                       cheng2020-*): the decoder's y_hat = y_hat + means_hat
         label         (R,)             int64, -1 in holes
         bpp           (R,)             float32 true bpp, NaN in holes
         bpp_estimate  (R,)             float32
@@ -40,13 +43,10 @@ crc32c ends every chunk's codec chain (and the shard indexes'), so a damaged byt
 fails the read with :class:`~latentcache.errors.StoreCorruptError` naming the file.
 
 Compression, chosen by measurement (``benchmarks/zarr_codecs.py``, README "Scales
-representation"), for size and for decoding speed, since a loader worker decodes two latents
-per sample on one core: ``y_hat`` and ``z_hat``: Blosc-zstd 8 with bitshuffle; the uint8 scale
-index: Blosc-lz4hc 5 with bitshuffle (10 % larger than Blosc-zstd 8, twice as fast to decode).
-No transpose: swapping (h, w) saved 1.5 %, and undoing it on every read took 70-85 % as long
-as the decompression itself.
-Floats: Blosc-zstd 5 bitshuffle. Per-row arrays: Zstd 5.
-Bitstreams: stored as is (they are entropy-coded).
+representation") for size and decoding speed: ``y_hat``, ``z_hat``: Blosc-zstd 8 bitshuffle;
+the uint8 scale index: Blosc-lz4hc 5 bitshuffle (10 % larger, twice as fast to decode); no
+transpose (1.5 % smaller, its undo cost 70-85 % of a decompression). Floats (``means_hat``
+too): Blosc-zstd 5 bitshuffle. Per-row arrays: Zstd 5. Bitstreams: as is.
 
 R = indexed samples of the split; a sample that failed leaves a hole at the end of its shard.
 Mixed image sizes: arrays are sized to the split's largest latent and each sample's real size
@@ -100,25 +100,33 @@ _INT = (BloscCodec(cname="zstd", clevel=8, shuffle="bitshuffle"), _CRC)  # y_hat
 _INDEX = (BloscCodec(cname="lz4hc", clevel=5, shuffle="bitshuffle"), _CRC)  # uint8 scale index
 _FLOAT = (BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"), _CRC)
 _SMALL = (ZstdCodec(level=5), _CRC)
-_PER_SAMPLE = ("y_hat", "scales_hat", "z_hat")  # chunk = one sample, sharded
+_PER_SAMPLE = ("y_hat", "scales_hat", "z_hat", "means_hat")  # chunk = one sample, sharded
+LEGACY_INPUTS = ("y_hat", "scales_hat")  # stores before ``inputs`` was recorded
 _WRITE_ALL = {"write_empty_chunks": True}
 
 
 def _specs(
-    m: int, n: int, hw: tuple[int, int], repr_: str, key_bytes: int, targets: dict
+    m: int,
+    n: int,
+    hw: tuple[int, int],
+    repr_: str,
+    key_bytes: int,
+    targets: dict,
+    inputs=LEGACY_INPUTS,
 ) -> dict[str, tuple]:
-    """name -> (row shape, dtype, fill_value, compressors); ``targets``: the task's arrays."""
+    """name -> (row shape, dtype, fill_value, compressors); ``targets``: the task's arrays;
+    ``inputs``: the latents the codec's decoder uses (which latent arrays there are)."""
     h, w = hw
     scales_shape = (n, h // 4, w // 4) if repr_ == "z_hat" else (m, h, w)
     scales = scales_dtype(repr_)
+    latents: dict[str, tuple] = {"y_hat": ((m, h, w), "int16", 0, _INT)}
+    if "scales_hat" in inputs:
+        comp = {"f": _FLOAT, "u": _INDEX}.get(scales.kind, _INT)
+        latents[scales_array_name(repr_)] = (scales_shape, scales.name, 0, comp)
+    if "means_hat" in inputs:
+        latents["means_hat"] = ((m, h, w), "float32", 0, _FLOAT)
     return {
-        "y_hat": ((m, h, w), "int16", 0, _INT),
-        scales_array_name(repr_): (
-            scales_shape,
-            scales.name,
-            0,
-            {"f": _FLOAT, "u": _INDEX}.get(scales.kind, _INT),
-        ),
+        **latents,
         "label": ((), "int64", -1, _SMALL),
         "bpp": ((), "float32", np.nan, _SMALL),
         "bpp_estimate": ((), "float32", np.nan, _SMALL),
@@ -152,6 +160,7 @@ def create_split(
     keys: Sequence[str],
     targets: dict | None = None,
     ragged: dict | None = None,
+    inputs: Sequence[str] = LEGACY_INPUTS,
 ) -> None:
     """Create (or re-open identically) the split's arrays; only metadata is written here.
 
@@ -159,6 +168,7 @@ def create_split(
     ``targets``: the task's per-sample arrays, name -> (row shape, dtype, fill, compressors)
     (``Task.zarr_arrays``), chunked one row each and sharded like the latents.
     ``ragged``: the task's ragged targets, name -> (dtype, tail shape) (``zarr_ragged``).
+    ``inputs``: the latents the codec's decoder uses (which latent arrays there are).
     """
     targets = dict(targets or {})
     group = open_root(store_path, "a").require_group(split)
@@ -171,10 +181,11 @@ def create_split(
             "shard_size": shard_size,
             "key_bytes": key_bytes,
             "targets": sorted(targets),
+            "inputs": list(inputs),
         }
     )
     group.require_group(BITSTREAMS)
-    specs = _specs(m, n, latent_hw, repr_, key_bytes, targets)
+    specs = _specs(m, n, latent_hw, repr_, key_bytes, targets, tuple(inputs))
     if ragged:
         create_ragged(group, ragged)
         specs[RAGGED_OFFSETS] = ((2,), "int64", 0, _SMALL)
@@ -217,10 +228,9 @@ def _encode_key(key: str, width: int) -> np.ndarray:
 def _value(s: EncodedSample, name: str, scales_name: str, row_shape, fill=0):
     if name in s.targets:
         return _pad_to(s.targets[name], row_shape, fill)
-    if name == "y_hat":
-        return _pad_to(s.y_hat, row_shape)
-    if name == scales_name:
-        return _pad_to(s.scales, row_shape)
+    arrays = s.arrays(scales_name)
+    if name in arrays:
+        return _pad_to(arrays[name], row_shape)
     if name == "key":
         return _encode_key(s.key, row_shape[0])
     if name == "source_sha256":

@@ -3,8 +3,10 @@ horizontal flip; a deterministic center crop for evaluation.
 
 ::
 
-    batch {"y_hat": (B, M, h, w) int16, "scales_hat": (B, M, h, w) uint8 index | float32}
-      └► normalize: y_hat standardized; scales_hat floored at the store's scale_floor (the
+    batch {"y_hat": (B, M, h, w) int16, "scales_hat": (B, M, h, w) uint8 index | float32,
+           "means_hat": (B, M, h, w) float32 (codecs with means)}
+      └► normalize: y_hat (+ means_hat where the store has it: the decoder's y_hat)
+         standardized; means_hat standardized; scales_hat floored at the store's scale_floor (the
          codec's lower bound, 0.11) -> log -> standardized (a uint8 index: the log of
          CompressAI's scale table, looked up on the batch's device)
       └► cat along channels (B, 2M, h, w)      one tensor, so one crop and one flip
@@ -32,6 +34,7 @@ __all__ = [
     "LatentStats",
     "LatentTransform",
     "normalize_inputs",
+    "batch_fields",
     "resize_latents",
     "crop_flip_params",
     "apply_crop_flip",
@@ -74,6 +77,8 @@ class LatentStats:
     log_scales_mean: float | tuple[float, ...] = 0.0
     log_scales_std: float | tuple[float, ...] = 1.0
     scales_floor: float = SCALES_FLOOR
+    means_hat_mean: float | tuple[float, ...] = 0.0
+    means_hat_std: float | tuple[float, ...] = 1.0
 
     @classmethod
     def from_dict(cls, d: Mapping) -> LatentStats:
@@ -89,7 +94,8 @@ class LatentStats:
         floor = float(d.get("scales_floor", SCALES_FLOOR))
         if not floor > 0:
             raise ConfigError(f"scales_floor={floor}: should be > 0 (the codec's scale bound)")
-        return cls(**{n: conv(d[n]) for n in names}, scales_floor=floor)
+        means = {n: conv(d[n]) for n in ("means_hat_mean", "means_hat_std") if n in d}
+        return cls(**{n: conv(d[n]) for n in names}, scales_floor=floor, **means)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -131,17 +137,32 @@ def _log_scale_table(device: torch.device, floor: float) -> torch.Tensor:
     return torch.log(get_scale_table().clamp_min(floor)).to(device)
 
 
+def batch_fields(inputs: Sequence[str], store_inputs: Sequence[str] | None) -> tuple[str, ...]:
+    """The store fields a batch needs for a model's ``inputs``: those, and means_hat for
+    y_hat where the store has means (the decoder's y_hat is ``y_hat + means_hat``)."""
+    fields = tuple(inputs)
+    if "y_hat" in fields and "means_hat" in (store_inputs or ()) and "means_hat" not in fields:
+        fields += ("means_hat",)
+    return fields
+
+
 def normalize_inputs(
     batch: Mapping[str, torch.Tensor], inputs: Sequence[str], stats: LatentStats
 ) -> list[torch.Tensor]:
-    """Float tensors in ``inputs`` order: y_hat standardized, scales_hat log-standardized."""
+    """Float tensors in ``inputs`` order: y_hat standardized (the decoder's: + means_hat when
+    the batch has it), scales_hat log-standardized, means_hat standardized."""
     out = []
     for name in inputs:
         if name == "scales_hat":
             x = _log_scales(batch[name], stats.scales_floor)
             x = _standardize(x, stats.log_scales_mean, stats.log_scales_std)
         elif name == "y_hat":
-            x = _standardize(batch[name].float(), stats.y_hat_mean, stats.y_hat_std)
+            y = batch[name].float()
+            if "means_hat" in batch:
+                y = y + batch["means_hat"].float()
+            x = _standardize(y, stats.y_hat_mean, stats.y_hat_std)
+        elif name == "means_hat":
+            x = _standardize(batch[name].float(), stats.means_hat_mean, stats.means_hat_std)
         else:
             x = batch[name].float()
         out.append(x)
@@ -216,9 +237,11 @@ class LatentTransform:
         stats: LatentStats,
         config: AugmentConfig,
         memory_format: torch.memory_format = torch.contiguous_format,
+        store_inputs: Sequence[str] | None = None,
     ) -> None:
         self.inputs, self.stats, self.config = tuple(inputs), stats, config
         self.memory_format = memory_format
+        self.fields = batch_fields(self.inputs, store_inputs)  # what a batch must carry
 
     def __call__(
         self,

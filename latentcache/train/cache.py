@@ -67,6 +67,8 @@ def sample_bytes(store, split: str, fields: tuple[str, ...]) -> int:
             total += 2 * per
         elif f == "scales_hat":
             total += per * _scales_bytes(store)
+        elif f == "means_hat":  # float32
+            total += 4 * per
         else:
             raise ConfigError(f"--cache: unknown input field {f!r}")
     return total

@@ -41,7 +41,7 @@ def make_prepare(transform: LatentTransform, device: torch.device, channels_last
     """Batch dict -> (model inputs on ``device``, labels): non-blocking copy, then transform."""
 
     def prepare(batch: dict, train: bool, generator: torch.Generator | None):
-        moved = {k: batch[k].to(device, non_blocking=True) for k in transform.inputs}
+        moved = {k: batch[k].to(device, non_blocking=True) for k in transform.fields}
         xs = transform(moved, train, generator)
         if channels_last and device.type == "cuda":
             xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]

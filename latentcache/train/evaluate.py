@@ -59,13 +59,17 @@ def _check_store(state: dict, store, store_path) -> None:
         )
 
 
-def _build_model(state: dict, num_channels: int) -> torch.nn.Module:
+def _build_model(state: dict, num_channels: int, store_inputs=None) -> torch.nn.Module:
     cfg = state["config"]
     kwargs = {
         **cfg.get("model_kwargs", {}),
         "pretrained": False,
     }  # weights come from the checkpoint
-    model = create_classifier(cfg["model"], num_channels, len(state["classes"]), **kwargs)
+    if state.get("inputs") and "inputs" not in kwargs:  # what it was trained on
+        kwargs["inputs"] = tuple(state["inputs"])
+    model = create_classifier(
+        cfg["model"], num_channels, len(state["classes"]), store_inputs, **kwargs
+    )
     model.load_state_dict(state["model"])
     return model
 
@@ -96,14 +100,15 @@ def evaluate_run(
     _check_store(state, store, store_path)
     cfg = state["config"]
     dev = resolve_device(device)
-    model = _build_model(state, int(store.num_channels)).to(dev)
+    model = _build_model(state, int(store.num_channels), store.inputs).to(dev)
     augment = AugmentConfig(resize=cfg["resize"], crop=cfg["crop"], flip=False)
-    transform = LatentTransform(model.inputs, LatentStats.from_dict(state["stats"]), augment)
+    stats = LatentStats.from_dict(state["stats"])
+    transform = LatentTransform(model.inputs, stats, augment, store_inputs=store.inputs)
     spec = StreamSpec(
         store=str(store_path),
         split=split,
         fmt=fmt or cfg["format"],
-        fields=tuple(model.inputs),
+        fields=transform.fields,
         batch_size=batch_size or cfg["batch_size"],
         codec_checkpoint=codec_checkpoint or cfg.get("codec_checkpoint"),
     )

@@ -55,11 +55,14 @@ def _model_kwargs(config: TrainConfig) -> dict:
     return kwargs
 
 
-def build_classifier(config: TrainConfig, num_channels: int, num_classes: int) -> nn.Module:
-    """The run's classifier with ``initialised_from`` set; refuses image-only models."""
+def build_classifier(
+    config: TrainConfig, num_channels: int, num_classes: int, store_inputs=None
+) -> nn.Module:
+    """The run's classifier with ``initialised_from`` set, taking the inputs the store has
+    (``store_inputs``, its manifest's); refuses image-only models."""
     kwargs = _model_kwargs(config)
     try:
-        model = create_classifier(config.model, num_channels, num_classes, **kwargs)
+        model = create_classifier(config.model, num_channels, num_classes, store_inputs, **kwargs)
     except TypeError as e:  # an unknown --model-opt
         raise ConfigError(f"{config.model} {kwargs}: {e}") from None
     bad = [i for i in model.inputs if i not in LATENT_INPUTS]

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from latentcache.errors import ConfigError
-from latentcache.train.augment import LatentStats, LatentTransform
+from latentcache.train.augment import LatentStats, LatentTransform, batch_fields
 from latentcache.train.cache import cache_loader
 from latentcache.train.checkpoint import (
     check_codec,
@@ -108,6 +108,7 @@ def open_run_data(config: TrainConfig) -> RunData:
     from latentcache.store import open_store
 
     store = open_store(config.store)
+    check_classes(store, config.store)
     train, eval_ = choose_splits(list(store.splits), config.train_split, config.eval_split)
     stats = store.split_info(train)["stats"] | {"scales_floor": store.scale_floor}
     return RunData(
@@ -118,6 +119,17 @@ def open_run_data(config: TrainConfig) -> RunData:
         codec_identity(store.codec),
         LatentStats.from_dict(stats),
     )
+
+
+def check_classes(store, where: str) -> None:
+    """Refuse, before any work, a store with fewer classes than its task trains on."""
+    task, classes = store.task_unit, list(store.classes)
+    if len(classes) < task.min_classes:
+        names = ", ".join(classes[:3]) or "none"
+        raise ConfigError(
+            f"store {where} has {len(classes)} class{'es' if len(classes) != 1 else ''} "
+            f"({names}); {task.name} needs at least {task.min_classes}"
+        )
 
 
 def find_resume(config: TrainConfig, data: RunData) -> dict | None:
@@ -145,7 +157,7 @@ def build_model(config: TrainConfig, data: RunData, resume: dict | None) -> tupl
     returns it with the record of where the weights came from."""
     torch.manual_seed(config.seed)
     fresh = config.replace(pretrained="off") if config.init or resume else config  # overwritten
-    model = build_classifier(fresh, data.store.num_channels, len(data.classes))
+    model = build_classifier(fresh, data.store.num_channels, len(data.classes), data.store.inputs)
     record = dict(model.initialised_from)
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -232,7 +244,9 @@ class Trainer:
         self.step_model = compile_model(self.model, config.compile_mode)
         channels_last = config.channels_last and device.type == "cuda"
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        transform = LatentTransform(self.model.inputs, self.data.stats, config.augment, fmt)
+        transform = LatentTransform(
+            self.model.inputs, self.data.stats, config.augment, fmt, self.data.store.inputs
+        )
         self.prepare = make_prepare(transform, device, config.channels_last)
         self.feed = DeviceFeeder(device)  # pinned ring + copy stream on CUDA
         self.amp_on = config.amp and device.type == "cuda"
@@ -254,7 +268,7 @@ class Trainer:
         return amp_context(self.device, self.amp_on)
 
     def loader(self, split: str, train: bool):
-        cfg, inputs = self.config, self.model.inputs
+        cfg, inputs = self.config, batch_fields(self.model.inputs, self.data.store.inputs)
         # pin_memory off: the feeder stages batches in its own pinned buffers
         return make_loader(cfg, self.data, split, inputs, self.dist, train, False, self.device)
 

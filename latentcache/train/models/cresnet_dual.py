@@ -1,6 +1,9 @@
 """The dual-stem cResNet-39 of Gupta et al. (2024), §2.3 and Table 2: one residual block
 for ``y_hat`` and one for ``scales_hat``, concatenated to 256 channels, into ResNet-50's
-layer2..layer4 (ImageNet weights when torch hub's cache has them)::
+layer2..layer4 (ImageNet weights when torch hub's cache has them). It takes one stem per
+latent its store has (``inputs``, from the manifest): the paper's two for a scale
+hyperprior; y_hat alone (factorized prior) or y_hat, σ̂ and μ̂ (codecs with means), whose
+128 x k stem channels a 1x1 convolution + BN projects to layer2's 256::
 
     y_hat      (B, M, h, w) ─► Bottleneck [1x1,W 3x3,W 1x1,128] ─┐
     scales_hat (B, M, h, w) ─► Bottleneck [1x1,W 3x3,W 1x1,128] ─┴► cat (B, 256, h, w)
@@ -27,11 +30,13 @@ from torchvision.models.resnet import Bottleneck
 
 from latentcache.errors import ConfigError
 from latentcache.train.models.common import init_weights, resnet_trunk
-from latentcache.train.models.registry import register_classifier
+from latentcache.train.models.registry import STORE_INPUTS, register_classifier
 
 __all__ = ["DualStemCResNet", "STEM_OUT"]
 
 STEM_OUT = 128  # each stem's output channels: 2 x 128 = layer2's 256 inputs
+TRUNK_IN = 256
+_STEM_NAMES = {"y_hat": "y_stem", "scales_hat": "scales_stem", "means_hat": "means_stem"}
 
 
 def _set_layer_stride(layer: nn.Sequential, stride: int) -> None:
@@ -49,9 +54,7 @@ def _stem(in_channels: int, width: int) -> nn.Module:
 
 
 class DualStemCResNet(nn.Module):
-    """Two bottleneck stems (y_hat, scales_hat) -> ResNet-50 layer2..layer4."""
-
-    inputs = ("y_hat", "scales_hat")
+    """A bottleneck stem per input (y_hat, scales_hat[, means_hat]) -> ResNet-50 layer2..4."""
 
     def __init__(
         self,
@@ -60,15 +63,25 @@ class DualStemCResNet(nn.Module):
         pretrained: bool | str = "auto",
         layer2_stride: int = 1,
         stem_width: int | str = 32,
+        inputs: tuple[str, ...] = ("y_hat", "scales_hat"),
     ) -> None:
         super().__init__()
+        self.inputs = tuple(inputs)
+        if not self.inputs or any(i not in _STEM_NAMES for i in self.inputs):
+            raise ConfigError(f"inputs={inputs}: choose from {list(_STEM_NAMES)}")
         if layer2_stride not in (1, 2):
             raise ConfigError(f"layer2_stride={layer2_stride}: should be 1 or 2")
         width = in_channels if stem_width == "M" else stem_width
         if not isinstance(width, int) or width < 1:
             raise ConfigError(f'stem_width={stem_width!r}: should be a positive integer or "M"')
-        self.y_stem = _stem(in_channels, width)
-        self.scales_stem = _stem(in_channels, width)
+        for name in self.inputs:  # the paper's y_stem and scales_stem keep their names
+            setattr(self, _STEM_NAMES[name], _stem(in_channels, width))
+        fused = STEM_OUT * len(self.inputs)
+        self.fuse = (
+            nn.Identity()
+            if fused == TRUNK_IN
+            else nn.Sequential(nn.Conv2d(fused, TRUNK_IN, 1, bias=False), nn.BatchNorm2d(TRUNK_IN))
+        )
         init_weights(self)
         trunk = resnet_trunk("resnet50", pretrained)
         self.initialised_from = trunk.initialised_from
@@ -77,13 +90,14 @@ class DualStemCResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(2048, num_classes)
 
-    def forward(self, y_hat: torch.Tensor, scales_hat: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([self.y_stem(y_hat), self.scales_stem(scales_hat)], dim=1)  # (B, 256, h, w)
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        stems = [getattr(self, _STEM_NAMES[n])(x) for n, x in zip(self.inputs, xs, strict=True)]
+        x = self.fuse(torch.cat(stems, dim=1))  # (B, 256, h, w)
         x = self.layer4(self.layer3(self.layer2(x)))
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-@register_classifier("cresnet39-dual", inputs=DualStemCResNet.inputs, imagenet=True)
+@register_classifier("cresnet39-dual", inputs=STORE_INPUTS, imagenet=True)
 def cresnet39_dual(in_channels: int, num_classes: int, **kwargs) -> DualStemCResNet:
-    """Dual-stem cResNet-39 (Gupta et al. 2024): a stem each for y_hat and scales_hat."""
+    """Dual-stem cResNet-39 (Gupta et al. 2024): a stem for each of the store's latents."""
     return DualStemCResNet(in_channels, num_classes, **kwargs)

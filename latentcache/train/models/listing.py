@@ -13,21 +13,28 @@ from latentcache.train.models.registry import CLASSIFIERS, create_classifier
 __all__ = ["describe_models", "count_parameters"]
 
 
-def count_parameters(name: str, channels: int, num_classes: int) -> int:
+def _build(name: str, channels: int, num_classes: int, store_inputs=None):
     entry = CLASSIFIERS[name]
     kwargs = {"pretrained": False} if entry.imagenet else {}
-    model = create_classifier(name, channels if entry.latent else 3, num_classes, **kwargs)
+    channels = channels if entry.latent else 3
+    return create_classifier(name, channels, num_classes, store_inputs, **kwargs)
+
+
+def count_parameters(name: str, channels: int, num_classes: int, store_inputs=None) -> int:
+    model = _build(name, channels, num_classes, store_inputs)
     return sum(p.numel() for p in model.parameters())
 
 
-def describe_models(channels: int, num_classes: int) -> list[str]:
-    """One line per model for latents of ``channels`` (M) and ``num_classes`` classes."""
+def describe_models(channels: int, num_classes: int, store_inputs=None) -> list[str]:
+    """One line per model for latents of ``channels`` (M) and ``num_classes`` classes, taking
+    the inputs of a store with ``store_inputs`` (None: y_hat and scales_hat)."""
     rows = [("model", "inputs", "parameters", "")]
     for name in sorted(CLASSIFIERS):
         entry = CLASSIFIERS[name]
         what = entry.summary if entry.latent else f"{entry.summary} Not for latent training."
-        params = count_parameters(name, channels, num_classes)
-        rows.append((name, "+".join(entry.inputs), f"{params / 1e6:.2f}M", what))
+        model = _build(name, channels, num_classes, store_inputs)
+        params = sum(p.numel() for p in model.parameters())
+        rows.append((name, "+".join(model.inputs), f"{params / 1e6:.2f}M", what))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     head = f"# M={channels} channels, {num_classes} classes"
     lines = [

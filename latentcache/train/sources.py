@@ -3,7 +3,7 @@
 ::
 
     ZarrSource   piece = rows [a, b) of one Zarr shard
-      per-row arrays (key, label, latent_shape) ─ zarr_store.read_rows, once per shard
+      per-row arrays (key, label, latent_shape) ─ ZarrSplit.read_arrays, once per shard
       latents ─ ShardFile.chunk_bytes: one read per array and piece (shard_reader)
         (layouts shard_reader does not take, and z_hat stores: ZarrSplit.read, decoded)
     WdsSource    unit = one tar, streamed; a piece = its next n samples
@@ -37,7 +37,7 @@ from latentcache.store.wds_store import (
     decode_array,
     sample_info,
 )
-from latentcache.store.zarr_store import ZARR_DIR, read_rows
+from latentcache.store.zarr_store import ZARR_DIR
 
 __all__ = ["Payload", "RawSample", "ZarrSource", "WdsSource", "check_geometry"]
 
@@ -127,9 +127,7 @@ class ZarrSource:
             geometry = ["image_size", "canvas_offset"] if self.targets else []
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                rows = read_rows(
-                    self.zs.group, start, stop, ["key", "label", "latent_shape", *geometry]
-                )
+                rows = self.zs.read_arrays(start, stop, ["key", "label", "latent_shape", *geometry])
             self._rows[block] = {
                 "key": [str(k) for k in rows["key"]],
                 "label": np.asarray(rows["label"], np.int64).tolist(),

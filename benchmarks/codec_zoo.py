@@ -5,7 +5,7 @@ of scikit-image's CC0 photos -> 24x24 latents) is encoded once; then one epoch i
 both ways:
 
 - **store**: every sample's latents read from the Zarr layout (``ZarrSplit`` blocks: y_hat,
-  scales_hat, means_hat as float32 where the codec has them), best of 5 epochs;
+  scales_hat, means_hat as float32 where the codec has them), best of 20 epochs;
 - **re-decode**: stock CompressAI ``model.decompress(strings, shape)`` of every stored
   bitstream (what a pipeline without the cache runs every epoch; autoregressive codecs decode
   serially, one latent position at a time).
@@ -39,7 +39,7 @@ ARCHS = (
     "cheng2020-attn",
 )
 CROP = 384  # MINC-2500's images: 384x384 -> 24x24 latents
-READ_EPOCHS = 5  # store reads: best of (re-decoding: one epoch, it takes seconds per image)
+READ_EPOCHS = 20  # store reads: best of (re-decoding: one epoch, it takes seconds per image)
 
 
 def write_images(root: Path, count: int) -> Path:

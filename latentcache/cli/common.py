@@ -112,17 +112,43 @@ def codec_spec_from_options(arch, quality, metric, codec_source, checkpoint):
 
 
 def command_line(ctx: click.Context) -> str:
-    """The command as a user would retype it: the options that differ from their defaults."""
-    words = ["latentcache", *ctx.command_path.split()[1:]]
+    """The command as it re-runs: ``latentcache <command>``, the options given (on the command
+    line or through the environment) in the command's order, a repeated option once per value,
+    then every argument; shell-quoted (``shlex.join``). Options left at their defaults are left
+    out, so a re-run resolves the same defaults."""
+    from click.core import ParameterSource
+
+    words, arguments = ["latentcache", *ctx.command_path.split()[1:]], []
     for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if (
-            not isinstance(param, click.Option)
-            or value is None
-            or value is False
-            or value == param.default
-        ):
+        if param.name not in ctx.params:  # --help, --version
             continue
-        flag = max(param.opts, key=len)
-        words += [flag] if param.is_flag else [flag, str(value)]
-    return shlex.join(words)
+        value = ctx.params[param.name]
+        if isinstance(param, click.Argument):
+            arguments += _value_words(param, value)
+        elif ctx.get_parameter_source(param.name) not in (None, ParameterSource.DEFAULT):
+            words += _option_words(param, value)
+    if any(a.startswith("-") for a in arguments):
+        words.append("--")  # an argument that looks like an option
+    return shlex.join(words + arguments)
+
+
+def _value_words(param: click.Parameter, value) -> list[str]:
+    if value is None:
+        return []
+    if param.nargs != 1:  # a tuple of values (nargs=-1 arguments, nargs=2 options)
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _option_words(option: click.Option, value) -> list[str]:
+    flag = max(option.opts, key=len)
+    if option.count:
+        return [flag] * int(value or 0)
+    if option.is_flag and option.is_bool_flag:
+        if value:
+            return [flag]
+        return [max(option.secondary_opts, key=len)] if option.secondary_opts else []
+    if option.is_flag:
+        return [flag] if value == option.flag_value else []
+    values = value if option.multiple else [value]
+    return [w for v in values if v is not None for w in [flag, *_value_words(option, v)]]

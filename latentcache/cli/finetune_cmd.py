@@ -12,7 +12,7 @@ import click
 
 from latentcache.cli.common import codec_options, command_line, handle_errors, setup_logging
 
-__all__ = ["finetune"]
+__all__ = ["finetune", "finetune_config"]
 
 # option name -> FinetuneConfig field, for the options a preset may fill
 _TUNABLE = (
@@ -97,7 +97,8 @@ def _run_detection(dataset, data_root, spec, train_split, eval_split, max_batche
 @click.option("--gamma", type=float, default=None,
               help="Weight of lambda*255^2*MSE(g_s(y_hat), x) [default: 0].")  # fmt: skip
 @click.option("--lambda", "lmbda", type=float, default=None,
-              help="[default: the parent checkpoint's, else CompressAI's table]")  # fmt: skip
+              help="lambda of the distortion term, used when --gamma > 0 [default: the codec's "
+              "own, else CompressAI's table for its --quality].")  # fmt: skip
 @click.option("--epochs", type=int, default=None, help="[default: 5]")
 @click.option("--codec-epochs", type=int, default=None, help="Train the codec in the first N only.")
 @click.option("--batch-size", "-b", type=int, default=None, help="[default: 16]")
@@ -139,25 +140,15 @@ def finetune(dataset, task, detector, detector_model, detector_lr, image_min_siz
         _list_presets()
         return
     setup_logging(max(verbose, 1))
-    from latentcache.cli.common import codec_spec_from_options
     from latentcache.errors import ConfigError
-    from latentcache.finetune import FinetuneConfig, format_summary, run_finetune
+    from latentcache.finetune import format_summary, run_finetune
 
     if dataset is None or out is None:
         raise ConfigError("finetune needs --dataset NAME and --out FOLDER")
     if task == "detection":
         _finetune_detection(locals(), given)
         return
-    fields, preset_quality = _resolve(preset, given)
-    spec = codec_spec_from_options(
-        arch, quality or preset_quality, metric, codec_source, checkpoint
-    )
-    config = FinetuneConfig(
-        dataset=dataset, out=out, codec=spec, data_root=data_root, train_split=train_split,
-        eval_split=eval_split, max_batches=max_batches, workers=workers, device=device, amp=amp,
-        seed=seed, resume=resume, preset=preset, command=command_line(click.get_current_context()),
-        **fields,
-    )  # fmt: skip
+    config = finetune_config(click.get_current_context())
     if threads:
         import torch
 
@@ -166,6 +157,24 @@ def finetune(dataset, task, detector, detector_model, detector_lr, image_min_siz
     click.echo(
         json.dumps(summary, indent=2, sort_keys=True) if as_json else format_summary(summary)
     )
+
+
+def finetune_config(ctx: click.Context):
+    """The FinetuneConfig that ``finetune``'s parsed options resolve to (explicit options, then
+    the preset's, then the defaults), with the command that re-runs it."""
+    from latentcache.cli.common import codec_spec_from_options
+    from latentcache.finetune import FinetuneConfig
+
+    p = ctx.params
+    fields, preset_quality = _resolve(p["preset"], {k: p[k] for k in _TUNABLE})
+    spec = codec_spec_from_options(p["arch"], p["quality"] or preset_quality, p["metric"],
+                                   p["codec_source"], p["checkpoint"])  # fmt: skip
+    return FinetuneConfig(
+        dataset=p["dataset"], out=p["out"], codec=spec, data_root=p["data_root"],
+        train_split=p["train_split"], eval_split=p["eval_split"], max_batches=p["max_batches"],
+        workers=p["workers"], device=p["device"], amp=p["amp"], seed=p["seed"],
+        resume=p["resume"], preset=p["preset"], command=command_line(ctx), **fields,
+    )  # fmt: skip
 
 
 def _finetune_detection(opts: dict, given: dict) -> None:

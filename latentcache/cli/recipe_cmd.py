@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from latentcache.cli.common import handle_errors, setup_logging
+from latentcache.cli.common import command_line, handle_errors, setup_logging
 
-__all__ = ["run", "report"]
+__all__ = ["run", "report", "run_options"]
 
 
 def _seeds(value: str | None) -> tuple[int, ...] | None:
@@ -33,6 +33,24 @@ def _print_plan(report) -> None:
         extra = f"  {o.seconds:.1f} s" if o.status in ("ran", "failed") else ""
         reason = f"  ({o.reason})" if o.reason else ""
         click.echo(f"  {o.id:<{width}}  {key:<12}  {o.status}{extra}{reason}")
+
+
+def run_options(ctx: click.Context):
+    """(recipe, RunOptions) that ``run``'s parsed options resolve to, with the command that
+    re-runs it."""
+    from latentcache.recipes import RunOptions, load_recipe
+
+    p = ctx.params
+    spec = load_recipe(p["recipe"])
+    return spec, RunOptions(
+        out=p["out"] or str(Path("runs") / spec.name),
+        dry_run=p["dry_run"],
+        force=tuple(p["force"]),
+        only=tuple(p["only"]),
+        seeds=_seeds(p["seeds"]),
+        data_root=p["data_root"],
+        command=command_line(ctx),
+    )
 
 
 @click.command()
@@ -75,17 +93,9 @@ def run(recipe, out, dry_run, force, only, seeds, data_root, verbose):
     -> train -> eval -> report, reusing every stage whose config and inputs are unchanged."""
     setup_logging(max(verbose, 1))
     warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")
-    from latentcache.recipes import RunOptions, load_recipe, run_recipe
+    from latentcache.recipes import run_recipe
 
-    spec = load_recipe(recipe)
-    options = RunOptions(
-        out=out or str(Path("runs") / spec.name),
-        dry_run=dry_run,
-        force=tuple(force),
-        only=tuple(only),
-        seeds=_seeds(seeds),
-        data_root=data_root,
-    )
+    spec, options = run_options(click.get_current_context())
     result = run_recipe(spec, options)
     click.echo(f"{spec.name} ({spec.source}) -> {options.out}")
     _print_plan(result)

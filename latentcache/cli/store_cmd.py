@@ -18,7 +18,7 @@ from latentcache.cli.common import (
     setup_logging,
 )
 
-__all__ = ["encode", "inspect", "verify", "pull", "push"]
+__all__ = ["encode", "encode_config", "inspect", "verify", "pull", "push"]
 
 FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("zarr", "webdataset")}
 
@@ -119,63 +119,49 @@ FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("za
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at --out.")
 @click.option("-v", "--verbose", count=True)
 @handle_errors
-def encode(
-    dataset,
-    data_root,
-    download,
-    split_set,
-    train_split,
-    arch,
-    quality,
-    metric,
-    codec_source,
-    checkpoint,
-    out,
-    fmt,
-    scales_repr,
-    shard_size,
-    batch_size,
-    workers,
-    scheduler,
-    dashboard,
-    device,
-    max_pixels,
-    order,
-    order_seed,
-    overwrite,
-    verbose,
-):
+def encode(verbose, **_params):
     """Encode a dataset into a latent store: bitstreams, true bpp, y_hat and scales_hat."""
     setup_logging(verbose)
-    from latentcache.config import EncodeConfig
-    from latentcache.pipeline.encode import available_cores, run_encode
+    from latentcache.pipeline.encode import run_encode
 
-    spec = codec_spec_from_options(arch, quality, metric, codec_source, checkpoint)
-    config = EncodeConfig(
-        dataset=dataset,
-        out=out or _default_out(dataset, spec),
-        data_root=data_root,
-        dataset_options=_dataset_options(split_set=split_set, train_split=train_split),
-        codec=spec,
-        formats=FORMAT_CHOICES[fmt],
-        shard_size=shard_size,
-        scales_repr=scales_repr,
-        batch_size=batch_size,
-        workers=available_cores() if workers is None else workers,
-        scheduler=scheduler,
-        dashboard=dashboard,
-        device=device,
-        order=order,
-        order_seed=order_seed,
-        overwrite=overwrite,
-        download=download,
-        command=command_line(click.get_current_context()),
-        **({"max_pixels": max_pixels} if max_pixels else {}),
-    )
+    config = encode_config(click.get_current_context())
     result = run_encode(
         config, on_dashboard=lambda link: click.echo(f"Dask dashboard: {link}", err=True)
     )
     click.echo(_summary(result))
+
+
+def encode_config(ctx: click.Context):
+    """The EncodeConfig that ``encode``'s parsed options resolve to, with the command that
+    re-runs it."""
+    from latentcache.config import EncodeConfig
+    from latentcache.pipeline.encode import available_cores
+
+    p = ctx.params
+    spec = codec_spec_from_options(
+        p["arch"], p["quality"], p["metric"], p["codec_source"], p["checkpoint"]
+    )
+    return EncodeConfig(
+        dataset=p["dataset"],
+        out=p["out"] or _default_out(p["dataset"], spec),
+        data_root=p["data_root"],
+        dataset_options=_dataset_options(split_set=p["split_set"], train_split=p["train_split"]),
+        codec=spec,
+        formats=FORMAT_CHOICES[p["fmt"]],
+        shard_size=p["shard_size"],
+        scales_repr=p["scales_repr"],
+        batch_size=p["batch_size"],
+        workers=available_cores() if p["workers"] is None else p["workers"],
+        scheduler=p["scheduler"],
+        dashboard=p["dashboard"],
+        device=p["device"],
+        order=p["order"],
+        order_seed=p["order_seed"],
+        overwrite=p["overwrite"],
+        download=p["download"],
+        command=command_line(ctx),
+        **({"max_pixels": p["max_pixels"]} if p["max_pixels"] else {}),
+    )
 
 
 def _dataset_options(**options) -> dict:

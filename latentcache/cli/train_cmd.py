@@ -14,7 +14,7 @@ import click
 
 from latentcache.cli.common import command_line, handle_errors, setup_logging
 
-__all__ = ["train", "evaluate", "parse_model_opts", "explicit_options"]
+__all__ = ["train", "evaluate", "parse_model_opts", "explicit_options", "train_config"]
 
 
 def parse_model_opts(items: tuple[str, ...]) -> dict:
@@ -72,6 +72,23 @@ def _print_models(store: str | None, channels: int | None, classes: int | None) 
         inputs = st.inputs
     for line in describe_models(channels or 192, classes or 23, inputs):
         click.echo(line)
+
+
+def train_config(ctx: click.Context):
+    """The TrainConfig that ``train``'s parsed options resolve to, with the command that
+    re-runs it: latentcache's defaults, then --preset's, then the options given."""
+    from latentcache.train import TrainConfig
+    from latentcache.train.presets import resolve_preset
+
+    store, out, preset = ctx.params["store"], ctx.params["out"], ctx.params["preset"]
+    options = explicit_options(ctx)
+    model = options.get("model") or resolve_preset(preset).get("model", TrainConfig.model)
+    options |= {
+        "store": store,
+        "out": out or str(Path("runs") / f"{Path(store.rstrip('/')).name}-{model}"),
+        "command": command_line(ctx),
+    }
+    return TrainConfig.from_options(options, preset)
 
 
 @click.command()
@@ -243,19 +260,10 @@ def train(store, out, preset, list_models, channels, classes, verbose, **_option
     if store is None:
         raise click.UsageError("Missing argument 'STORE'.")
     setup_logging(max(verbose, 1) if _is_main_rank() else 0)
-    from latentcache.train import TrainConfig, run_training
+    from latentcache.train import run_training
     from latentcache.train.checkpoint import check_run_folder
-    from latentcache.train.presets import resolve_preset
 
-    ctx = click.get_current_context()
-    options = explicit_options(ctx)
-    model = options.get("model") or resolve_preset(preset).get("model", TrainConfig.model)
-    options |= {
-        "store": store,
-        "out": out or str(Path("runs") / f"{Path(store.rstrip('/')).name}-{model}"),
-        "command": command_line(ctx),
-    }
-    config = TrainConfig.from_options(options, preset)
+    config = train_config(click.get_current_context())
     if config.resume:
         check_run_folder(config.out)
     result = run_training(config)

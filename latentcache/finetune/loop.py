@@ -203,7 +203,7 @@ def run_finetune(config: FinetuneConfig) -> dict:
             pin,
         )
     logger.info(
-        "finetune %s: %d train images, eval %s, beta=%g gamma=%g lambda=%g, epochs %d..%d",
+        "finetune %s: %d train images, eval %s, beta=%g gamma=%g lambda=%s, epochs %d..%d",
         config.mode, len(train), parts.eval_split, config.beta, config.gamma, parts.lmbda, start + 1, config.epochs,
     )  # fmt: skip
     for epoch in range(start, config.epochs):

@@ -152,6 +152,7 @@ def finish(parts, eval_loader, train_bpp: float | None) -> dict:
         "beta": cfg.beta,
         "gamma": cfg.gamma,
         "lambda": parts.lmbda,
+        "lambda_source": parts.lmbda_source,
         "epochs": cfg.epochs,
         "codec_checkpoint": str(path),
         "parent_codec": parts.parent.identity(),

@@ -16,13 +16,14 @@ import logging
 
 import torch
 
+from latentcache.codec.spec import lambda_for
 from latentcache.errors import CodecMismatchError, ConfigError
 from latentcache.finetune.config import FinetuneConfig
 from latentcache.finetune.data import choose_eval_split
 from latentcache.finetune.objective import check_architecture
 from latentcache.finetune.pixels import PixelTransform, build_pixel_classifier, is_pixel_run
 
-__all__ = ["Parts", "build_classifier", "load_parts", "make_transform"]
+__all__ = ["Parts", "build_classifier", "load_parts", "make_transform", "resolve_lambda"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ class Parts:
         self.index = build_index(config.dataset, config.data_root, **config.dataset_options)
         self.parent = load_codec(config.codec)
         check_architecture(self.parent.model)
-        self.lmbda = _lambda(config, self.parent)
+        self.lmbda, self.lmbda_source = resolve_lambda(config, self.parent)
+        logger.info("lambda %s: %s", _format_lambda(self.lmbda), self.lmbda_source)
         self.model = copy.deepcopy(self.parent.model).to(device)
         self.classifier_state = _load_classifier_state(config, self.parent, self.index)
         self.pixels = is_pixel_run(self.classifier_state)  # T-FT of a decoded-pixel classifier
@@ -55,20 +57,32 @@ class Parts:
         self.eval_split = choose_eval_split(self.index, config.train_split, config.eval_split)
 
 
-def _lambda(config: FinetuneConfig, parent) -> float:
-    """--lambda, else the parent checkpoint's, else CompressAI's for its quality and metric."""
-    from latentcache.codec.train import lambda_for
+def _format_lambda(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
 
-    extra, spec = parent.extra, parent.spec
-    given = config.lmbda or extra.get("lambda") or extra.get("lmbda")
-    if given:
-        return float(given)
-    if spec.metric is None or spec.quality is None:
-        raise ConfigError(
-            f"codec {spec.checkpoint or spec.source} records no lambda, quality or metric; "
-            "give lmbda (--lambda) for the rate-distortion weight"
-        )
-    return float(lambda_for(spec.metric, spec.quality))
+
+def resolve_lambda(config: FinetuneConfig, parent) -> tuple[float | None, str]:
+    """λ of the distortion term γ·λ·255²·MSE and where it comes from: --lambda, else the
+    codec's own (its checkpoint's record; the zoo's table), else CompressAI's table for its
+    quality (the MSE row when no metric is known: the term is an MSE). λ enters nothing when
+    γ = 0, so it is needed only where γ > 0."""
+    spec = parent.spec
+    if config.lmbda is not None:
+        return float(config.lmbda), "--lambda"
+    if parent.lmbda is not None:
+        return float(parent.lmbda), "the codec's own record"
+    if spec.quality is not None:
+        metric = spec.metric or "mse"
+        return lambda_for(
+            metric, spec.quality
+        ), f"CompressAI's table for {metric} quality {spec.quality}"
+    if config.gamma == 0:
+        return None, "unused (gamma 0)"
+    raise ConfigError(
+        f"codec {spec.checkpoint or spec.source} records no lambda and no quality; the "
+        f"distortion term (gamma {config.gamma:g}) needs one: give --lambda, or --quality for "
+        "CompressAI's table value"
+    )
 
 
 def _load_classifier_state(config: FinetuneConfig, parent, index) -> dict | None:

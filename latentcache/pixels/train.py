@@ -53,6 +53,7 @@ class ImageTrainConfig:
     optimizer: str = "sgd"
     momentum: float = 0.9
     nesterov: bool = True  # as TrainConfig: SGD's Nesterov momentum (train.schedule)
+    fused_optimizer: bool = True  # as TrainConfig: fused SGD/AdamW on CUDA (train.schedule)
     weight_decay: float = 1e-4
     schedule: str = "cosine"
     step_size: int = 10

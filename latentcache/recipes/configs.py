@@ -89,7 +89,11 @@ def codec_spec(recipe: Recipe, setting: Setting):
     )
 
 
-def encode_config(recipe: Recipe, setting: Setting, out: str, overwrite: bool = False):
+def encode_config(
+    recipe: Recipe, setting: Setting, out: str, overwrite: bool = False, command: str = ""
+):
+    """The EncodeConfig of a setting's encode stage; ``command``: the `latentcache run` that
+    made it (not part of the stage's key)."""
     from latentcache.config import EncodeConfig
 
     opts = dict(recipe.encode)
@@ -102,6 +106,6 @@ def encode_config(recipe: Recipe, setting: Setting, out: str, overwrite: bool = 
         dataset_options=recipe.dataset_options,
         codec=codec_spec(recipe, setting),
         overwrite=overwrite,
-        command=f"latentcache run {recipe.name}",
+        command=command,
         **{"workers": 0, **opts},
     )

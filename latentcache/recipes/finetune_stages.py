@@ -57,6 +57,7 @@ def finetune_config(
     out: str = "",
     classifier: str | None = None,
     resume: bool = False,
+    command: str = "",
 ):
     """The FinetuneConfig of one finetune stage: preset < entry < recipe data and codec."""
     from latentcache.finetune import FinetuneConfig
@@ -80,7 +81,7 @@ def finetune_config(
             "seed": seed,
             "resume": resume,
             "preset": entry.preset,
-            "command": f"latentcache run {recipe.name}",
+            "command": command,
         }
     )
 
@@ -91,7 +92,10 @@ def _run_finetune(recipe: Recipe, setting: Setting, entry: FinetuneEntry, seed: 
 
         classifier = str(Path(ctx.deps[train_id]["dir"]) / "run") if train_id else None
         out = ctx.dir / "run"
-        cfg = finetune_config(recipe, setting, entry, seed, str(out), classifier, ctx.resume)
+        command = ctx.shared.get("command", "")
+        cfg = finetune_config(
+            recipe, setting, entry, seed, str(out), classifier, ctx.resume, command
+        )
         start = time.perf_counter()
         summary = run_finetune(cfg)
         files = [out / "codec.pt"] + ([out / "last.pt"] if (out / "last.pt").is_file() else [])

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -50,6 +51,7 @@ class RunOptions:
     only: tuple[str, ...] = ()
     seeds: tuple[int, ...] | None = None
     data_root: str | None = None
+    command: str = ""  # the command line that re-runs it; "": rendered from these options
 
 
 @dataclass
@@ -66,6 +68,7 @@ class StageOutcome:
 class RunReport:
     recipe: str
     out: str
+    command: str = ""
     outcomes: list[StageOutcome] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -256,6 +259,21 @@ def _write_run_files(out: Path, recipe: Recipe, report: RunReport) -> None:
     (out / "run.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
 
 
+def run_command(recipe: Recipe, options: RunOptions) -> str:
+    """The `latentcache run` command line equivalent to ``options`` (for runs started from
+    Python; the CLI records its own)."""
+    words = ["latentcache", "run", "--out", options.out]
+    words += ["--dry-run"] if options.dry_run else []
+    words += [w for s in options.force for w in ("--force", s)]
+    words += [w for s in options.only for w in ("--only", s)]
+    if options.seeds is not None:
+        words += ["--seeds", ",".join(map(str, options.seeds))]
+    if options.data_root is not None:
+        words += ["--data-root", options.data_root]
+    source = recipe.source or recipe.name
+    return shlex.join(words + (["--"] if source.startswith("-") else []) + [source])
+
+
 def run_recipe(recipe: Recipe, options: RunOptions) -> RunReport:
     """Run (or, with ``dry_run``, plan) ``recipe`` into ``options.out``.
 
@@ -271,7 +289,8 @@ def run_recipe(recipe: Recipe, options: RunOptions) -> RunReport:
     _check_selectors(stages, options.force, "--force")
     _check_selectors(stages, options.only, "--only")
     shared, missing = preflight(recipe, stages, options.dry_run)
-    report = RunReport(recipe.name, options.out, missing=missing)
+    shared["command"] = options.command or run_command(recipe, options)
+    report = RunReport(recipe.name, options.out, shared["command"], missing=missing)
     if missing and not options.dry_run:
         raise RecipeMissingError(
             f"recipe {recipe.name} cannot run; missing:\n  " + "\n  ".join(missing)

@@ -29,6 +29,7 @@ class Task:
     # Zarr keeps them ragged through offsets, as the bitstreams (store/zarr_ragged.py)
     ragged_targets: dict[str, tuple[str, tuple[int, ...]]] = {}
     score_key = "top1"  # the summary key that picks best.pt
+    min_classes = 1  # the fewest classes a store of this task can train a model on
 
     def manifest_entry(self, options: Mapping | None = None) -> dict:
         """The manifest's ``task`` object; ``options``: the dataset index's options."""

@@ -15,6 +15,7 @@ __all__ = ["ClassificationTask"]
 class ClassificationTask(Task):
     name = "classification"
     default_model = "cresnet39"
+    min_classes = 2  # one class leaves nothing to tell apart
 
     def make_meter(self, num_classes: int):
         from latentcache.train.metrics import ClassificationMeter

@@ -110,7 +110,8 @@ def _param(value: float | tuple[float, ...], device: torch.device) -> torch.Tens
     """A statistic as a tensor on ``device``, made once: building it from a Python value
     every batch is a blocking host-to-device copy, which stops the host from queueing the
     next steps ahead of the GPU."""
-    t = torch.as_tensor(value, dtype=torch.float32).to(device)
+    with torch.inference_mode(False), torch.no_grad():  # a plain tensor, whoever asks first
+        t = torch.as_tensor(value, dtype=torch.float32).to(device)
     return t.view(1, -1, 1, 1) if t.ndim == 1 else t
 
 

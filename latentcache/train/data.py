@@ -38,6 +38,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from latentcache.errors import ConfigError, StoreCorruptError
+from latentcache.store.location import require_worker_access
 from latentcache.train.collate import (
     POOL_SIZE,
     BatchAssembler,
@@ -374,6 +375,7 @@ def build_loader(
     """
     if workers < 0:
         raise ConfigError(f"workers={workers}: should be >= 0")
+    require_worker_access(spec.store, workers)
     return LatentLoader(
         LatentStream(spec, resize, producers=max(workers, 1) if recycle else 0),
         batch_size=None,  # the stream yields whole batches

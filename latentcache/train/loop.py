@@ -108,6 +108,7 @@ def open_run_data(config: TrainConfig) -> RunData:
     from latentcache.store import open_store
 
     store = open_store(config.store)
+    check_classes(store, config.store)
     train, eval_ = choose_splits(list(store.splits), config.train_split, config.eval_split)
     stats = store.split_info(train)["stats"] | {"scales_floor": store.scale_floor}
     return RunData(
@@ -118,6 +119,17 @@ def open_run_data(config: TrainConfig) -> RunData:
         codec_identity(store.codec),
         LatentStats.from_dict(stats),
     )
+
+
+def check_classes(store, where: str) -> None:
+    """Refuse, before any work, a store with fewer classes than its task trains on."""
+    task, classes = store.task_unit, list(store.classes)
+    if len(classes) < task.min_classes:
+        names = ", ".join(classes[:3]) or "none"
+        raise ConfigError(
+            f"store {where} has {len(classes)} class{'es' if len(classes) != 1 else ''} "
+            f"({names}); {task.name} needs at least {task.min_classes}"
+        )
 
 
 def find_resume(config: TrainConfig, data: RunData) -> dict | None:

@@ -3,7 +3,7 @@
 ::
 
     ZarrSource   piece = rows [a, b) of one Zarr shard
-      per-row arrays (key, label, latent_shape) ─ zarr_store.read_rows, once per shard
+      per-row arrays (key, label, latent_shape) ─ ZarrSplit.read_arrays, once per shard
       latents ─ ShardFile.chunk_bytes: one read per array and piece (shard_reader)
         (layouts shard_reader does not take, and z_hat stores: ZarrSplit.read, decoded)
     WdsSource    unit = one tar, streamed; a piece = its next n samples
@@ -36,7 +36,7 @@ from latentcache.store.wds_store import (
     decode_array,
     sample_info,
 )
-from latentcache.store.zarr_store import ZARR_DIR, read_rows
+from latentcache.store.zarr_store import ZARR_DIR
 
 __all__ = ["Payload", "RawSample", "ZarrSource", "WdsSource"]
 
@@ -105,7 +105,7 @@ class ZarrSource:
             stop = min(start + self.block_rows, len(self.zs))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                rows = read_rows(self.zs.group, start, stop, ["key", "label", "latent_shape"])
+                rows = self.zs.read_arrays(start, stop, ["key", "label", "latent_shape"])
             self._rows[block] = {
                 "key": [str(k) for k in rows["key"]],
                 "label": np.asarray(rows["label"], np.int64).tolist(),

@@ -201,6 +201,8 @@ class LatentStore:
                 a = group[name]
             except KeyError:
                 raise StoreCorruptError(f"{where}/zarr.json: missing from {self.url}") from None
+            except (ValueError, TypeError) as exc:  # zarr refused the metadata
+                raise StoreCorruptError(f"{where}/zarr.json: {str(exc)[:200]}") from None
             if a.dtype != np.dtype(dtype):
                 raise StoreCorruptError(f"{where}: dtype {a.dtype}, the task stores {dtype}")
             if len(a.shape) != 1 + len(shape) or any(

@@ -21,7 +21,7 @@ from latentcache.train.speed import COMPILE_MODES
 __all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "DEVICES", "PRETRAINED", "RUN_RECORD_KEYS"]
 
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "step", "constant")
+SCHEDULES = ("cosine", "step", "poly", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 PRETRAINED = (
     "auto",

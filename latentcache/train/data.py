@@ -278,7 +278,8 @@ class LatentStream(IterableDataset):
             count = quotas[worker] * spec.batch_size
             stream = _cycle(samples, count) if count else iter(())
         pool = self._buffer_pool(worker)
-        assemble = BatchAssembler(spec.fields, self.resize, self._scale_table(), pool)
+        task = self.store.task_unit
+        assemble = BatchAssembler(spec.fields, self.resize, self._scale_table(), pool, task)
         for batch in _batched(stream, spec.batch_size):
             yield assemble(batch)
 

@@ -36,6 +36,7 @@ bench: setup
 	@if [ -f benchmarks/train_input.py ]; then $(BIN)/python benchmarks/train_input.py; fi
 	@if [ -f benchmarks/train_speed.py ]; then $(BIN)/python benchmarks/train_speed.py; fi
 	$(BIN)/python benchmarks/codec_zoo.py
+	$(BIN)/python benchmarks/api_read.py
 
 lint: setup
 	$(BIN)/ruff check latentcache tests benchmarks scripts

@@ -3,8 +3,20 @@
 >>> from latentcache import api
 >>> store = api.encode("imagefolder", "stores/photos-q3", data_root="~/photos", quality=3, checkpoint="q3.pt")
 >>> print(api.card(store.path))
->>> sample = store.zarr_split("train")[0]            # dict of numpy arrays
+>>> zs = store.zarr_split("train")                   # random access to one split (Zarr)
+>>> sample = zs[0]                                   # dict of numpy arrays
 >>> y_hat, scales_hat = api.as_tensors(sample)       # torch tensors (M, h, w)
+>>> for start, stop in zs.blocks():                  # a training loop of your own
+...     batch = zs.read(start, stop, dtype="stored") # y_hat int16, scales_hat uint8 index
+
+``ZarrSplit.read(start, stop, dtype=...)`` reads through the training loader's shard reader
+(crc32c-checked chunks decompressed straight into preallocated arrays), at the loader's
+speed. ``dtype="stored"``: the stored dtypes (``y_hat`` int16; ``scales_hat`` as the scale
+index uint8, float16 or float32; a z_hat store's ``z_hat`` int16 under its own name).
+``dtype="float"`` (default): ``scales_hat`` as float32 sigma-hat (``scale_table[index]``, or
+``h_s(z_hat)`` for a store opened with ``codec=``). Every sample dict has key, label (int64),
+bpp, latent_shape (h, w); rows of failed samples (holes) are dropped. ``store.task`` and
+``store.inputs`` say what the labels are and which arrays a model receives.
 """
 
 from __future__ import annotations

@@ -136,13 +136,42 @@ def test_task_hooks_batch_and_crop_the_boxes(coco):
     t = task.targets(batch)
     assert [len(x["boxes"]) for x in t] == [len(b) for b in got["boxes"]]
     assert t[0]["canvas_offset"] == tuple(got["canvas_offset"][0])
-    whole = task.map_targets(batch, None, None, (12, 16))["targets"]
+    whole = task.map_targets(batch, None, None, (12, 16))
     torch.testing.assert_close(whole[0]["boxes"], t[0]["boxes"])
-    flipped = task.map_targets(batch, None, torch.tensor([True, True]), (12, 16))["targets"]
+    flip = (None, None, torch.tensor([True, True]))
+    flipped = task.map_targets(batch, flip, None, (12, 16))
     assert [len(x["boxes"]) for x in flipped] == [len(x["boxes"]) for x in t]
+    twice = task.map_targets({"targets": flipped}, flip, None, (12, 16))
+    torch.testing.assert_close(twice[0]["boxes"], t[0]["boxes"])
+    crop = (torch.tensor([0, 0]), torch.tensor([16, 16]), torch.tensor([False, False]))
+    gone = task.map_targets(batch, crop, 4, (12, 20))  # cells 16..19: right of every image
+    assert all(len(x["boxes"]) == 0 for x in gone)
     samples[0]["boxes"] = samples[0]["boxes"] + 1000.0  # hostile row from a store
     with pytest.raises(ValueError, match="outside"):
         task.collate_targets(samples, (12, 16))
     losses = {"a": torch.tensor(1.0), "b": torch.tensor(2.5)}
     assert float(task.loss(losses, t)) == 3.5
     assert task.make_meter(3).num_classes == 3
+
+
+def test_hostile_ragged_arrays_are_refused(tmp_path, tiny_codec):
+    import zarr
+
+    from latentcache.config import EncodeConfig
+    from latentcache.errors import StoreCorruptError
+    from latentcache.pipeline.encode import run_encode
+    from latentcache.store import open_store
+
+    index = build_index("coco", write_coco_tree(tmp_path / "coco"))
+    out = tmp_path / "store"
+    run_encode(EncodeConfig(dataset="coco", out=str(out), shard_size=2, workers=0,
+                            formats=("zarr",)), tiny_codec, index=index)  # fmt: skip
+    group = zarr.open_group(out / "zarr" / "train", mode="r+")
+    group["ragged_offsets"][1] = np.array([2, 9], dtype=np.int64)  # past the shard's 3 boxes
+    with pytest.raises(StoreCorruptError, match="row 1's 2:9 lies outside its 3 entries"):
+        open_store(out).zarr_split("train").read(0, 2)
+    group["ragged_offsets"][1] = np.array([2, 3], dtype=np.int64)
+    labels = group["ragged/box_labels"]
+    labels.create_array("000000", shape=(3,), dtype="float64", overwrite=True)
+    with pytest.raises(StoreCorruptError, match="float64 .* expected int32"):
+        open_store(out).zarr_split("train").read(0, 2)

@@ -20,7 +20,7 @@ def _row(model: str, inp: str, quality, bpp, miou: float, seed: int = 0) -> dict
         "seed": seed,
         "split": "test",
         "miou": miou,
-        "pixel_acc": miou + 0.2,
+        "pixel_accuracy": miou + 0.2,
         "count": 36,
         "bpp": bpp,
         "train_seconds": 10.0,

@@ -135,3 +135,48 @@ def test_a_mask_that_does_not_fit_its_image_fails_that_sample(tmp_path, tiny_cod
     m = run_encode(config, tiny_codec, index=index).manifest
     assert m["totals"] == m["totals"] | {"indexed": 3, "stored": 2, "failed": 1}
     assert "mask masks/im1.png: 10x10, its image is 53x130" in m["failures"][0]["reason"]
+
+
+def test_push_then_pull_one_split_keeps_masks_and_verifies(seg_store, tmp_path):
+    import uuid
+
+    from latentcache.store import open_store
+    from latentcache.store.transfer import TransferConfig, run_pull, run_push
+    from latentcache.store.verify import verify_store
+
+    url = f"memory://seg-{uuid.uuid4().hex}"
+    run_push(TransferConfig(str(seg_store.path), url, progress=False))
+    assert verify_store(open_store(url)).ok
+    dest = tmp_path / "val-only"
+    run_pull(TransferConfig(url, str(dest), splits=("val",), progress=False))
+    copy = open_store(dest)
+    assert copy.splits == ["val"] and verify_store(copy).ok
+    for s in copy.wds_samples("val"):
+        assert np.array_equal(s["mask"], position_mask(*s["info"]["image_size"]))
+    got = copy.zarr_split("val").read(0, 2)
+    for key, mask, (h, w) in zip(got["key"], got["mask"], got["image_size"], strict=True):
+        assert np.array_equal(mask[:h, :w], position_mask(h, w)), key
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        ({"shape": [4, 90, 1 << 20]}, "oversized array"),
+        ({"data_type": "int32"}, "dtype int32"),
+    ],
+)
+def test_a_hostile_zarr_mask_array_is_refused_before_reading(seg_store, tmp_path, change, says):
+    import shutil
+
+    from latentcache.errors import StoreCorruptError
+    from latentcache.store import open_store
+
+    copy = tmp_path / "copy"
+    shutil.copytree(seg_store.path, copy)
+    meta = copy / "zarr/train/mask/zarr.json"
+    doc = json.loads(meta.read_text())
+    doc |= change
+    meta.write_text(json.dumps(doc))
+    with pytest.raises(StoreCorruptError, match=says) as err:
+        open_store(copy).zarr_split("train")
+    assert "\n" not in str(err.value)

@@ -75,6 +75,28 @@ def test_train_and_eval_read_a_store_straight_from_a_url(
     assert 0.0 <= json.loads(scored.stdout)["top1"] <= 1.0
 
 
+def test_a_memory_store_trains_in_process_and_refuses_worker_processes(
+    texture_store, tmp_path, one_torch_thread
+) -> None:
+    url = _memory_url()
+    run_push(TransferConfig(str(texture_store.path), url, progress=False))
+    out = tmp_path / "run"
+    small = ["--epochs", "1", "--batch-size", "4", "--model-opt", "base_width=4", "--resize", "8"]
+    args = ["train", url, "--out", str(out), *small, "--crop", "6"]
+    refused = CliRunner().invoke(cli, [*args, "--workers", "2"])
+    line = (
+        f"Error: {url}: a memory:// store lives in this process's memory, which DataLoader "
+        f"workers (new processes) do not share; use --workers 0, or `latentcache pull {url} "
+        "DIR` and read the folder"
+    )
+    assert refused.exit_code == 1 and refused.output.strip() == line, refused.output
+    assert not out.exists()
+    trained = CliRunner().invoke(cli, [*args, "--workers", "0"])
+    assert trained.exit_code == 0 and (out / "last.pt").is_file(), trained.output
+    evaluated = CliRunner().invoke(cli, ["eval", str(out), url, "--workers", "2"])
+    assert evaluated.exit_code == 1 and evaluated.output.strip() == line, evaluated.output
+
+
 def test_pull_from_loopback_http_is_a_verified_byte_identical_copy(
     texture_store, served, tmp_path
 ) -> None:

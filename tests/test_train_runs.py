@@ -76,7 +76,7 @@ def _documented_presets() -> dict[str, dict]:
 
 def test_every_preset_resolves_to_its_documented_settings(texture_store) -> None:
     documented = _documented_presets()
-    assert sorted(documented) == list_presets() == ["gupta2024", "torfason2018"]
+    assert sorted(documented) == list_presets() == ["gupta2024", "torfason2018", "torfason2018-seg"]
     for name, settings in documented.items():
         config = TrainConfig.from_options({"store": "s", "out": "o"}, name).to_dict()
         assert config["preset"] == name

@@ -63,14 +63,14 @@ def explicit_options(ctx: click.Context) -> dict:
 def _print_models(store: str | None, channels: int | None, classes: int | None) -> None:
     from latentcache.train.models.listing import describe_models
 
-    inputs = None
+    inputs, task = None, None
     if store is not None:
         from latentcache.store import open_store
 
         st = open_store(store)
         channels, classes = channels or st.num_channels, classes or len(st.classes)
-        inputs = st.inputs
-    for line in describe_models(channels or 192, classes or 23, inputs):
+        inputs, task = st.inputs, st.task_unit.name
+    for line in describe_models(channels or 192, classes or 23, inputs, task):
         click.echo(line)
 
 
@@ -82,7 +82,11 @@ def train_config(ctx: click.Context):
 
     store, out, preset = ctx.params["store"], ctx.params["out"], ctx.params["preset"]
     options = explicit_options(ctx)
-    model = options.get("model") or resolve_preset(preset).get("model", TrainConfig.model)
+    model = options.get("model") or resolve_preset(preset).get("model")
+    if model is None:  # the default model of the store's task
+        from latentcache.train.loop import default_model
+
+        model = options["model"] = default_model(store)
     options |= {
         "store": store,
         "out": out or str(Path("runs") / f"{Path(store.rstrip('/')).name}-{model}"),
@@ -95,7 +99,7 @@ def train_config(ctx: click.Context):
 @click.argument("store", required=False)  # a folder or a URL (file, memory, http(s), s3, gs)
 @click.option(
     "--preset",
-    type=click.Choice(["gupta2024", "torfason2018"]),
+    type=click.Choice(["gupta2024", "torfason2018", "torfason2018-seg"]),
     default=None,
     help="A paper's training settings (docs/presets.md); options given explicitly override it.",
 )
@@ -104,7 +108,7 @@ def train_config(ctx: click.Context):
     "-m",
     default="cresnet39",
     show_default=True,
-    help="Registered classifier (see --list-models).",
+    help="Registered model (see --list-models) [default: the store task's: cresnet39, cresnet51-d].",
 )
 @click.option(
     "--model-opt",
@@ -145,7 +149,7 @@ def train_config(ctx: click.Context):
 )
 @click.option(
     "--schedule",
-    type=click.Choice(["cosine", "step", "constant"]),
+    type=click.Choice(["cosine", "step", "poly", "constant"]),
     default="cosine",
     show_default=True,
 )
@@ -251,7 +255,7 @@ def train_config(ctx: click.Context):
 @click.option("-v", "--verbose", count=True)
 @handle_errors
 def train(store, out, preset, list_models, channels, classes, verbose, **_options):
-    """Train a classifier on STORE's latents (never runs the codec).
+    """Train a model for STORE's task on its latents (never runs the codec).
 
     Settings: latentcache's defaults, then --preset's, then the options given here.
     """
@@ -268,9 +272,11 @@ def train(store, out, preset, list_models, channels, classes, verbose, **_option
         check_run_folder(config.out)
     result = run_training(config)
     if _is_main_rank():
-        top1 = result.get("eval_top1", result.get("train_top1"))
+        key = next((k for k in ("eval_top1", "eval_miou") if k in result), "train_top1")
+        name = "mIoU" if key == "eval_miou" else "top-1"
         click.echo(
-            f"{config.out}: {result['epochs']} epochs, top-1 {top1:.4f} (best {result['best_top1']:.4f})"
+            f"{config.out}: {result['epochs']} epochs, {name} {result[key]:.4f} "
+            f"(best {result['best_top1']:.4f})"
         )
 
 
@@ -329,10 +335,18 @@ def evaluate(
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
         return
-    click.echo(
-        f"{result['model']} ({result['checkpoint']}, epoch {result['epoch']}) on {split}: "
-        f"top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  n={result['count']}"
-    )
-    width = max(len(c) for c in result["per_class"])
-    for name, acc in result["per_class"].items():
-        click.echo(f"  {name:<{width}}  {acc:.4f}")
+    head = f"{result['model']} ({result['checkpoint']}, epoch {result['epoch']}) on {split}: "
+    if "miou" in result:
+        click.echo(
+            f"{head}mIoU {result['miou']:.4f}  pixel accuracy {result['pixel_accuracy']:.4f}  "
+            f"n={result['count']}"
+        )
+        per_class = result["per_class_iou"]
+    else:
+        click.echo(
+            f"{head}top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  n={result['count']}"
+        )
+        per_class = result["per_class"]
+    width = max(len(c) for c in per_class)
+    for name, value in per_class.items():
+        click.echo(f"  {name:<{width}}  {'-' if value is None else f'{value:.4f}'}")

@@ -144,9 +144,10 @@ def _refuse_unverified(
         f = missing[0]
         raise ConfigError(
             f"{spec.name}: no publisher or library records a checksum for {f.filename} "
-            f"({f.checksum_note or 'none known'}), so it cannot be verified; pass "
-            f"--trust-unverified to fetch it anyway (its sha256 is then recorded as computed "
-            f"here), or place the unpacked data so that {root / f.provides[0]} exists"
+            f"({f.checksum_note or 'none known'}), so it cannot be verified; to fetch it "
+            f"anyway run `latentcache download {spec.dataset} --trust-unverified` (its sha256 is "
+            f"then recorded as computed here), or place the unpacked data so that "
+            f"{root / f.provides[0]} exists"
         )
 
 

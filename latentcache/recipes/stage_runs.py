@@ -10,6 +10,7 @@ from pathlib import Path
 from latentcache.recipes.configs import encode_config, image_train_config, latent_train_config
 from latentcache.recipes.spec import ModelEntry, Recipe, Setting
 from latentcache.recipes.stage import StageContext
+from latentcache.report.rate_accuracy import SCORES
 from latentcache.store.manifest import file_sha256
 
 __all__ = [
@@ -97,7 +98,7 @@ def train_stage_run(entry: ModelEntry, recipe: Recipe, seed: int, source_id: str
         return {
             "train_seconds": time.perf_counter() - start,
             "epochs": result["epochs"],
-            "best_top1": result["best_top1"],
+            "best_top1": result.get("best_top1"),  # classification runs
             "identity": file_sha256(ckpt),
         }
 
@@ -144,8 +145,7 @@ def _result_row(recipe, entry, ctx, got, split, train_id, encode_id, decode_id) 
         "metric": ctx.meta.get("metric"),
         "seed": ctx.meta.get("seed"),
         "split": split,
-        "top1": got["top1"],
-        "top5": got["top5"],
+        **{k: got[k] for k in SCORES if k in got},  # the task's scores (top1/top5, miou, ...)
         "count": got["count"],
         "eval_ms_per_image": got["eval_ms_per_image"],  # inference, with data loading
         "bpp": enc.get("bpp", {}).get(split),

@@ -45,7 +45,7 @@ SCORES = {
     "top1": "top-1",
     "top5": "top-5",
     "miou": "mIoU",
-    "pixel_acc": "pixel accuracy",
+    "pixel_accuracy": "pixel accuracy",
     "map": "mAP",
     "map50": "mAP@0.5",
 }

@@ -33,7 +33,7 @@ def plot_training_curves(metrics_path: str | os.PathLike, out: str | os.PathLike
     epochs = [r["epoch"] for r in records]
     for ax, keys in (
         (ax_loss, ("train_loss", "eval_loss")),
-        (ax_acc, ("train_top1", "eval_top1", "eval_top5")),
+        (ax_acc, ("train_top1", "eval_top1", "eval_top5", "eval_miou", "eval_pixel_accuracy")),
     ):
         for key in keys:
             points = [(e, r[key]) for e, r in zip(epochs, records, strict=True) if key in r]

@@ -17,7 +17,14 @@ import re
 
 from latentcache.errors import ConfigError, StoreCorruptError
 
-__all__ = ["StoreLocation", "locate", "check_rel", "is_url", "require_local"]
+__all__ = [
+    "StoreLocation",
+    "locate",
+    "check_rel",
+    "is_url",
+    "require_local",
+    "require_worker_access",
+]
 
 # scheme -> (module fsspec needs, the pip extra that installs it; None: a core dependency)
 BACKENDS = {
@@ -33,6 +40,21 @@ _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 def is_url(target: str | os.PathLike) -> bool:
     return bool(_URL.match(str(target)))
+
+
+PROCESS_LOCAL = ("memory",)  # fsspec filesystems held in one process's memory
+
+
+def require_worker_access(store: str | os.PathLike, workers: int) -> None:
+    """Refuse a store that DataLoader worker processes cannot open: each worker starts with
+    spawn, with its own empty memory filesystem, so a ``memory://`` store is not there."""
+    match = _URL.match(str(store))
+    if workers > 0 and match and match.group(1).lower() in PROCESS_LOCAL:
+        raise ConfigError(
+            f"{store}: a {match.group(1)}:// store lives in this process's memory, which "
+            f"DataLoader workers (new processes) do not share; use --workers 0, or "
+            f"`latentcache pull {store} DIR` and read the folder"
+        )
 
 
 def require_local(out: str | os.PathLike) -> None:

@@ -6,11 +6,13 @@
       └► LatentStore ─► .manifest (schema-validated) / .classes / .codec / .split_info(split)
            │             .task / .inputs (manifest v1 or v2, read one way)
            ├► .zarr_root() ─► Zarr group, read-only (LocalStore, or FsspecStore for URLs)
-           ├► .zarr_split(split) ─► ZarrSplit: blocks(), read(start, stop)
+           ├► .zarr_split(split) ─► ZarrSplit: blocks(), read(start, stop, dtype="float"|"stored")
+           │     (store/zarr_split.py: the loader's shard reader, zarr-python as the fallback)
            ├► .open_file(rel) ─► a store file by its manifest path
            └► .wds_samples(split, shards) ─► checked, decoded samples of the split's tars
 
-Every reader hands out float32 ``scales_hat`` whatever the stored representation, ``y_hat``
+Every reader hands out float32 ``scales_hat`` whatever the stored representation (unless
+asked for the stored dtypes: ``ZarrSplit.read(..., dtype="stored")``), ``y_hat``
 as the int16 symbols the entropy coder coded, and ``means_hat`` (float32) for codecs with
 means: the decoder's y_hat is then ``y_hat + means_hat``, bit-exact (:func:`decoded_y_hat`;
 the factorized prior adds its per-channel medians, ``manifest["latents"]``). A store
@@ -38,82 +40,13 @@ from latentcache.store.scales import (
     scales_array_name,
     scales_dtype,
     scales_to_float,
-    stored_arrays,
 )
 from latentcache.store.wds_store import ArraySpec, SampleLimits, iter_tar_samples, parse_sample
-from latentcache.store.zarr_store import ZARR_DIR, ZARR_LAYOUT, read_rows
+from latentcache.store.zarr_split import ZarrSplit
+from latentcache.store.zarr_store import ZARR_DIR
 from latentcache.tasks import Task, store_task
 
 __all__ = ["LatentStore", "ZarrSplit", "decoded_y_hat", "open_store"]
-
-_FIELDS = ("key", "label", "bpp", "y_hat", "latent_shape")
-
-
-class ZarrSplit:
-    """Random access to one split of the Zarr layout; read whole shards for speed."""
-
-    def __init__(self, store: LatentStore, split: str):
-        self.store, self.split = store, split
-        self.group = store.zarr_root()[split]
-        self._arrays = stored_arrays(store.inputs, store.scales_repr)
-        self._scales = scales_array_name(store.scales_repr) if store.has_scales else None
-        layout = self.group.attrs.get("zarr_layout", 1)
-        if layout != ZARR_LAYOUT:
-            raise StoreCorruptError(
-                f"{store.path}/{ZARR_DIR}/{split}: Zarr layout {layout}, this latentcache reads layout {ZARR_LAYOUT}; re-encode the store"
-            )
-
-    def __len__(self) -> int:
-        return int(self.group["key"].shape[0])
-
-    def blocks(self) -> list[tuple[int, int]]:
-        """Row ranges of the Zarr shards (one per encode task)."""
-        size = int(self.group.attrs["shard_size"])
-        return [(s, min(s + size, len(self))) for s in range(0, len(self), size)]
-
-    def read(self, start: int, stop: int, bitstreams: bool = False) -> dict[str, np.ndarray]:
-        """The valid rows in [start, stop): key, label, bpp, y_hat, latent_shape, and
-        scales_hat (float32) and means_hat where the store has them (``store.inputs``)."""
-        z_hat = self._scales == "z_hat"
-        extra = ["y_string", "z_string", "z_shape"] if bitstreams else []
-        if z_hat and not bitstreams:
-            extra = ["z_shape"]  # h_s runs on each row cropped to its real size
-        extra += [
-            n
-            for n in ("image_size", "canvas_offset", *self.store.task_unit.target_names)
-            if n in self.group or n in self.store.task_unit.ragged_targets
-        ]
-        out = read_rows(self.group, start, stop, [*_FIELDS, *self._arrays[1:], *extra])
-        z_shapes = out.get("z_shape") if z_hat else None
-        if not bitstreams:
-            out.pop("z_shape", None)
-        if self._scales is not None:
-            out["scales_hat"] = self.store.scales_to_float(out.pop(self._scales), z_shapes)
-        out["label"] = out["label"].astype(np.int64)
-        return out
-
-    def __getitem__(self, row: int) -> dict:
-        """Row ``row`` as one sample (no batch dim), latents cropped to their real size."""
-        if not 0 <= row < len(self):
-            raise IndexError(f"row {row} out of range [0, {len(self)})")
-        got = self.read(row, row + 1)
-        if not len(got["key"]):
-            raise KeyError(f"row {row} of {self.split} is a hole left by a failed sample")
-        return _crop({k: v[0] for k, v in got.items()})
-
-    def __iter__(self):
-        for start, stop in self.blocks():
-            got = self.read(start, stop)
-            for i in range(len(got["key"])):
-                yield _crop({k: v[i] for k, v in got.items()})
-
-
-def _crop(sample: dict) -> dict:
-    h, w = (int(v) for v in sample["latent_shape"])
-    for name in ("y_hat", "scales_hat", "means_hat"):
-        if name in sample:
-            sample[name] = sample[name][..., :h, :w]
-    return sample
 
 
 class LatentStore:
@@ -268,6 +201,8 @@ class LatentStore:
                 a = group[name]
             except KeyError:
                 raise StoreCorruptError(f"{where}/zarr.json: missing from {self.url}") from None
+            except (ValueError, TypeError) as exc:  # zarr refused the metadata
+                raise StoreCorruptError(f"{where}/zarr.json: {str(exc)[:200]}") from None
             if a.dtype != np.dtype(dtype):
                 raise StoreCorruptError(f"{where}: dtype {a.dtype}, the task stores {dtype}")
             if len(a.shape) != 1 + len(shape) or any(

@@ -21,28 +21,32 @@ from __future__ import annotations
 
 import json
 import math
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import google_crc32c
 import numpy as np
 
 from latentcache.errors import StoreCorruptError
+from latentcache.store.chunk_codecs import (
+    COMPRESSORS,
+    array_decoder,
+    check_crc,
+    decompress_into,
+    zstd_content_size,
+)
 
 __all__ = [
     "zstd_content_size",
     "ShardLayout",
     "ShardFile",
     "shard_layout",
+    "chunk_layout",
     "read_layout",
     "open_shard",
     "read_shard_rows",
 ]
 
 _EMPTY = 2**64 - 1
-_COMPRESSORS = ("blosc", "zstd", "gzip")
-_TORCH_CUMSUM = ("u1", "i1", "i2", "i4", "i8")  # integer types torch.cumsum takes
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class ShardLayout:
     index_crc: bool
     key_prefix: str  # "c/" (default encoding) or "" (v2)
     key_sep: str
+    indexed: bool = True  # False: an unsharded array, one chunk per file (chunk_layout)
 
     @property
     def row_shape(self) -> tuple[int, ...]:
@@ -103,11 +108,11 @@ def _split_codecs(codecs: list[dict]) -> tuple[tuple, dict, tuple] | None:
     if any(c["name"] not in ("transpose", "numcodecs.delta") for c in arrays):
         return None
     kinds = [c["name"] for c in byte_codecs]
-    if any(k not in (*_COMPRESSORS, "crc32c") for k in kinds):
+    if any(k not in (*COMPRESSORS, "crc32c") for k in kinds):
         return None
-    if sum(k in _COMPRESSORS for k in kinds) > 1:
+    if sum(k in COMPRESSORS for k in kinds) > 1:
         return None
-    if any(k in _COMPRESSORS for k in kinds[1:]):  # a compressor must be innermost
+    if any(k in COMPRESSORS for k in kinds[1:]):  # a compressor must be innermost
         return None
     return arrays, codecs[i], byte_codecs
 
@@ -124,20 +129,50 @@ def _layout(meta: dict) -> ShardLayout | None:
     codecs = meta.get("codecs", [])
     if meta.get("zarr_format") != 3 or len(codecs) != 1 or codecs[0]["name"] != "sharding_indexed":
         return None
+    conf = codecs[0]["configuration"]
+    index_codecs = [c["name"] for c in conf.get("index_codecs", [])]
+    if index_codecs not in (["bytes"], ["bytes", "crc32c"]):
+        return None
+    inner = tuple(int(s) for s in conf["chunk_shape"])
+    return _rows_layout(
+        meta,
+        conf["codecs"],
+        inner,
+        index_at_end=conf.get("index_location", "end") == "end",
+        index_crc=index_codecs[-1] == "crc32c",
+    )
+
+
+def chunk_layout(meta: dict) -> ShardLayout | None:
+    """An unsharded array chunked along rows only (latentcache's per-row arrays), as a layout
+    whose "shard" files hold one chunk and no index; None if not supported."""
+    try:
+        if meta.get("zarr_format") != 3 or any(
+            c["name"] == "sharding_indexed" for c in meta["codecs"]
+        ):
+            return None
+        return _rows_layout(meta, meta["codecs"], None, index_at_end=True, index_crc=False)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _rows_layout(
+    meta: dict, codecs: list, inner: tuple | None, index_at_end: bool, index_crc: bool
+) -> ShardLayout | None:
+    """The geometry and codecs common to both: chunks of whole rows, ``inner`` ones inside
+    each shard, or (``inner`` None) one chunk per file."""
     if meta.get("storage_transformers") or meta["chunk_grid"]["name"] != "regular":
         return None
     shape = tuple(int(s) for s in meta["shape"])
     outer = tuple(int(s) for s in meta["chunk_grid"]["configuration"]["chunk_shape"])
-    conf = codecs[0]["configuration"]
-    inner = tuple(int(s) for s in conf["chunk_shape"])
-    if len(shape) < 1 or outer[1:] != shape[1:] or inner[1:] != shape[1:] or outer[0] % inner[0]:
+    rows = outer if inner is None else inner
+    if len(shape) < 1 or outer[1:] != shape[1:] or rows[1:] != shape[1:] or outer[0] % rows[0]:
         return None
     dtype_name = meta["data_type"]
     if not isinstance(dtype_name, str) or dtype_name not in _DTYPES:
         return None
-    split = _split_codecs(conf["codecs"])
-    index_codecs = [c["name"] for c in conf.get("index_codecs", [])]
-    if split is None or index_codecs not in (["bytes"], ["bytes", "crc32c"]):
+    split = _split_codecs(codecs)
+    if split is None:
         return None
     arrays, bytes_codec, byte_codecs = split
     endian = (bytes_codec.get("configuration") or {}).get("endian", "little")
@@ -153,13 +188,14 @@ def _layout(meta: dict) -> ShardLayout | None:
         dtype=dtype,
         fill_value=_fill(meta, np.dtype(_DTYPES[dtype_name])),
         shard_rows=outer[0],
-        chunk_rows=inner[0],
+        chunk_rows=rows[0],
         array_codecs=arrays,
         byte_codecs=byte_codecs,
-        index_at_end=conf.get("index_location", "end") == "end",
-        index_crc=index_codecs[-1] == "crc32c",
+        index_at_end=index_at_end,
+        index_crc=index_crc,
         key_prefix=f"c{sep}" if key["name"] == "default" else "",
         key_sep=sep,
+        indexed=inner is not None,
     )
 
 
@@ -172,85 +208,6 @@ _DTYPES = {
 }  # fmt: skip
 
 
-# --------------------------------------------------------------------------- decoding
-
-
-def _check_crc(buf: memoryview, what: str) -> memoryview:
-    if len(buf) < 4:
-        raise StoreCorruptError(f"{what}: {len(buf)} bytes, too short for its crc32c")
-    body, stored = buf[:-4], int.from_bytes(buf[-4:], "little")
-    if google_crc32c.value(bytes(body)) != stored:
-        raise StoreCorruptError(f"{what}: crc32c mismatch")
-    return body
-
-
-def _decompress(name: str, buf: memoryview, out: np.ndarray, what: str) -> None:
-    """Decompress ``buf`` into ``out`` (a flat uint8 view); the output must fill it exactly."""
-    try:
-        if name == "blosc":
-            from numcodecs import blosc
-
-            nbytes = blosc._cbuffer_sizes(buf)[0]
-            if nbytes != out.nbytes:
-                raise ValueError(f"holds {nbytes} bytes, expected {out.nbytes}")
-            blosc.decompress(buf, out)
-        elif name == "zstd":
-            from numcodecs import zstd
-
-            size = zstd_content_size(buf)
-            if size is not None and size != out.nbytes:
-                raise ValueError(f"holds {size} bytes, expected {out.nbytes}")
-            zstd.decompress(buf, out)
-        else:  # gzip (RFC 1952), bounded
-            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            data = d.decompress(buf, out.nbytes + 1)
-            if len(data) != out.nbytes or not d.eof:
-                raise ValueError(f"decoded to {len(data)}+ bytes, expected {out.nbytes}")
-            out[:] = np.frombuffer(data, np.uint8)
-    except (RuntimeError, ValueError) as e:
-        raise StoreCorruptError(f"{what}: {name} chunk: {e}") from None
-
-
-def zstd_content_size(buf) -> int | None:
-    """The decompressed size a Zstandard frame declares (RFC 8878 3.1.1.1), None if absent."""
-    b = memoryview(buf).cast("B")
-    if len(b) < 6 or bytes(b[:4]) != b"\x28\xb5\x2f\xfd":
-        raise ValueError("not a Zstandard frame")
-    fhd = b[4]
-    fcs_flag, single, dict_flag = fhd >> 6, (fhd >> 5) & 1, fhd & 3
-    pos = 5 + (not single) + (0, 1, 2, 4)[dict_flag]
-    n = (1 if single else 0, 2, 4, 8)[fcs_flag]
-    if n == 0:
-        return None
-    if len(b) < pos + n:
-        raise ValueError("truncated Zstandard frame header")
-    size = int.from_bytes(bytes(b[pos : pos + n]), "little")
-    return size + 256 if n == 2 else size
-
-
-def _array_decoder(codec: dict) -> Callable[[np.ndarray], np.ndarray]:
-    conf = codec.get("configuration") or {}
-    if codec["name"] == "transpose":
-        order = tuple(conf["order"])
-        return lambda a: a.reshape([a.shape[i] for i in order]).transpose(np.argsort(order))
-    dtype = np.dtype(conf["dtype"])
-    if np.dtype(conf.get("astype", dtype)) == dtype and dtype.str[1:] in _TORCH_CUMSUM:
-        return lambda a: _cumsum(a, dtype)
-    from numcodecs import Delta
-
-    delta = Delta(**conf)
-    return lambda a: delta.decode(a).reshape(a.shape).astype(a.dtype, copy=False)
-
-
-def _cumsum(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """numcodecs.Delta's decode (a wrapping running sum over the flat chunk): torch's
-    cumsum, ~25x faster than numpy's on uint8."""
-    import torch
-
-    flat = torch.from_numpy(np.ascontiguousarray(a).view(dtype).reshape(-1))
-    return flat.cumsum(0, dtype=flat.dtype).numpy().reshape(a.shape).view(a.dtype)
-
-
 class ShardFile:
     """One shard file of one array: index read once, then row ranges read with one ``read``
     each and decoded into the caller's arrays. ``f``: a seekable binary file, or None when
@@ -258,10 +215,10 @@ class ShardFile:
 
     def __init__(self, layout: ShardLayout, f, what: str) -> None:
         self.layout, self.what, self._f = layout, what, f
-        self._array_decoders = [_array_decoder(c) for c in reversed(layout.array_codecs)]
+        self._array_decoders = [array_decoder(c) for c in reversed(layout.array_codecs)]
         names = [c["name"] for c in layout.byte_codecs]
         self._crcs = names.count("crc32c")
-        self._compressor = next((n for n in names if n in _COMPRESSORS), None)
+        self._compressor = next((n for n in names if n in COMPRESSORS), None)
         self._index = self._read_index() if f is not None else None
 
     def close(self) -> None:
@@ -276,6 +233,11 @@ class ShardFile:
 
     def _read_index(self) -> np.ndarray:
         lay, f = self.layout, self._f
+        if not lay.indexed:  # the whole file is the one chunk
+            size = f.seek(0, 2)
+            if size > _max_stored(lay):
+                raise StoreCorruptError(f"{self.what}: {size} bytes, over its chunk's bound")
+            return np.array([[0, size]], np.int64)
         n = lay.index_nbytes()
         size = f.seek(0, 2)
         if size < n:
@@ -283,7 +245,7 @@ class ShardFile:
         f.seek(size - n if lay.index_at_end else 0)
         raw = memoryview(f.read(n))
         if lay.index_crc:
-            raw = _check_crc(raw, f"{self.what} index")
+            raw = check_crc(raw, f"{self.what} index")
         index = np.frombuffer(raw, "<u8").reshape(-1, 2).astype(np.int64, copy=True)
         empty = index[:, 0] == -1  # 2^64 - 1 as int64
         full = index[~empty]
@@ -329,12 +291,12 @@ class ShardFile:
         lay = self.layout
         what = f"{self.what} chunk {j}"
         for _ in range(self._crcs):  # crc32c codecs follow the compressor (_split_codecs)
-            buf = _check_crc(buf, what)
+            buf = check_crc(buf, what)
         comp = self._compressor
         direct = not self._array_decoders and dest.flags.c_contiguous and dest.dtype == lay.dtype
         flat = dest.view(np.uint8).reshape(-1) if direct else np.empty(lay.chunk_nbytes, np.uint8)
         if comp is not None:
-            _decompress(comp, buf, flat, what)
+            decompress_into(comp, buf, flat, what)
         elif len(buf) == lay.chunk_nbytes:
             flat[:] = np.frombuffer(buf, np.uint8)
         else:

@@ -29,6 +29,7 @@ class Task:
     # Zarr keeps them ragged through offsets, as the bitstreams (store/zarr_ragged.py)
     ragged_targets: dict[str, tuple[str, tuple[int, ...]]] = {}
     score_key = "top1"  # the summary key that picks best.pt
+    record_keys: tuple[str, ...] = ("top1", "top5", "loss")  # summary keys in metrics.jsonl
     min_classes = 1  # the fewest classes a store of this task can train a model on
 
     def manifest_entry(self, options: Mapping | None = None) -> dict:
@@ -59,20 +60,19 @@ class Task:
 
     # ---------------------------------------------------------------- training
 
-    def collate_targets(self, samples: list[dict], latent_hw: tuple[int, int]) -> dict:
-        """Batch tensors of the targets (``samples``: dicts with ``label``, ``image_size``,
-        ``canvas_offset`` and :attr:`target_names` arrays); ``latent_hw``: the batch's."""
-        import torch
+    target_keys: tuple[str, ...] = ("label",)  # batch tensors the training device needs
 
-        return {"label": torch.tensor([int(s["label"]) for s in samples], dtype=torch.long)}
+    def collate_targets(self, rows: list[dict], latent_hw: tuple[int, int]) -> dict:
+        """Batch tensors of the targets (``rows``: per sample ``label``, ``image_size``,
+        ``canvas_offset`` and the :attr:`target_names` arrays at the image's size), for
+        latents padded to ``latent_hw``. Only tasks with ``pads_latents`` are asked."""
+        raise NotImplementedError
 
-    def map_targets(self, batch: dict, crop, flipped, latent_hw) -> dict:
-        """The batch's targets after the latents' crop (``crop``: (top, left, size) in latent
-        cells, per sample tensors, or None) and flip (``flipped``: (B,) bool or None)."""
-        return {"label": batch["label"]}
-
-    def targets(self, batch: dict) -> object:
-        """What :meth:`loss` and the meter compare with the model's output."""
+    def map_targets(self, batch: dict, params, crop: int | None, latent_hw) -> object:
+        """The batch's targets after the latents' crop and flip: ``params`` = per-sample
+        (top, left, flipped) in latent cells (top/left None: flip only; ``params`` None:
+        nothing done), ``crop`` the crop's size in cells, ``latent_hw`` the latents'
+        (h, w) before it (targets beyond theirs are padding)."""
         return batch["label"]
 
     def loss(self, logits, targets, label_smoothing: float = 0.0):
@@ -80,9 +80,13 @@ class Task:
 
         return F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
 
+    def hits(self, logits, targets) -> tuple:
+        """(correct, counted) for the training accuracy (device tensors, no sync)."""
+        return (logits.argmax(1) == targets).sum(), targets.numel()
+
     def make_meter(self, num_classes: int):
         """A meter with ``update(logits, targets, loss)``, ``all_reduce()`` and
-        ``summary(classes)``."""
+        ``summary(classes)`` (its keys include :attr:`score_key`)."""
         raise NotImplementedError
 
 

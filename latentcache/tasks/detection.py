@@ -117,16 +117,18 @@ class DetectionTask(Task):
         label = torch.full((len(samples),), -1, dtype=torch.long)
         return {"label": label, "targets": targets}
 
-    def map_targets(self, batch: dict, crop, flipped, latent_hw) -> dict:
+    def map_targets(self, batch: dict, params, crop: int | None, latent_hw) -> list[dict]:
+        """The boxes after the latents' crop and flip: ``params`` = per-sample (top, left,
+        flipped) in latent cells (top/left None: flip only over the whole latent; ``params``
+        None: nothing done), ``crop`` the crop's size in cells, ``latent_hw`` the latents'
+        (h, w) before it."""
         from latentcache.train.box_augment import crop_flip_batch
 
-        if crop is None:
-            top = left = None
-            size_hw = tuple(latent_hw)
-        else:
-            top, left, size = crop
-            size_hw = (int(size), int(size))
-        return {"targets": crop_flip_batch(batch["targets"], top, left, flipped, size_hw)}
+        if params is None:
+            return batch["targets"]
+        top, left, flipped = params
+        size_hw = tuple(latent_hw) if top is None else (int(crop), int(crop))
+        return crop_flip_batch(batch["targets"], top, left, flipped, size_hw)
 
     def targets(self, batch: dict) -> object:
         return batch["targets"]
@@ -134,6 +136,12 @@ class DetectionTask(Task):
     def loss(self, outputs, targets, label_smoothing: float = 0.0):
         """A detector computes its own losses (torchvision's dict); their sum."""
         return sum(outputs.values())
+
+    def hits(self, outputs, targets) -> tuple:
+        """No training accuracy for detection (the losses are the training figures)."""
+        import torch
+
+        return torch.zeros((), dtype=torch.long), 0
 
     def make_meter(self, num_classes: int):
         from latentcache.train.detection_metric import DetectionMeter

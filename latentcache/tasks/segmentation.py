@@ -90,6 +90,7 @@ class SegmentationTask(Task):
     target_names = ("mask",)
     pads_latents = True
     score_key = "miou"
+    record_keys = ("miou", "pixel_accuracy", "loss")
     ignore_index = IGNORE_INDEX
 
     def manifest_entry(self, options: Mapping | None = None) -> dict:
@@ -121,3 +122,71 @@ class SegmentationTask(Task):
         if MASK_MEMBER not in raw:
             raise ValueError(f"missing member {MASK_MEMBER}")
         return {"mask": decode_mask_png(raw[MASK_MEMBER], image_hw, max_hw)}
+
+    # ---------------------------------------------------------------- training
+
+    target_keys = ("mask",)
+
+    def collate_targets(self, rows: list[dict], latent_hw: tuple[int, int]) -> dict:
+        import torch
+
+        hb, wb = latent_hw
+        canvas = torch.full((len(rows), CELL * hb, CELL * wb), IGNORE_INDEX, dtype=torch.uint8)
+        for i, r in enumerate(rows):
+            (top, left), (h, w) = r["canvas_offset"], r["image_size"]
+            canvas[i, top : top + h, left : left + w] = torch.from_numpy(r["mask"])
+        return {
+            "label": torch.full((len(rows),), -1, dtype=torch.long),
+            "mask": canvas,  # (B, 16 hb, 16 wb): cell (i, j) covers [16i, 16i+16) x [16j, 16j+16)
+            "image_size": torch.tensor([r["image_size"] for r in rows], dtype=torch.int32),
+            "canvas_offset": torch.tensor([r["canvas_offset"] for r in rows], dtype=torch.int32),
+        }
+
+    def map_targets(self, batch: dict, params, crop: int | None, latent_hw) -> object:
+        import torch
+        import torch.nn.functional as F
+
+        mask = batch["mask"]  # (B, 16h, 16w) on the canvas
+        if params is None:
+            return mask
+        top, left, flipped = params
+        flipped = flipped.to(mask.device)
+        if top is None:  # flip only, over the whole (padded) canvas
+            return torch.where(flipped[:, None, None], mask.flip(-1), mask)
+        h, w = latent_hw  # the latents were padded to at least crop x crop cells
+        pad = (0, CELL * w - mask.shape[-1], 0, CELL * h - mask.shape[-2])
+        if any(pad):
+            mask = F.pad(mask, pad, value=IGNORE_INDEX)
+        size = CELL * crop
+        base = torch.arange(size)
+        rows = CELL * top[:, None] + base  # (B, size)
+        cols = CELL * left[:, None] + torch.where(flipped.cpu()[:, None], size - 1 - base, base)
+        b = torch.arange(mask.shape[0])[:, None, None]
+        dev = mask.device
+        return mask[b.to(dev), rows[:, :, None].to(dev), cols[:, None, :].to(dev)]
+
+    def loss(self, logits, targets, label_smoothing: float = 0.0):
+        """Cross entropy on the canvas (logits upsampled bilinearly), 255 ignored; zero, with
+        a gradient, for a batch whose pixels are all ignored."""
+        import torch.nn.functional as F
+
+        from latentcache.tasks.seg_metric import upsample
+
+        up = upsample(logits.float(), targets.shape[-2:])
+        t = targets.long()
+        total = F.cross_entropy(
+            up, t, ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing, reduction="sum"
+        )
+        return total / (t != IGNORE_INDEX).sum().clamp_min(1)
+
+    def hits(self, logits, targets) -> tuple:
+        from latentcache.tasks.seg_metric import upsample
+
+        pred = upsample(logits.detach().float(), targets.shape[-2:]).argmax(1)
+        valid = targets != IGNORE_INDEX
+        return ((pred == targets) & valid).sum(), valid.sum()
+
+    def make_meter(self, num_classes: int):
+        from latentcache.tasks.seg_metric import SegmentationMeter
+
+        return SegmentationMeter(num_classes)

@@ -110,7 +110,8 @@ def _param(value: float | tuple[float, ...], device: torch.device) -> torch.Tens
     """A statistic as a tensor on ``device``, made once: building it from a Python value
     every batch is a blocking host-to-device copy, which stops the host from queueing the
     next steps ahead of the GPU."""
-    t = torch.as_tensor(value, dtype=torch.float32).to(device)
+    with torch.inference_mode(False), torch.no_grad():  # a plain tensor, whoever asks first
+        t = torch.as_tensor(value, dtype=torch.float32).to(device)
     return t.view(1, -1, 1, 1) if t.ndim == 1 else t
 
 
@@ -264,6 +265,39 @@ class LatentTransform:
             flipped = flipped.to(x.device, non_blocking=True)
             x = torch.where(flipped[:, None, None, None], x.flip(-1), x)
         return [p.contiguous(memory_format=self.memory_format) for p in torch.split(x, sizes, 1)]
+
+    def apply(
+        self,
+        batch: Mapping[str, torch.Tensor],
+        train: bool,
+        generator: torch.Generator | None,
+        task,
+    ) -> tuple[list[torch.Tensor], object]:
+        """(model inputs, targets) for ``task`` (``latentcache.tasks``): one crop and one flip
+        shared by the latents and, through the task's ``map_targets``, by its targets.
+
+        A task that pads latents (segmentation) is never resized: training crops
+        ``crop`` x ``crop`` cells (latents zero-padded up to it first) and flips; evaluation
+        takes the whole latent, deterministically.
+        """
+        if not task.pads_latents:
+            return self(batch, train, generator), task.map_targets(batch, None, None, None)
+        xs = normalize_inputs(batch, self.inputs, self.stats)
+        sizes = [x.shape[1] for x in xs]
+        x = torch.cat(xs, dim=1) if len(xs) > 1 else xs[0]  # (B, sum(C), h, w)
+        crop, params = self.config.crop, None
+        if train and crop is not None:
+            h, w = max(x.shape[-2], crop), max(x.shape[-1], crop)
+            x = F.pad(x, (0, w - x.shape[-1], 0, h - x.shape[-2]))
+            params = crop_flip_params(x.shape[0], h, w, crop, self.config.flip, generator)
+            x = apply_crop_flip(x, *params, crop)
+        elif train and self.config.flip:
+            flipped = torch.rand(x.shape[0], generator=generator) < 0.5
+            x = torch.where(flipped.to(x.device)[:, None, None, None], x.flip(-1), x)
+            params = (None, None, flipped)
+        hw = (h, w) if params is not None and params[0] is not None else tuple(x.shape[-2:])
+        targets = task.map_targets(batch, params, crop, hw)
+        return list(torch.split(x, sizes, dim=1)), targets
 
     def output_size(self, latent_hw: tuple[int, int]) -> tuple[int, int]:
         """Spatial size the model sees for latents of ``latent_hw``."""

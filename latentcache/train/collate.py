@@ -11,6 +11,10 @@
     ─► {"y_hat": int16, "scales_hat": uint8 scale index | float16 | float32,
         "label": int64, "key": [str], "lease": int (recycling only)}
 
+    a task with target arrays (segmentation): latents zero-padded to the batch's largest
+    latent, never resized; the task's ``collate_targets`` adds its tensors (a mask placed
+    on each sample's codec canvas, 255 off the image)
+
 A uint8 ``scales_hat`` indexes CompressAI's scale table (``get_scale_table()``), which the
 store's manifest must hold; :func:`latentcache.train.augment.normalize_inputs` looks it up
 on the training device. A store with another table gets float32 ``scales_hat`` here.
@@ -89,6 +93,12 @@ def _empty(shape: tuple[int, ...], dtype: np.dtype) -> torch.Tensor:
     return like.new(storage).view(shape)
 
 
+def _decode(p) -> np.ndarray:
+    a = np.empty(p.shape, p.dtype)
+    p.decode_into(a)
+    return a
+
+
 POOL_SIZE = 4  # batch buffers one producer recycles: its prefetched batches + one in use
 FREE, IN_USE = 1, 0  # lease values; the consumer sets FREE, the producer IN_USE
 
@@ -150,12 +160,15 @@ class BatchAssembler:
         resize: int | None,
         scale_table: np.ndarray | None,
         pool: BufferPool | None = None,
+        task=None,
     ) -> None:
         self.fields, self.resize, self.scale_table = tuple(fields), resize, scale_table
-        self.pool = pool
+        self.pool, self.task = pool, task
         self._collate = LatentCollate(fields, resize)
 
     def __call__(self, samples: list) -> dict:
+        if self.task is not None and self.task.pads_latents:
+            return self._padded(samples)
         if not self._direct(samples):
             return self._collate([self._decoded(s) for s in samples])
         batch = {
@@ -176,6 +189,29 @@ class BatchAssembler:
                 s.payload[f].decode_into(view[i])
             batch[f] = self._scales(out) if f == "scales_hat" else out
         return batch
+
+    def _padded(self, samples: list) -> dict:
+        """Latents zero-padded to the batch's largest (h, w) (top-left, where the store put
+        them), and the task's targets."""
+        hb = max(s.latent_shape[0] for s in samples)
+        wb = max(s.latent_shape[1] for s in samples)
+        batch: dict = {"key": [s.key for s in samples]}
+        for f in self.fields:
+            p0 = samples[0].payload[f]
+            out = _empty((len(samples), p0.shape[0], hb, wb), p0.dtype)
+            view = out.numpy()
+            view.fill(0)
+            for i, s in enumerate(samples):
+                a = _decode(s.payload[f])
+                h, w = s.latent_shape
+                view[i, :, :h, :w] = a[:, :h, :w]
+            batch[f] = self._scales(out) if f == "scales_hat" else out
+        rows = []
+        for s in samples:
+            h, w = s.image_size
+            row = {"label": s.label, "image_size": s.image_size, "canvas_offset": s.canvas_offset}
+            rows.append(row | {t: _decode(p)[:h, :w] for t, p in s.targets.items()})
+        return batch | self.task.collate_targets(rows, (hb, wb))
 
     def _direct(self, samples: list) -> bool:
         """One real size, stored at that size, one shape and dtype per field."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 from latentcache.errors import ConfigError
+from latentcache.store.location import require_worker_access
 from latentcache.train.augment import AugmentConfig
 from latentcache.train.cache import CACHES
 from latentcache.train.data import FORMATS
@@ -20,7 +21,7 @@ from latentcache.train.speed import COMPILE_MODES
 __all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "DEVICES", "PRETRAINED", "RUN_RECORD_KEYS"]
 
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "step", "constant")
+SCHEDULES = ("cosine", "step", "poly", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 PRETRAINED = (
     "auto",
@@ -106,6 +107,7 @@ class TrainConfig:
         if self.max_batches is not None and self.max_batches < 1:
             raise ConfigError(f"Invalid max_batches {self.max_batches!r}, should be >= 1 or None")
         AugmentConfig(resize=self.resize, crop=self.crop, flip=self.flip)  # validates
+        require_worker_access(self.store, self.workers)
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
         if getattr(self, name) not in choices:

@@ -38,6 +38,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from latentcache.errors import ConfigError, StoreCorruptError
+from latentcache.store.location import require_worker_access
 from latentcache.train.collate import (
     POOL_SIZE,
     BatchAssembler,
@@ -277,7 +278,8 @@ class LatentStream(IterableDataset):
             count = quotas[worker] * spec.batch_size
             stream = _cycle(samples, count) if count else iter(())
         pool = self._buffer_pool(worker)
-        assemble = BatchAssembler(spec.fields, self.resize, self._scale_table(), pool)
+        task = self.store.task_unit
+        assemble = BatchAssembler(spec.fields, self.resize, self._scale_table(), pool, task)
         for batch in _batched(stream, spec.batch_size):
             yield assemble(batch)
 
@@ -374,6 +376,7 @@ def build_loader(
     """
     if workers < 0:
         raise ConfigError(f"workers={workers}: should be >= 0")
+    require_worker_access(spec.store, workers)
     return LatentLoader(
         LatentStream(spec, resize, producers=max(workers, 1) if recycle else 0),
         batch_size=None,  # the stream yields whole batches

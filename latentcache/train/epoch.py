@@ -2,9 +2,13 @@
 
 ::
 
-    batches ─► prepare (non-blocking copy ─► LatentTransform) ─► forward (AMP on CUDA)
-      ─► cross entropy ─► step          (train_one_epoch: loss, top-1, samples/s)
-    batches ─► prepare (center crop) ─► forward ─► ClassificationMeter, summed over ranks
+    batches ─► prepare (non-blocking copy ─► LatentTransform.apply: latents and the task's
+               targets through one crop and flip) ─► forward (AMP on CUDA)
+      ─► task.loss ─► step              (train_one_epoch: loss, accuracy, samples/s)
+    batches ─► prepare (deterministic) ─► forward ─► task's meter, summed over ranks
+
+The task (``latentcache.tasks``) names the targets, the loss, the accuracy and the meter;
+nothing here depends on which task it is.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
+from latentcache.tasks import Task, get_task
 from latentcache.train.augment import LatentTransform
 from latentcache.train.checkpoint import unwrap_model
-from latentcache.train.metrics import ClassificationMeter
 
 __all__ = ["Prepare", "amp_context", "make_prepare", "train_one_epoch", "evaluate", "SYNC_EVERY"]
 
@@ -37,15 +41,20 @@ def amp_context(device: torch.device, enabled: bool):
     return torch.autocast("cuda", dtype=dtype)
 
 
-def make_prepare(transform: LatentTransform, device: torch.device, channels_last: bool) -> Prepare:
-    """Batch dict -> (model inputs on ``device``, labels): non-blocking copy, then transform."""
+def make_prepare(
+    transform: LatentTransform, device: torch.device, channels_last: bool, task: Task | None = None
+) -> Prepare:
+    """Batch dict -> (model inputs on ``device``, targets): non-blocking copy, then the
+    transform, which maps ``task``'s targets (default: class labels) with the latents."""
+    task = task or get_task("classification")
 
     def prepare(batch: dict, train: bool, generator: torch.Generator | None):
-        moved = {k: batch[k].to(device, non_blocking=True) for k in transform.fields}
-        xs = transform(moved, train, generator)
+        keys = (*transform.fields, *task.target_keys)
+        moved = {k: batch[k].to(device, non_blocking=True) for k in keys}
+        xs, targets = transform.apply(moved, train, generator, task)
         if channels_last and device.type == "cuda":
             xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
-        return xs, batch["label"].to(device, non_blocking=True)
+        return xs, targets
 
     return prepare
 
@@ -74,22 +83,26 @@ def train_one_epoch(
     amp=nullcontext,
     total: int | None = None,
     progress: bool = False,
+    task: Task | None = None,
 ) -> dict:
-    """One pass over ``batches``; returns this rank's loss, top-1, samples and samples/s."""
+    """One pass over ``batches``; returns this rank's loss, accuracy (``train_top1``: of
+    images, or of pixels for segmentation), samples and samples/s."""
     model.train()
-    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-    loss_sum, correct, seen, start = 0.0, 0, 0, time.perf_counter()  # sums stay on the device
+    task = task or get_task("classification")
+    loss_sum, correct, counted, seen = 0.0, 0, 0, 0  # sums stay on the device
+    start = time.perf_counter()
     with _progress(total, progress, "train") as bar:
         for step, batch in enumerate(batches, 1):
-            xs, labels = prepare(batch, True, generator)
+            xs, targets = prepare(batch, True, generator)
             with amp():
                 logits = model(*xs)
-                loss = criterion(logits.float(), labels)
+                loss = task.loss(logits, targets, label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             _backward_step(loss, optimizer, scaler)
-            n = len(labels)
+            n = len(targets)
             loss_sum, seen = loss_sum + loss.detach() * n, seen + n
-            correct = correct + (logits.argmax(1) == labels).sum()
+            hit, count = task.hits(logits, targets)
+            correct, counted = correct + hit, counted + count
             if step % SYNC_EVERY == 0:  # one device sync every few steps, bar or not
                 _check_finite(loss_sum, step)
                 rate = seen / max(time.perf_counter() - start, 1e-9)
@@ -99,7 +112,7 @@ def train_one_epoch(
     elapsed = time.perf_counter() - start
     return {
         "train_loss": float(loss_sum) / max(seen, 1),
-        "train_top1": int(correct) / max(seen, 1),
+        "train_top1": int(correct) / max(int(counted), 1),
         "train_samples": seen,
         "train_samples_per_s": seen / max(elapsed, 1e-9),
         "train_time_s": elapsed,
@@ -125,17 +138,23 @@ def _backward_step(loss: torch.Tensor, optimizer, scaler) -> None:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, batches: Iterable[dict], prepare: Prepare, num_classes: int, amp=nullcontext
-) -> ClassificationMeter:
-    """Deterministic evaluation (center crop); the meter is summed over DDP ranks."""
+    model: nn.Module,
+    batches: Iterable[dict],
+    prepare: Prepare,
+    num_classes: int,
+    amp=nullcontext,
+    task: Task | None = None,
+):
+    """Deterministic evaluation (center crop; whole latents for dense tasks); the task's
+    meter (classification: :class:`ClassificationMeter`), summed over DDP ranks."""
+    task = task or get_task("classification")
     model = unwrap_model(model)  # no DDP collectives: ranks may hold different batch counts
     model.eval()
-    meter = ClassificationMeter(num_classes)
-    criterion = nn.CrossEntropyLoss()
+    meter = task.make_meter(num_classes)
     for batch in batches:
-        xs, labels = prepare(batch, False, None)
+        xs, targets = prepare(batch, False, None)
         with amp():
             logits = model(*xs).float()
-        meter.update(logits, labels, float(criterion(logits, labels)))
+        meter.update(logits, targets, float(task.loss(logits, targets)))
     meter.all_reduce()
     return meter

@@ -3,8 +3,10 @@
 ::
 
     RUN_DIR/best.pt (or last.pt) ─► codec check against STORE ─► model, stats, classes
-      └► LatentStream(split, no shuffle) ─► ClassificationMeter
-      └► {"top1", "top5", "per_class", "confusion", ...} ─► eval_<split>.json, confusion_<split>.png
+      └► LatentStream(split, no shuffle) ─► the store task's meter
+      └► classification: {"top1", "top5", "per_class", "confusion", ...}
+         segmentation: {"miou", "per_class_iou", "pixel_accuracy", "confusion", ...}
+         ─► eval_<split>.json, confusion_<split>.png
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from latentcache.train.checkpoint import check_codec, load_checkpoint
 from latentcache.train.data import StreamSpec, build_loader
 from latentcache.train.distributed import resolve_device
 from latentcache.train.feed import DeviceFeeder
-from latentcache.train.loop import amp_context, evaluate, make_prepare
+from latentcache.train.loop import amp_context, check_model_task, evaluate, make_prepare
 from latentcache.train.models import create_classifier
 
 __all__ = ["evaluate_run", "find_checkpoint", "CHECKPOINTS"]
@@ -100,6 +102,8 @@ def evaluate_run(
     _check_store(state, store, store_path)
     cfg = state["config"]
     dev = resolve_device(device)
+    task = store.task_unit
+    check_model_task(state["config"]["model"], task)
     model = _build_model(state, int(store.num_channels), store.inputs).to(dev)
     augment = AugmentConfig(resize=cfg["resize"], crop=cfg["crop"], flip=False)
     stats = LatentStats.from_dict(state["stats"])
@@ -113,17 +117,17 @@ def evaluate_run(
         codec_checkpoint=codec_checkpoint or cfg.get("codec_checkpoint"),
     )
     loader = build_loader(spec, workers, cfg["resize"], recycle=True)
-    prepare = make_prepare(transform, dev, channels_last=False)
+    prepare = make_prepare(transform, dev, channels_last=False, task=task)
     batches = DeviceFeeder(dev)(loader)  # pinned ring + copy stream on CUDA
-    meter = evaluate(
-        model, batches, prepare, len(state["classes"]), lambda: amp_context(dev, cfg["amp"])
-    )
+    amp = lambda: amp_context(dev, cfg["amp"])  # noqa: E731
+    meter = evaluate(model, batches, prepare, len(state["classes"]), amp, task)
     result = meter.summary(list(state["classes"])) | {
         "split": split,
         "checkpoint": path.name,
         "epoch": int(state["epoch"]),
         "store": str(store_path),
         "model": cfg["model"],
+        "task": task.name,
     }
     if write:
         _write(Path(run_dir), split, result)
@@ -134,5 +138,5 @@ def _write(run_dir: Path, split: str, result: dict) -> None:
     from latentcache.report.training import plot_confusion_matrix
 
     (run_dir / f"eval_{split}.json").write_text(json.dumps(result, indent=2, sort_keys=True))
-    classes = list(result["per_class"])
+    classes = list(result.get("per_class") or result["per_class_iou"])
     plot_confusion_matrix(result["confusion"], classes, run_dir / f"confusion_{split}.png")

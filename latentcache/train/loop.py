@@ -8,12 +8,14 @@
       └► Trainer.fit, for each epoch:
            LatentStream (Zarr | WebDataset) ─► device ─► LatentTransform (crop/flip, seeded
            by (seed, epoch, rank))
-             ─► forward (AMP on CUDA) ─► cross entropy (label smoothing) ─► step
-           evaluate on the eval split (center crop; counts summed over ranks)
+             ─► forward (AMP on CUDA) ─► the task's loss (label smoothing) ─► step
+           evaluate on the eval split (deterministic; the task's meter, summed over ranks)
            rank 0 (run_files.py): metrics.jsonl line, last.pt (+ best.pt), progress bar
       └► rank 0: curves.png, eval_<split>.json, confusion_<split>.png
 
 Every random draw derives from ``(seed, epoch, rank)``, so ``--resume`` continues the same run.
+The store's task (``latentcache.tasks``: classification, segmentation) supplies targets, loss,
+meter and the score that picks ``best.pt`` (top-1, mIoU); the loop itself names no task.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 from torch import nn
 
 from latentcache.errors import ConfigError
+from latentcache.tasks import Task
 from latentcache.train.augment import LatentStats, LatentTransform, batch_fields
 from latentcache.train.cache import cache_loader
 from latentcache.train.checkpoint import (
@@ -47,13 +50,14 @@ from latentcache.train.distributed import (
 from latentcache.train.epoch import amp_context, evaluate, make_prepare, train_one_epoch
 from latentcache.train.feed import DeviceFeeder
 from latentcache.train.init import build_classifier, load_init
-from latentcache.train.metrics import ClassificationMeter
 from latentcache.train.run_files import RunFiles
 from latentcache.train.schedule import build_optimizer, build_scheduler
 from latentcache.train.speed import compile_model, cudnn_benchmark, use_fused
 
 __all__ = [
     "run_training",
+    "default_model",
+    "check_model_task",
     "Trainer",
     "augment_generator",
     "open_run_data",
@@ -102,6 +106,7 @@ class RunData:
     classes: list[str]
     codec: dict
     stats: LatentStats
+    task: Task
 
 
 def open_run_data(config: TrainConfig) -> RunData:
@@ -118,6 +123,7 @@ def open_run_data(config: TrainConfig) -> RunData:
         list(store.classes),
         codec_identity(store.codec),
         LatentStats.from_dict(stats),
+        store.task_unit,
     )
 
 
@@ -155,6 +161,7 @@ def find_resume(config: TrainConfig, data: RunData) -> dict | None:
 def build_model(config: TrainConfig, data: RunData, resume: dict | None) -> tuple[nn.Module, dict]:
     """The classifier with its starting weights: resumed, ``--init``, ImageNet or random;
     returns it with the record of where the weights came from."""
+    check_model_task(config.model, data.task)
     torch.manual_seed(config.seed)
     fresh = config.replace(pretrained="off") if config.init or resume else config  # overwritten
     model = build_classifier(fresh, data.store.num_channels, len(data.classes), data.store.inputs)
@@ -165,6 +172,25 @@ def build_model(config: TrainConfig, data: RunData, resume: dict | None) -> tupl
     elif config.init:
         record = load_init(model, config.init, data.store.codec)
     return model, record
+
+
+def check_model_task(model: str, task: Task) -> None:
+    """The model predicts what the store's task needs (ConfigError naming those that do)."""
+    from latentcache.train.models import CLASSIFIERS, list_classifiers
+
+    entry = CLASSIFIERS.get(model)
+    if entry is not None and entry.task != task.name:
+        raise ConfigError(
+            f'model "{model}" is a {entry.task} model; this store is {task.name}: '
+            f"choose one of {list_classifiers(task.name)}"
+        )
+
+
+def default_model(store: str) -> str:
+    """The default model of ``store``'s task (``latentcache train`` without ``--model``)."""
+    from latentcache.store import open_store
+
+    return open_store(store).task_unit.default_model
 
 
 def place_model(model: nn.Module, config: TrainConfig, device, dist: DistInfo) -> nn.Module:
@@ -247,7 +273,8 @@ class Trainer:
         transform = LatentTransform(
             self.model.inputs, self.data.stats, config.augment, fmt, self.data.store.inputs
         )
-        self.prepare = make_prepare(transform, device, config.channels_last)
+        self.task = self.data.task
+        self.prepare = make_prepare(transform, device, config.channels_last, self.task)
         self.feed = DeviceFeeder(device)  # pinned ring + copy stream on CUDA
         self.amp_on = config.amp and device.type == "cuda"
         fp16 = self.amp_on and not torch.cuda.is_bf16_supported()
@@ -291,8 +318,8 @@ class Trainer:
             if eval_loader is not None:
                 meter = self.evaluate(eval_loader)
                 summary = meter.summary()
-                record |= {f"eval_{k}": summary[k] for k in ("top1", "top5", "loss")}
-            score = record.get("eval_top1", record["train_top1"])
+                record |= {f"eval_{k}": summary[k] for k in self.task.record_keys}
+            score = record.get(f"eval_{self.task.score_key}", record["train_top1"])
             is_best, best = score > best, max(score, best)
             if main:
                 self._end_epoch(record, optimizer, scheduler, best, is_best)
@@ -312,6 +339,7 @@ class Trainer:
             amp=self.amp,
             total=steps,
             progress=self.config.progress and self.dist.is_main,
+            task=self.task,
         )
         return _reduce_train_stats(stats) if self.dist.enabled else stats
 
@@ -319,9 +347,10 @@ class Trainer:
         """This rank's crops and flips for ``epoch`` (:func:`augment_generator`)."""
         return augment_generator(self.config.seed, epoch, self.dist.rank)
 
-    def evaluate(self, loader) -> ClassificationMeter:
+    def evaluate(self, loader):
         batches = self.feed(loader)
-        return evaluate(self.model, batches, self.prepare, len(self.data.classes), self.amp)
+        n = len(self.data.classes)
+        return evaluate(self.model, batches, self.prepare, n, self.amp, self.task)
 
     def _restore(self, optimizer, scheduler) -> tuple[int, float]:
         state = self.resume

@@ -89,6 +89,31 @@ PRESETS: dict[str, Preset] = {
             crop=28,
             flip=True,
         ),
+        _preset(
+            "torfason2018-seg",
+            "Torfason et al. 2018, Table 2 (mIoU): cResNet-51-d with an ASPP head at rates "
+            "{6, 12, 18, 24} on PASCAL VOC 2012 + SBD (train_aug), validated on VOC val",
+            "Appendix A.5 (DeepLab's settings, Chen et al. 2016): batch 10, 20k iterations "
+            "(about 19 epochs of train_aug's 10,582 images), SGD momentum 0.9, lr 0.001 with "
+            "the poly policy (power 0.9), weight decay 5e-4, random mirroring and random crops "
+            "of 320x320 pixels = 20x20 cells of a 16x codec (their codec's 40x40 were 8x); "
+            "latentcache steps the poly policy per epoch and uses one lr for all layers (the "
+            "paper's classifier layer took 10x)",
+            model="cresnet51-d",
+            pretrained="off",
+            epochs=19,
+            batch_size=10,
+            optimizer="sgd",
+            lr=0.001,
+            momentum=0.9,
+            nesterov=False,
+            weight_decay=5e-4,
+            schedule="poly",
+            label_smoothing=0.0,
+            resize=None,
+            crop=20,
+            flip=True,
+        ),
     )
 }
 

@@ -18,8 +18,12 @@ from latentcache.train.speed import use_fused
 __all__ = ["EpochSchedule", "build_optimizer", "build_scheduler"]
 
 
+POLY_POWER = 0.9  # DeepLab's "poly" learning-rate policy
+
+
 class EpochSchedule:
-    """cosine: ``0.5 (1 + cos(pi e / epochs))``; step: ``gamma ** (e // step_size)``; constant: 1."""
+    """cosine: ``0.5 (1 + cos(pi e / epochs))``; step: ``gamma ** (e // step_size)``;
+    poly (DeepLab): ``(1 - e / epochs) ** 0.9``; constant: 1."""
 
     def __init__(
         self,
@@ -40,6 +44,8 @@ class EpochSchedule:
             return 0.5 * (1.0 + math.cos(math.pi * min(epoch, self.epochs) / self.epochs))
         if self.kind == "step":
             return self.gamma ** (epoch // self.step_size)
+        if self.kind == "poly":
+            return max(1.0 - min(epoch, self.epochs) / self.epochs, 0.0) ** POLY_POWER
         return 1.0
 
     def _apply(self) -> None:

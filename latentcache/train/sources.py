@@ -3,7 +3,7 @@
 ::
 
     ZarrSource   piece = rows [a, b) of one Zarr shard
-      per-row arrays (key, label, latent_shape) ─ zarr_store.read_rows, once per shard
+      per-row arrays (key, label, latent_shape) ─ ZarrSplit.read_arrays, once per shard
       latents ─ ShardFile.chunk_bytes: one read per array and piece (shard_reader)
         (layouts shard_reader does not take, and z_hat stores: ZarrSplit.read, decoded)
     WdsSource    unit = one tar, streamed; a piece = its next n samples
@@ -19,6 +19,7 @@ waits until the batch is assembled, so a shuffle buffer holds compressed bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -36,9 +37,9 @@ from latentcache.store.wds_store import (
     decode_array,
     sample_info,
 )
-from latentcache.store.zarr_store import ZARR_DIR, read_rows
+from latentcache.store.zarr_store import ZARR_DIR
 
-__all__ = ["Payload", "RawSample", "ZarrSource", "WdsSource"]
+__all__ = ["Payload", "RawSample", "ZarrSource", "WdsSource", "check_geometry"]
 
 OPEN_SHARDS = 64  # shard files kept open per array by one reader (least recently used closed)
 
@@ -58,6 +59,25 @@ class RawSample:
     label: int
     latent_shape: tuple[int, int]
     payload: dict[str, Payload]
+    targets: dict[str, Payload] = dataclasses.field(default_factory=dict)  # the task's (a mask)
+    image_size: tuple[int, int] | None = None  # read for tasks with target arrays
+    canvas_offset: tuple[int, int] | None = None
+
+
+def check_geometry(image_size, canvas_offset, latent_shape) -> None:
+    """A row's image size, canvas offset and latent size agree with CompressAI's centred
+    padding to 64 (ValueError otherwise): its targets can be placed on the canvas."""
+    h, w = image_size
+    top, left = canvas_offset
+    lat = (-(-h // 64) * 4, -(-w // 64) * 4)
+    if tuple(latent_shape) != lat or (top, left) != (
+        (lat[0] * 16 - h) // 2,
+        (lat[1] * 16 - w) // 2,
+    ):
+        raise ValueError(
+            f"image_size {tuple(image_size)}, canvas_offset {tuple(canvas_offset)} and "
+            f"latent_shape {tuple(latent_shape)} disagree"
+        )
 
 
 def _array_payload(a: np.ndarray) -> Payload:
@@ -70,9 +90,10 @@ class ZarrSource:
     def __init__(self, store, split: str, fields: tuple[str, ...]) -> None:
         self.store, self.split, self.fields = store, split, tuple(fields)
         self.zs = store.zarr_split(split)
+        self.targets = tuple(store.task_unit.target_names)
         self._rows: OrderedDict[int, dict] = OrderedDict()
         self._files: OrderedDict[tuple[str, int], ShardFile] = OrderedDict()
-        self._layouts = {f: self._layout(f) for f in self.fields}
+        self._layouts = {f: self._layout(f) for f in (*self.fields, *self.targets)}
         self.block_rows = int(self.zs.group.attrs["shard_size"])
 
     def _array(self, field: str) -> str:
@@ -103,18 +124,37 @@ class ZarrSource:
         if block not in self._rows:
             start = block * self.block_rows
             stop = min(start + self.block_rows, len(self.zs))
+            geometry = ["image_size", "canvas_offset"] if self.targets else []
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                rows = read_rows(self.zs.group, start, stop, ["key", "label", "latent_shape"])
+                rows = self.zs.read_arrays(start, stop, ["key", "label", "latent_shape", *geometry])
             self._rows[block] = {
                 "key": [str(k) for k in rows["key"]],
                 "label": np.asarray(rows["label"], np.int64).tolist(),
-                "latent_shape": [tuple(int(v) for v in s) for s in rows["latent_shape"]],
+                **{
+                    n: [tuple(int(v) for v in s) for s in rows[n]]
+                    for n in ("latent_shape", *geometry)
+                },
             }
+            self._check_rows(block)
             while len(self._rows) > OPEN_SHARDS:
                 self._rows.popitem(last=False)
         self._rows.move_to_end(block)
         return self._rows[block]
+
+    def _check_rows(self, block: int) -> None:
+        if not self.targets:
+            return
+        meta = self._rows[block]
+        for i, key in enumerate(meta["key"]):
+            try:
+                check_geometry(
+                    meta["image_size"][i], meta["canvas_offset"][i], meta["latent_shape"][i]
+                )
+            except ValueError as exc:
+                raise StoreCorruptError(
+                    f"{self._dir('canvas_offset')}: row {key!r}: {exc}"
+                ) from None
 
     def piece(self, start: int, stop: int) -> list[RawSample]:
         """The valid samples of rows [start, stop), which lie in one block."""
@@ -128,15 +168,20 @@ class ZarrSource:
             payloads = self._fast_payloads(start, stop)
         else:
             payloads = self._slow_payloads(start, stop)
-        return [
-            RawSample(
-                meta["key"][r - base],
-                meta["label"][r - base],
-                meta["latent_shape"][r - base],
-                payloads[i],
-            )
-            for i, r in enumerate(range(start, stop))
-        ]
+        return [self._sample(meta, r - base, payloads[i]) for i, r in enumerate(range(start, stop))]
+
+    def _sample(self, meta: dict, j: int, payload: dict[str, Payload]) -> RawSample:
+        if not self.targets:
+            return RawSample(meta["key"][j], meta["label"][j], meta["latent_shape"][j], payload)
+        return RawSample(
+            meta["key"][j],
+            meta["label"][j],
+            meta["latent_shape"][j],
+            {f: payload[f] for f in self.fields},
+            {t: payload[t] for t in self.targets},
+            meta["image_size"][j],
+            meta["canvas_offset"][j],
+        )
 
     def _open_seekable(self, rel: str):
         return self.store.open_file(rel, seekable=True)  # the shard index, then row ranges
@@ -147,14 +192,14 @@ class ZarrSource:
             self._files[key] = open_shard(
                 self._open_seekable, self._dir(field), self._layouts[field], shard
             )
-            while len(self._files) > OPEN_SHARDS * len(self.fields):
+            while len(self._files) > OPEN_SHARDS * len(self._layouts):
                 self._files.popitem(last=False)[1].close()
         self._files.move_to_end(key)
         return self._files[key]
 
     def _fast_payloads(self, start: int, stop: int) -> list[dict[str, Payload]]:
         out: list[dict[str, Payload]] = [{} for _ in range(start, stop)]
-        for field in self.fields:
+        for field in (*self.fields, *self.targets):
             lay = self._layouts[field]
             s = lay.shard_rows
             for shard in range(start // s, -(-stop // s)):
@@ -172,7 +217,10 @@ class ZarrSource:
     def _slow_payloads(self, start: int, stop: int) -> list[dict[str, Payload]]:
         got = self.zs.read(start, stop)
         return [
-            {f: _array_payload(np.ascontiguousarray(got[f][i])) for f in self.fields}
+            {
+                f: _array_payload(np.ascontiguousarray(got[f][i]))
+                for f in (*self.fields, *self.targets)
+            }
             for i in range(len(got["key"]))
         ]
 
@@ -199,6 +247,7 @@ class WdsSource:
         self.entries = store.wds_entries(split)
         self.limits = store.sample_limits(split)
         self._stored = scales_array_name(store.scales_repr)
+        self.task = store.task_unit
         self._eager = store.scales_repr == "z_hat" and "scales_hat" in self.fields
 
     def units(self) -> list[str]:
@@ -237,7 +286,38 @@ class WdsSource:
                 np.dtype(spec.dtype),
                 _member_decoder(encoding, data, spec, where),
             )
-        return RawSample(key, label, hw, payload)
+        if not self.task.target_names:
+            return RawSample(key, label, hw, payload)
+        image, offset = _geometry(raw, hw)
+        targets = {
+            t: Payload(image, np.dtype(np.uint8), self._target_decoder(raw, t, image, rel))
+            for t in self.task.target_names
+        }
+        return RawSample(key, label, hw, payload, targets, image, offset)
+
+    def _target_decoder(self, raw: dict, name: str, image, rel: str):
+        def decode_into(out: np.ndarray) -> None:
+            try:
+                got = self.task.parse_members(raw, image, self.limits.max_image_hw)[name]
+            except ValueError as exc:
+                raise StoreCorruptError(f"{rel}: sample {raw['__key__']!r}: {exc}") from None
+            np.copyto(out, got)
+
+        return decode_into
+
+
+def _geometry(raw: dict, hw) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(image_size, canvas_offset) of a raw sample's .json, checked against its latent size."""
+    info, _ = sample_info(raw)
+    try:
+        image = tuple(int(v) for v in info["image_size"])
+        offset = tuple(int(v) for v in info["canvas_offset"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"bad or missing image_size / canvas_offset in .json ({exc})") from None
+    if len(image) != 2 or len(offset) != 2:
+        raise ValueError(f"image_size {image} / canvas_offset {offset}: expected two values")
+    check_geometry(image, offset, hw)
+    return image, offset
 
 
 def _label_and_size(raw: dict, limits) -> tuple[int, tuple[int, int]]:

@@ -14,6 +14,7 @@ from latentcache.train.models import (  # noqa: F401  (their decorators fill the
     cresnet_dual,
     detectors,
     pixel_resnet,
+    segmenters,
     sresnet,
 )
 from latentcache.train.models.registry import (

@@ -37,10 +37,14 @@ _WEIGHTS = {
 }
 
 
-def make_stage(inplanes: int, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+def make_stage(
+    inplanes: int, planes: int, blocks: int, stride: int = 1, dilation: int = 1
+) -> nn.Sequential:
     """``blocks`` ResNet-50 bottlenecks (1x1 planes, 3x3 planes, 1x1 4*planes).
 
     The first block projects ``inplanes`` to ``4 * planes`` (and strides) when needed.
+    ``dilation`` > 1 (atrous, DeepLab): the 3x3 convolutions of every block after the first
+    are dilated, as torchvision's ``replace_stride_with_dilation`` does for a stage.
     """
     outplanes = planes * tv_resnet.Bottleneck.expansion
     downsample = None
@@ -50,7 +54,9 @@ def make_stage(inplanes: int, planes: int, blocks: int, stride: int = 1) -> nn.S
             nn.BatchNorm2d(outplanes),
         )
     layers = [tv_resnet.Bottleneck(inplanes, planes, stride, downsample)]
-    layers += [tv_resnet.Bottleneck(outplanes, planes) for _ in range(blocks - 1)]
+    layers += [
+        tv_resnet.Bottleneck(outplanes, planes, dilation=dilation) for _ in range(blocks - 1)
+    ]
     return nn.Sequential(*layers)
 
 
@@ -104,11 +110,12 @@ def load_cached_imagenet(arch: str, pretrained: bool | str) -> tuple[dict | None
     return None, {"kind": "random", "reason": f"no ImageNet weights cached at {expected}"}
 
 
-def resnet_trunk(arch: str, pretrained: bool | str) -> tv_resnet.ResNet:
+def resnet_trunk(arch: str, pretrained: bool | str, **kwargs) -> tv_resnet.ResNet:
     """torchvision's ResNet ``arch``, with cached ImageNet weights when available;
-    ``trunk.initialised_from`` records which (see :func:`load_cached_imagenet`)."""
+    ``trunk.initialised_from`` records which (see :func:`load_cached_imagenet`). ``kwargs``
+    go to torchvision (``replace_stride_with_dilation``: the same weights, dilated)."""
     factory = {"resnet50": tv_resnet.resnet50, "resnet101": tv_resnet.resnet101}[arch]
-    model = factory(weights=None)
+    model = factory(weights=None, **kwargs)
     state, record = load_cached_imagenet(arch, pretrained)
     if state is not None:
         model.load_state_dict(state)

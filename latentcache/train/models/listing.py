@@ -25,18 +25,23 @@ def count_parameters(name: str, channels: int, num_classes: int, store_inputs=No
     return sum(p.numel() for p in model.parameters())
 
 
-def describe_models(channels: int, num_classes: int, store_inputs=None) -> list[str]:
+def describe_models(
+    channels: int, num_classes: int, store_inputs=None, task: str | None = None
+) -> list[str]:
     """One line per model for latents of ``channels`` (M) and ``num_classes`` classes, taking
-    the inputs of a store with ``store_inputs`` (None: y_hat and scales_hat)."""
+    the inputs of a store with ``store_inputs`` (None: y_hat and scales_hat); with ``task``
+    (a store's), only the models that fit it."""
     rows = [("model", "inputs", "parameters", "")]
     for name in sorted(CLASSIFIERS):
         entry = CLASSIFIERS[name]
+        if task is not None and entry.task != task:
+            continue
         what = entry.summary if entry.latent else f"{entry.summary} Not for latent training."
         model = _build(name, channels, num_classes, store_inputs)
         params = sum(p.numel() for p in model.parameters())
         rows.append((name, "+".join(model.inputs), f"{params / 1e6:.2f}M", what))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    head = f"# M={channels} channels, {num_classes} classes"
+    head = f"# M={channels} channels, {num_classes} classes" + (f", {task}" if task else "")
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
         for r in rows

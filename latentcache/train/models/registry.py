@@ -61,6 +61,7 @@ class ClassifierEntry:
     factory: Callable[..., nn.Module]
     inputs: tuple[str, ...] | str  # or STORE_INPUTS
     imagenet: bool = False
+    task: str = "classification"  # the store task it learns (latentcache.tasks)
 
     @property
     def latent(self) -> bool:
@@ -76,9 +77,14 @@ CLASSIFIERS: dict[str, ClassifierEntry] = {}
 
 
 def register_classifier(
-    name: str, *, inputs: tuple[str, ...] | str, imagenet: bool = False
+    name: str,
+    *,
+    inputs: tuple[str, ...] | str,
+    imagenet: bool = False,
+    task: str = "classification",
 ) -> Callable:
-    """Register ``factory(in_channels, num_classes, **kw) -> nn.Module`` under ``name``."""
+    """Register ``factory(in_channels, num_classes, **kw) -> nn.Module`` under ``name``;
+    ``task``: what it predicts (classification: (B, K) logits; segmentation: (B, K, h, w))."""
     bad = [] if inputs == STORE_INPUTS else [i for i in inputs if i not in _KNOWN_INPUTS]
     if bad:
         raise ValueError(f"Unknown inputs {bad} for {name!r}; valid: {list(_KNOWN_INPUTS)}")
@@ -87,7 +93,7 @@ def register_classifier(
         if name in CLASSIFIERS:
             raise ValueError(f'Classifier "{name}" is already registered')
         declared = inputs if inputs == STORE_INPUTS else tuple(inputs)
-        CLASSIFIERS[name] = ClassifierEntry(name, factory, declared, imagenet)
+        CLASSIFIERS[name] = ClassifierEntry(name, factory, declared, imagenet, task)
         return factory
 
     return decorator
@@ -121,6 +127,6 @@ def create_classifier(
     return model
 
 
-def list_classifiers() -> list[str]:
-    """Sorted names of the registered classifiers."""
-    return sorted(CLASSIFIERS)
+def list_classifiers(task: str | None = "classification") -> list[str]:
+    """Sorted names of the registered models for ``task`` (None: every task)."""
+    return sorted(n for n, e in CLASSIFIERS.items() if task is None or e.task == task)

@@ -327,3 +327,13 @@ def test_hostile_means_hat_members_are_refused(photo_root, tmp_path):
         assert "means_hat" in str(err.value) and "\n" not in str(err.value), why
     with pytest.raises(ValueError, match=r"missing array members \['means_hat'\]"):
         store.decode_wds_sample({k: v for k, v in raw.items() if k != name})
+
+
+@pytest.mark.parametrize("arch", ["bmshj2018-factorized", "mbt2018-mean", "cheng2020-anchor"])
+def test_finetune_refuses_other_architectures_in_one_line(arch):
+    from latentcache.errors import ConfigError
+    from latentcache.finetune.objective import check_architecture
+
+    with pytest.raises(ConfigError) as err:
+        check_architecture(make_zoo_model(arch))
+    assert "finetune supports" in str(err.value) and "\n" not in str(err.value)

@@ -54,7 +54,7 @@ def first_run(tmp_path_factory, texture_root, tiny_checkpoint, one_torch_thread)
 def test_every_pipeline_loads_and_cites_its_table(path) -> None:
     recipe = load_recipe(path)
     assert recipe.name == path.stem and recipe.cites and recipe.models
-    if recipe.name != "demo":
+    if recipe.name not in ("demo", "demo-seg"):  # the demos reproduce no table
         assert recipe.papers and all(
             "Table" in p.source or "section" in p.source for p in recipe.papers
         )

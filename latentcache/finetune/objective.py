@@ -64,7 +64,9 @@ def check_architecture(model: nn.Module) -> None:
     name = type(model).__name__
     if name not in SUPPORTED_ARCHS:
         raise ConfigError(
-            f"finetune supports {list(SUPPORTED_ARCHS)} (bmshj2018-hyperprior), not {name}"
+            f"finetune supports {list(SUPPORTED_ARCHS)} (bmshj2018-hyperprior), not {name}: "
+            "its objective feeds the classifier y_hat and sigma-hat = h_s(z_hat), which other "
+            "architectures do not decode that way (no hyperprior, means, or a context model)"
         )
 
 

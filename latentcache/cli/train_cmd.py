@@ -267,8 +267,10 @@ def train(store, out, preset, list_models, channels, classes, verbose, **_option
     from latentcache.train import run_training
     from latentcache.train.checkpoint import check_run_folder
 
+    if _options["resume"] and out:  # before the store is opened for the default model
+        check_run_folder(out)
     config = train_config(click.get_current_context())
-    if config.resume:
+    if config.resume and not out:
         check_run_folder(config.out)
     result = run_training(config)
     if _is_main_rank():

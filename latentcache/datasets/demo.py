@@ -167,28 +167,34 @@ def manifest_path() -> Path:
     return manifest_dir() / "demo" / "index.json"
 
 
-def read_manifest() -> dict:
-    path = manifest_path()
+def read_plan(name: str) -> dict:
+    """The committed plan ``data_manifests/<name>/index.json`` of a dataset rendered offline."""
+    path = manifest_dir() / name / "index.json"
     if not path.is_file():
         raise DatasetNotFoundError(
-            f"demo dataset index {path} not found; it ships with latentcache (data_manifests/ "
+            f"{name} dataset index {path} not found; it ships with latentcache (data_manifests/ "
             f"of the source tree, packaged in the wheel); set LATENTCACHE_MANIFESTS to such a folder"
         )
     return json.loads(path.read_text())
 
 
-def _check_sources(manifest: dict) -> dict[str, np.ndarray]:
+def check_sources(name: str, manifest: dict, load) -> dict[str, np.ndarray]:
+    """``load(source)`` for every source photo of ``manifest``, checked against its pixels sha256."""
     images = {}
-    for cls, src in manifest["sources"].items():
-        img = source_image(cls)
+    for key, src in manifest["sources"].items():
+        img = load(key)
         if pixels_sha256(img) != src["pixels_sha256"]:
             raise StoreCorruptError(
-                f"skimage.data.{cls}() of this scikit-image differs from the one the demo index "
-                f"was made from (pixels sha256 {pixels_sha256(img)[:12]}…, expected "
+                f"skimage.data.{key}() of this scikit-image differs from the one the {name} "
+                f"index was made from (pixels sha256 {pixels_sha256(img)[:12]}…, expected "
                 f"{src['pixels_sha256'][:12]}…)"
             )
-        images[cls] = img
+        images[key] = img
     return images
+
+
+def read_manifest() -> dict:
+    return read_plan("demo")
 
 
 def _write_patches(folder: Path, manifest: dict, images: dict[str, np.ndarray]) -> None:
@@ -214,7 +220,7 @@ def prepare(root: str | os.PathLike) -> Path:
     if root.is_dir():
         return root
     manifest = read_manifest()
-    images = _check_sources(manifest)
+    images = check_sources("demo", manifest, source_image)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:

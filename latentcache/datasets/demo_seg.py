@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from latentcache.datasets.base import DatasetIndex, Sample, register_dataset
-from latentcache.datasets.demo import pixels_sha256
+from latentcache.datasets.demo import check_sources, pixels_sha256, read_plan
 from latentcache.datasets.imagefolder import manifest_dir
 from latentcache.datasets.masks import IGNORE_INDEX, write_palette_mask
 from latentcache.errors import DatasetNotFoundError, StoreCorruptError
@@ -197,26 +197,7 @@ def manifest_path() -> Path:
 
 
 def read_manifest() -> dict:
-    path = manifest_path()
-    if not path.is_file():
-        raise DatasetNotFoundError(
-            f"demo-seg index {path} not found; it ships with latentcache (data_manifests/ of "
-            f"the source tree, packaged in the wheel); set LATENTCACHE_MANIFESTS to such a folder"
-        )
-    return json.loads(path.read_text())
-
-
-def _check_sources(manifest: dict) -> dict[str, np.ndarray]:
-    sources = {}
-    for name, src in manifest["sources"].items():
-        img = source(name)
-        if pixels_sha256(img) != src["pixels_sha256"]:
-            raise StoreCorruptError(
-                f"skimage.data.{name}() of this scikit-image differs from the one the demo-seg "
-                f"index was made from (pixels sha256 {pixels_sha256(img)[:12]}…)"
-            )
-        sources[name] = img
-    return sources
+    return read_plan("demo-seg")
 
 
 def _write_images(folder: Path, manifest: dict, sources: dict[str, np.ndarray]) -> None:
@@ -239,7 +220,7 @@ def prepare(root: str | os.PathLike) -> Path:
     if root.is_dir():
         return root
     manifest = read_manifest()
-    sources = _check_sources(manifest)
+    sources = check_sources("demo-seg", manifest, source)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:

@@ -5,6 +5,9 @@
     atomic_write(path) ─► open .<name>.<pid>.<thread>.tmp beside path ─► caller writes
         ─► flush + fsync ─► os.replace(tmp, path)            (on any error: tmp removed)
 
+    atomic_dir(path) ─► mkdtemp .<name>-* beside path ─► caller fills it
+        ─► os.replace(tmp, path)                             (on any error: tmp removed)
+
 Every file latentcache writes whole (store manifest, commit records, WebDataset shards, codec
 and training checkpoints, evaluation results) goes through :func:`atomic_write`.
 """
@@ -14,12 +17,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "write_json_atomic"]
+__all__ = ["atomic_write", "atomic_dir", "write_json_atomic"]
 
 
 @contextlib.contextmanager
@@ -38,6 +43,20 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary sibling folder of ``path`` to fill; renamed to ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -24,13 +24,12 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from latentcache.atomic import atomic_dir
 from latentcache.datasets.base import DatasetIndex, Sample, register_dataset
 from latentcache.datasets.imagefolder import manifest_dir
 from latentcache.errors import DatasetNotFoundError, StoreCorruptError
@@ -221,15 +220,9 @@ def prepare(root: str | os.PathLike) -> Path:
         return root
     manifest = read_manifest()
     images = check_sources("demo", manifest, source_image)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
+    with atomic_dir(root) as tmp:
         _write_patches(tmp, manifest, images)
         (tmp / "index.json").write_text(dump_manifest(manifest))
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("demo dataset: %d patches written to %s", len(manifest["patches"]), root)
     return root
 

@@ -27,12 +27,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from latentcache.atomic import atomic_dir
 from latentcache.datasets.base import DatasetIndex, Sample, register_dataset
 from latentcache.datasets.demo import check_sources, pixels_sha256, read_plan
 from latentcache.datasets.imagefolder import manifest_dir
@@ -221,16 +220,10 @@ def prepare(root: str | os.PathLike) -> Path:
         return root
     manifest = read_manifest()
     sources = check_sources("demo-seg", manifest, source)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
+    with atomic_dir(root) as tmp:
         _write_images(tmp, manifest, sources)
         (tmp / "classes.txt").write_text("".join(f"{c}\n" for c in manifest["classes"]))
         (tmp / "index.json").write_text(dump_manifest(manifest))
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("demo-seg dataset: %d images written to %s", len(manifest["images"]), root)
     return root
 

@@ -12,7 +12,8 @@ images, from a detection dataset's images, measured from real bytes.
          compress, y_hat from the bytes, g_s, 8-bit image cut to the original, detector,
          COCO mAP (DetectionMeter), true bpp from the bytes ─► summary.json
 
-The detector reads decoded pixels (chamain2021's setting). A detector of latents fine-tunes
+The detector reads decoded pixels (chamain2021's setting); ``input = "original"`` trains it
+on the uncompressed images instead (mode task: the baseline without a codec; no bpp). A detector of latents fine-tunes
 through :class:`~latentcache.finetune.detection.DetectionFinetuner` as well, but needs the
 normalisation statistics of the detection store it was trained on.
 """
@@ -41,6 +42,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DETECTOR_NAME, METRICS_NAME, SUMMARY_NAME = "detector.pt", "metrics.jsonl", "summary.json"
+INPUTS = ("decoded", "original")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class DetectionFinetuneConfig:
     dataset: str
     out: str
     mode: str = "joint"
+    input: str = "decoded"  # what the detector reads: "decoded" (g_s(y_hat)) or "original"
     detector: str | None = None  # a fine-tuning run folder holding detector.pt
     detector_model: str = "fasterrcnn-resnet50-fpn"  # when no run is given
     detector_kwargs: dict = field(default_factory=dict)
@@ -76,6 +79,12 @@ class DetectionFinetuneConfig:
 
         if self.mode not in MODES:
             raise ConfigError(f'Invalid mode "{self.mode}", should be one of {MODES}')
+        if self.input not in INPUTS:
+            raise ConfigError(f'Invalid input "{self.input}", should be one of {INPUTS}')
+        if self.input == "original" and self.mode != "task":
+            raise ConfigError(
+                f"input original: no codec in the loop, so mode task only, not {self.mode}"
+            )
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: should be >= 1")
@@ -178,7 +187,8 @@ def _to(t: dict, device) -> dict:
 
 @torch.no_grad()
 def measure_detection_from_bytes(codec_model, detector, classes, loader, device) -> dict:
-    """Real compress of every eval image; the detector on g_s of the decoded y_hat."""
+    """Real compress of every eval image; the detector on g_s of the decoded y_hat (no
+    ``codec_model``: on the original images)."""
     import numpy as np
 
     from latentcache.codec.latents import encode_batch
@@ -188,6 +198,14 @@ def measure_detection_from_bytes(codec_model, detector, classes, loader, device)
 
     detector = detector.to(device).eval()
     meter, bpp, failed = DetectionMeter(len(classes)), [], 0
+    if codec_model is None:  # the original images
+        for batch in loader:
+            targets = batch["targets"]
+            images = decoded_images(batch["x"].to(device), targets)
+            meter.update(detector(images, targets=targets), targets)
+        return {"images": len(loader.dataset), "failed": 0, "bpp_true_mean": None} | meter.summary(
+            classes
+        )
     for batch in loader:
         sizes = [t["image_size"] for t in batch["targets"]]
         results = encode_batch(codec_model, batch["x"], sizes, device=str(device))
@@ -226,6 +244,7 @@ def run_detection_finetune(config: DetectionFinetuneConfig) -> dict:
     tuner = DetectionFinetuner(
         codec, detector.to(device), config.mode, beta=config.beta, lr=config.lr,
         detector_lr=config.detector_lr, aux_lr=config.aux_lr, scales_repr=config.scales_repr,
+        original=config.input == "original",
     )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / "finetune.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
@@ -259,11 +278,19 @@ def _finish(config, parent, codec, detectors, model_config, index, evals, split,
     }  # fmt: skip
     if evals is not None:
         device = next(detector.parameters()).device
-        summary["frozen"] = measure_detection_from_bytes(
-            parent.model, old_detector, index.classes, evals, device
+        original = config.input == "original"
+        summary["input"] = config.input
+        # a new detector trained in task mode (a baseline) has no "before" worth measuring
+        new_baseline = config.detector is None and config.mode == "task"
+        summary["frozen"] = (
+            None
+            if new_baseline
+            else measure_detection_from_bytes(
+                None if original else parent.model, old_detector, index.classes, evals, device
+            )
         )
         summary["finetuned"] = measure_detection_from_bytes(
-            new.model, detector, index.classes, evals, device
+            None if original else new.model, detector, index.classes, evals, device
         )
     (out / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, sort_keys=True))
     return summary

@@ -9,8 +9,11 @@
         [encode] [decode] [eval]    options of those stages
         [[model]]                   classifier, input (latents | decoded | original), preset, options
         seeds                       one training run per seed
-        [[finetune]]                fine-tune codec and/or classifier (preset, mode, beta, ...)
+        [[finetune]]                fine-tune codec and/or classifier (preset, mode, beta, ...);
+                                    task = "detection": chamain2021's settings on a detector
         [[paper]]                   the published numbers, each with its table
+        [[claim]]                   a published gain without an absolute number (points of a
+                                    score between two settings, at a rate), with its section
 
 A recipe is found by path or by name (``demo``): ``$LATENTCACHE_PIPELINES``, the source
 tree's ``pipelines/``, then the copy packaged inside an installed latentcache.
@@ -25,6 +28,7 @@ from pathlib import Path
 
 from latentcache.codec.spec import ARCHITECTURES, METRICS, WEIGHT_SOURCES
 from latentcache.errors import ConfigError
+from latentcache.recipes.claims import CLAIM_KEYS, PAPER_METRICS, PaperClaim
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,11 +37,13 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "INPUTS",
+    "FINETUNE_TASKS",
     "PAPER_METRICS",
     "Setting",
     "ModelEntry",
     "FinetuneEntry",
     "PaperPoint",
+    "PaperClaim",
     "Recipe",
     "load_recipe",
     "find_recipe",
@@ -46,7 +52,7 @@ __all__ = [
 
 INPUTS = ("latents", "decoded", "original")  # what a classifier reads
 _TOP = {"name", "title", "cites", "notes", "seeds", "dataset", "codec", "encode", "decode"}
-_TOP |= {"eval", "model", "paper", "finetune"}
+_TOP |= {"eval", "model", "paper", "finetune", "claim"}
 _DATASET = {"name", "data_root", "options"}
 _CODEC = {"arch", "source", "checkpoint", "qualities", "metrics"}
 _ENCODE = {"formats", "shard_size", "scales_repr", "workers", "batch_size", "device"}
@@ -54,10 +60,8 @@ _DECODE = {"device"}
 _EVAL = {"split", "checkpoint", "batch_size", "device"}
 _MODEL = {"name", "model", "input", "preset", "init", "pretrained", "options"}
 _FINETUNE = {"name", "preset", "classifier", "mode", "beta", "gamma", "epochs", "then_train"}
-_FINETUNE |= {"options"}
-# a paper point's published scores, in percent as printed: classification top-1 / top-5,
-# segmentation mean IoU (VOC protocol), detection mAP (COCO: 0.5:0.95) and mAP at IoU 0.5
-PAPER_METRICS = ("top1", "top5", "miou", "map", "map50")
+_FINETUNE |= {"options", "task", "quality"}
+FINETUNE_TASKS = ("classification", "detection")
 _PAPER = {"source", "label", "model", "input", "quality", "metric", "bpp", *PAPER_METRICS}
 
 
@@ -107,7 +111,10 @@ class FinetuneEntry:
     """Fine-tuning after the frozen-codec run: a preset (or mode, beta, gamma, epochs) applied
     to ``classifier`` (a latent [[model]]; None: codec mode alone), then re-encoding.
     ``then_train``: a latent [[model]] trained from scratch on the re-encoded store
-    (torfason2018's control) instead of evaluating the fine-tuned classifier."""
+    (torfason2018's control) instead of evaluating the fine-tuned classifier.
+    ``task = "detection"``: a detector instead (``latentcache finetune --task detection``);
+    ``classifier`` then names an earlier detection [[finetune]] whose detector it starts from
+    (None: a new detector, ``options.detector_model``)."""
 
     name: str
     preset: str | None = None
@@ -118,10 +125,16 @@ class FinetuneEntry:
     epochs: int | None = None
     then_train: str | None = None
     options: dict = field(default_factory=dict)
+    task: str = "classification"  # "detection": a detector (detection_stages.py)
+    quality: int | None = None  # the one codec quality it applies to (None: its preset's, or all)
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or "+" in self.name:
             raise ConfigError(f'Invalid finetune name "{self.name}": non-empty, no "/" or "+"')
+        if self.task not in FINETUNE_TASKS:
+            raise ConfigError(
+                f'finetune "{self.name}": task "{self.task}", should be one of {FINETUNE_TASKS}'
+            )
 
     def given(self) -> dict:
         """The FinetuneConfig fields this entry sets (they win over its preset's)."""
@@ -182,12 +195,13 @@ class Recipe:
     seeds: tuple[int, ...] = (0,)
     papers: tuple[PaperPoint, ...] = ()
     finetunes: tuple[FinetuneEntry, ...] = ()
+    claims: tuple[PaperClaim, ...] = ()
     source: str = ""
 
     def __post_init__(self) -> None:
         if not self.settings and any(m.input != "original" for m in self.models):
             raise ConfigError(f"recipe {self.name}: no codec qualities for its latent models")
-        if not self.models:
+        if not self.models and not self.finetunes:
             raise ConfigError(f"recipe {self.name}: no [[model]] to train")
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
@@ -195,6 +209,10 @@ class Recipe:
         if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
             raise ConfigError(f"recipe {self.name}: seeds {self.seeds} should be integers >= 0")
         self._check_finetunes()
+        entries = {m.name for m in self.models} | {f.name for f in self.finetunes}
+        for c in self.claims:
+            if not {c.model, c.versus} <= entries:
+                raise ConfigError(f'claim "{c.label}": model and versus should name entries')
 
     def _check_finetunes(self) -> None:
         latent = [m.name for m in self.models if m.input == "latents"]
@@ -202,7 +220,12 @@ class Recipe:
         names = [f.name for f in self.finetunes]
         if len(set(names)) != len(names):
             raise ConfigError(f"recipe {self.name}: finetune names repeat: {names}")
+        detection: list[str] = []
         for f in self.finetunes:
+            if f.task == "detection":
+                self._check_detection(f, detection)
+                detection.append(f.name)
+                continue
             for key, valid in (("classifier", latent + decoded), ("then_train", latent)):
                 value = getattr(f, key)
                 if value is not None and value not in valid:
@@ -210,6 +233,17 @@ class Recipe:
                         f'recipe {self.name}: finetune "{f.name}" {key} "{value}" should name '
                         f"a [[model]] among {valid}"
                     )
+
+    def _check_detection(self, f: FinetuneEntry, before: list[str]) -> None:
+        if f.then_train or f.preset:
+            raise ConfigError(
+                f'recipe {self.name}: detection finetune "{f.name}" takes no then_train or preset'
+            )
+        if f.classifier is not None and f.classifier not in before:
+            raise ConfigError(
+                f'recipe {self.name}: detection finetune "{f.name}" classifier "{f.classifier}" '
+                f"should name an earlier detection [[finetune]] among {before}"
+            )
 
     def replace(self, **changes) -> Recipe:
         from dataclasses import replace
@@ -226,6 +260,7 @@ class Recipe:
         d["models"] = tuple(ModelEntry(**m) for m in d.get("models", ()))
         d["papers"] = tuple(PaperPoint(**p) for p in d.get("papers", ()))
         d["finetunes"] = tuple(FinetuneEntry(**f) for f in d.get("finetunes", ()))
+        d["claims"] = tuple(PaperClaim(**c) for c in d.get("claims", ()))
         d["seeds"] = tuple(d.get("seeds", (0,)))
         d["cites"] = tuple(d.get("cites", ()))
         return cls(**d)
@@ -287,6 +322,10 @@ def parse_recipe(raw: dict, source: str = "") -> Recipe:
     for i, f in enumerate(raw.get("finetune", [])):
         _check_keys(f, _FINETUNE, f"{where} [[finetune]] #{i + 1}")
         finetunes.append(FinetuneEntry(**{"name": f.get("preset") or "", **f}))
+    claims = []
+    for i, c in enumerate(raw.get("claim", [])):
+        _check_keys(c, CLAIM_KEYS, f"{where} [[claim]] #{i + 1}")
+        claims.append(PaperClaim(**c))
     cites = raw.get("cites", [])
     return Recipe(
         name=raw.get("name") or Path(source).stem,
@@ -305,6 +344,7 @@ def parse_recipe(raw: dict, source: str = "") -> Recipe:
         seeds=tuple(raw.get("seeds", [0])),
         papers=tuple(papers),
         finetunes=tuple(finetunes),
+        claims=tuple(claims),
         source=source,
     )
 

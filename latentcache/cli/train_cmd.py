@@ -99,7 +99,7 @@ def train_config(ctx: click.Context):
 @click.argument("store", required=False)  # a folder or a URL (file, memory, http(s), s3, gs)
 @click.option(
     "--preset",
-    type=click.Choice(["gupta2024", "torfason2018", "torfason2018-seg"]),
+    type=click.Choice(["codevilla2021-det", "gupta2024", "torfason2018", "torfason2018-seg"]),
     default=None,
     help="A paper's training settings (docs/presets.md); options given explicitly override it.",
 )

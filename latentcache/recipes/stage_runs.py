@@ -125,6 +125,8 @@ def eval_stage_run(
 
             got = evaluate_image_run(run_dir, opts["split"], **kw)
         got["eval_ms_per_image"] = 1e3 * (time.perf_counter() - start) / max(got["count"], 1)
+        if "map_50" in got:  # detection: the report's name of AP50
+            got["map50"] = got["map_50"]
         row = _result_row(recipe, entry, ctx, got, opts["split"], train_id, encode_id, decode_id)
         (ctx.dir / "result.json").write_text(json.dumps(row, indent=1, sort_keys=True))
         return row | {"identity": file_sha256(ctx.dir / "result.json")}

@@ -9,8 +9,9 @@ from latentcache.errors import ConfigError
 __all__ = ["CLAIM_KEYS", "PAPER_METRICS", "PaperClaim"]
 
 # a paper's published scores, in percent as printed: classification top-1 / top-5,
-# segmentation mean IoU (VOC protocol), detection mAP (COCO: 0.5:0.95) and mAP at IoU 0.5
-PAPER_METRICS = ("top1", "top5", "miou", "map", "map50")
+# segmentation mean IoU (VOC protocol), detection mAP (COCO: 0.5:0.95), mAP at IoU 0.5 and
+# few-shot detection's nAP50 (mAP at IoU 0.5 over the novel classes)
+PAPER_METRICS = ("top1", "top5", "miou", "map", "map50", "nap50")
 CLAIM_KEYS = {"source", "label", "score", "gain", "bpp", "model", "versus"}
 
 

@@ -100,7 +100,7 @@ def _detector_model(ctx, start_id, cfg) -> str:
     return cfg.detector_model
 
 
-_SCORES = {"map": "map", "map50": "map_50", "map75": "map_75"}
+_SCORES = {"map": "map", "map50": "map_50", "map75": "map_75", "nap50": "nap50"}
 
 
 def _run_eval(recipe: Recipe, entry: FinetuneEntry, ft_id: str, baseline: str | None):
@@ -116,9 +116,11 @@ def _run_eval(recipe: Recipe, entry: FinetuneEntry, ft_id: str, baseline: str | 
             "quality": ctx.meta.get("quality"), "metric": ctx.meta.get("metric"),
             "seed": ctx.meta.get("seed"), "split": summary.get("split"),
             **{ours: got.get(theirs) for ours, theirs in _SCORES.items()},
-            "per_class_ap": got.get("per_class_ap"), "count": got.get("images"),
+            "per_class_ap": got.get("per_class_ap"), "per_class_ap50": got.get("per_class_ap50"),
+            "count": got.get("images"),
             "failed": got.get("failed"), "bpp": got.get("bpp_true_mean"),
             "train_seconds": ft["train_seconds"], "epochs": summary.get("epochs"),
+            "shots": entry.options.get("shots"),
             "finetune": {"name": entry.name, "mode": summary.get("mode"),
                          "beta": summary.get("beta"), "epochs": summary.get("epochs")},
             "bpp_likelihood_train": summary.get("train_bpp_likelihood"),

@@ -158,6 +158,7 @@ class PaperPoint:
     miou: float | None = None
     map: float | None = None
     map50: float | None = None
+    nap50: float | None = None
 
     def __post_init__(self) -> None:
         if self.input not in INPUTS:

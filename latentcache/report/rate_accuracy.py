@@ -48,6 +48,7 @@ SCORES = {
     "pixel_accuracy": "pixel accuracy",
     "map": "mAP",
     "map50": "mAP@0.5",
+    "nap50": "nAP50",
 }
 
 

@@ -8,7 +8,8 @@ object detection"), as codevilla2021 section 3.4 runs it on VOC, in task-generic
                      skipped); an image keeps only the boxes of the classes it was drawn for
     fine-tuning      expand_box_predictor: the box classifier and regressor for all classes,
                      base rows copied from the base detector, novel rows new (TFA randinit);
-                     freeze_but_box_predictor: every other parameter frozen
+                     freeze_but_box_predictor: every other parameter frozen, BatchNorm
+                     statistics too
     metric           class_ap50 (per-class AP at IoU 0.5, torchmetrics) and novel_ap50: the
                      mean over the novel classes (nAP50)
 
@@ -99,12 +100,21 @@ def box_predictor_of(model: nn.Module) -> tuple[nn.Module, str]:
     raise ConfigError(f"{type(model).__name__} has no roi_heads.box_predictor (not a Faster R-CNN)")
 
 
+def _stay_eval(module: nn.Module, _args) -> None:
+    module.training = False
+
+
 def freeze_but_box_predictor(model: nn.Module) -> list[nn.Parameter]:
-    """Freeze every parameter but the box classifier's and regressor's; return those."""
+    """Freeze every parameter but the box classifier's and regressor's, and every BatchNorm's
+    running statistics (they normalise as in evaluation, even in training mode); return the
+    box predictor's parameters."""
     predictor, _ = box_predictor_of(model)
     keep = {id(p) for p in predictor.parameters()}
     for p in model.parameters():
         p.requires_grad_(id(p) in keep)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.register_forward_pre_hook(_stay_eval)
     return list(predictor.parameters())
 
 

@@ -16,7 +16,9 @@ class Task:
     Store hooks (encode and read, no torch): :meth:`read_targets`, :meth:`zarr_arrays`,
     :meth:`wds_members`, :meth:`parse_members`. Training hooks (torch): :meth:`collate_targets`,
     :meth:`map_targets`, :meth:`loss`, :meth:`make_meter`; ``default_model`` names a model of
-    ``latentcache.train.models`` registered with ``task=name``.
+    ``latentcache.train.models`` registered with ``task=name``. Report hooks:
+    :meth:`forward` (a batch's outputs, for pictures) and :meth:`report_section` (what the
+    eval pictures and the recipe report show for this task).
     """
 
     name = ""
@@ -88,6 +90,19 @@ class Task:
         """A meter with ``update(logits, targets, loss)``, ``all_reduce()`` and
         ``summary(classes)`` (its keys include :attr:`score_key`)."""
         raise NotImplementedError
+
+    # ---------------------------------------------------------------- report
+
+    def forward(self, model, xs: list, targets):
+        """The model's outputs for a prepared batch in evaluation (``model(*xs)``)."""
+        return model(*xs)
+
+    def report_section(self):
+        """This task's :class:`latentcache.report.sections.ReportSection`: the scores its
+        rate plot draws against bpp, and its picture sheet (None: no pictures)."""
+        from latentcache.report.sections import CLASSIFICATION
+
+        return CLASSIFICATION
 
 
 TASKS: dict[str, Task] = {}

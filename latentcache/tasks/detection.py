@@ -147,3 +147,14 @@ class DetectionTask(Task):
         from latentcache.train.detection_metric import DetectionMeter
 
         return DetectionMeter(num_classes)
+
+    # ---------------------------------------------------------------- report
+
+    def forward(self, model, xs: list, targets):
+        """A detector takes its targets (image sizes and canvas offsets) in ``forward``."""
+        return model(*xs, targets=targets)
+
+    def report_section(self):
+        from latentcache.report.detection import SECTION
+
+        return SECTION

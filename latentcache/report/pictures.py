@@ -87,7 +87,7 @@ def write_pictures(
         for batch in batches:
             xs, targets = prepare(batch, False, None)
             with amp():
-                outputs = task.forward(model, xs, targets)
+                outputs = task.forward(model, xs, targets, False)
             rows += section.pictures(batch, outputs, targets)
             if len(rows) >= n:
                 break

@@ -210,8 +210,13 @@ class BatchAssembler:
         for s in samples:
             h, w = s.image_size
             row = {"label": s.label, "image_size": s.image_size, "canvas_offset": s.canvas_offset}
-            rows.append(row | {t: _decode(p)[:h, :w] for t, p in s.targets.items()})
+            rows.append(row | {t: self._target(t, p, h, w) for t, p in s.targets.items()})
         return batch | self.task.collate_targets(rows, (hb, wb))
+
+    def _target(self, name: str, p, h: int, w: int) -> np.ndarray:
+        """A target array at its image's size (a mask); ragged ones (boxes) as stored."""
+        a = _decode(p)
+        return a if name in self.task.ragged_targets else a[:h, :w]
 
     def _direct(self, samples: list) -> bool:
         """One real size, stored at that size, one shape and dtype per field."""

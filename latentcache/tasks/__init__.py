@@ -13,7 +13,7 @@ loader, the training loop and the CLI ask instead of branching on the task's nam
       models: default_model, model_task      cresnet39           cresnet51-d
       loss, make_meter (torchmetrics),       cross entropy,      cross entropy (ignore 255),
       summary, score_key                     top-1/top-5         mIoU, per-class IoU, pixel acc.
-      report: forward, report_section        accuracy_vs_bpp     miou_vs_bpp, picture sheet
+      report: report_section                 accuracy_vs_bpp     miou_vs_bpp, picture sheet
                                                                  (image|decoded|truth|prediction)
 
 The store is the same for every task: latents, bitstreams, ``image_size`` and every row's

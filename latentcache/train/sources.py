@@ -289,10 +289,14 @@ class WdsSource:
         if not self.task.target_names:
             return RawSample(key, label, hw, payload)
         image, offset = _geometry(raw, hw)
-        targets = {
-            t: Payload(image, np.dtype(np.uint8), self._target_decoder(raw, t, image, rel))
-            for t in self.task.target_names
-        }
+        if self.task.ragged_targets:  # small (boxes): parsed now, their shapes unknown before
+            got = self.task.parse_members(raw, image, self.limits.max_image_hw)
+            targets = {t: _array_payload(got[t]) for t in self.task.target_names}
+        else:  # image-shaped (a mask): decoded at batch time, into the batch
+            targets = {
+                t: Payload(image, np.dtype(np.uint8), self._target_decoder(raw, t, image, rel))
+                for t in self.task.target_names
+            }
         return RawSample(key, label, hw, payload, targets, image, offset)
 
     def _target_decoder(self, raw: dict, name: str, image, rel: str):

@@ -158,7 +158,7 @@ def test_task_hooks_batch_and_crop_the_boxes(coco):
     got = zs.read(0, len(zs))
     samples = [{k: got[k][i] for k in got} for i in range(len(got["key"]))]
     batch = task.collate_targets(samples, (12, 16))
-    t = task.targets(batch)
+    t = task.targets_to(batch, torch.device("cpu"))["targets"]
     assert [len(x["boxes"]) for x in t] == [len(b) for b in got["boxes"]]
     assert t[0]["canvas_offset"] == tuple(got["canvas_offset"][0])
     whole = task.map_targets(batch, None, None, (12, 16))

@@ -107,6 +107,7 @@ class SegmentationTask(Task):
     target_names = ("mask",)
     pads_latents = True
     score_key = "miou"
+    score_label = "mIoU"
     record_keys = ("miou", "pixel_accuracy", "loss")
     ignore_index = IGNORE_INDEX
 
@@ -206,6 +207,13 @@ class SegmentationTask(Task):
         pred = upsample(logits.detach().float(), targets.shape[-2:]).argmax(1)
         valid = targets != IGNORE_INDEX
         return ((pred == targets) & valid).sum(), valid.sum()
+
+    def headline(self, result: Mapping) -> tuple[str, Mapping]:
+        line = (
+            f"mIoU {result['miou']:.4f}  pixel accuracy {result['pixel_accuracy']:.4f}  "
+            f"n={result['count']}"
+        )
+        return line, result["per_class_iou"]
 
     def make_meter(self, num_classes: int):
         from latentcache.tasks.seg_metric import SegmentationMeter

@@ -138,5 +138,6 @@ def _write(run_dir: Path, split: str, result: dict) -> None:
     from latentcache.report.training import plot_confusion_matrix
 
     (run_dir / f"eval_{split}.json").write_text(json.dumps(result, indent=2, sort_keys=True))
-    classes = list(result.get("per_class") or result["per_class_iou"])
-    plot_confusion_matrix(result["confusion"], classes, run_dir / f"confusion_{split}.png")
+    if "confusion" in result:  # classification and segmentation
+        classes = list(result.get("per_class") or result["per_class_iou"])
+        plot_confusion_matrix(result["confusion"], classes, run_dir / f"confusion_{split}.png")

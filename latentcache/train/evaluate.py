@@ -27,7 +27,7 @@ from latentcache.train.feed import DeviceFeeder
 from latentcache.train.loop import amp_context, check_model_task, evaluate, make_prepare
 from latentcache.train.models import create_classifier
 
-__all__ = ["evaluate_run", "find_checkpoint", "CHECKPOINTS"]
+__all__ = ["evaluate_run", "find_checkpoint", "resolve_split", "CHECKPOINTS"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,20 @@ def find_checkpoint(run_dir: str | os.PathLike, which: str = "best") -> Path:
     raise RunNotFoundError(
         f"No {' or '.join(names)} in {run_dir}: is it a `latentcache train` --out folder?"
     )
+
+
+SPLIT_ALIASES = {"val": "validate", "validate": "val"}  # VOC says val, COCO's adapter validate
+
+
+def resolve_split(split: str, splits: list[str]) -> str:
+    """``split``, or its other name (val / validate) when only that one is in the store."""
+    if split in splits:
+        return split
+    other = SPLIT_ALIASES.get(split)
+    if other in splits:
+        logger.info('split "%s": the store calls it "%s"', split, other)
+        return other
+    raise ConfigError(f'Split "{split}" is not in the store; its splits are {splits}')
 
 
 def _check_store(state: dict, store, store_path) -> None:
@@ -95,10 +109,7 @@ def evaluate_run(
     path = find_checkpoint(run_dir, checkpoint)
     state = load_checkpoint(path)
     store = open_store(store_path)
-    if split not in store.splits:
-        raise ConfigError(
-            f'Split "{split}" is not in the store; its splits are {list(store.splits)}'
-        )
+    split = resolve_split(split, list(store.splits))
     _check_store(state, store, store_path)
     cfg = state["config"]
     dev = resolve_device(device)

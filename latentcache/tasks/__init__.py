@@ -9,6 +9,7 @@ loader, the training loop and the CLI ask instead of branching on the task's nam
              zarr_arrays   (per-row arrays)  -                   mask (R, H, W) uint8, fill 255
              wds_members / parse_members     -                   <key>.mask.png (mode L)
       loader: collate_targets (worker)       label (B,)          mask on the canvas (B, 16h, 16w)
+              target_layout (pooled, --cache) -                   mask, image_size, canvas_offset
       augment: map_targets (same crop/flip)  -                   crop 16x cells, mirror
       models: default_model, model_task      cresnet39           cresnet51-d
       loss, make_meter (torchmetrics),       cross entropy,      cross entropy (ignore 255),

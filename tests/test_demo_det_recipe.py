@@ -27,9 +27,9 @@ def test_demo_det_recipe_learns_and_a_rerun_is_cached(tmp_path, monkeypatch) -> 
     assert float(latents["bpp"]) > 0 and float(rows["decoded"]["bpp"]) > 0
     assert rows["original"]["bpp"] in ("", "None")
     # chance (boxes anywhere) is ~0; the latent detector finds the objects
-    assert float(latents["map50"]) > 0.3 and 0 < float(latents["map"]) < float(latents["map50"])
+    assert float(latents["map_50"]) > 0.3 and 0 < float(latents["map"]) < float(latents["map_50"])
     for r in rows.values():
-        assert 0.0 <= float(r["map"]) <= float(r["map50"]) <= 1.0
+        assert 0.0 <= float(r["map"]) <= float(r["map_50"]) <= 1.0
     assert (out / "report" / "map_vs_bpp.png").stat().st_size > 10_000
     second = CliRunner().invoke(cli, args)
     assert second.exit_code == 0 and "0 stages ran, 8 cached" in second.output, second.output

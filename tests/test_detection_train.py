@@ -58,6 +58,11 @@ def test_train_then_eval_json(coco_store, tmp_path, fmt):
     assert -1.0 <= got["map"] <= 1.0
     assert set(got["per_class_ap"]) == {c["name"] for c in CATEGORIES}
     assert (out / "eval_train.json").is_file()
+    # COCO's adapter names the split "validate"; "val" (VOC's name) finds it
+    result = runner.invoke(cli, ["eval", str(out), str(coco_store), "--split", "val"])
+    assert result.exit_code == 0, result.output
+    assert "on val: mAP" in result.output and "n=1" in result.output
+    assert "cup" in result.output  # the per-class AP lines
 
 
 def test_list_models_shows_the_detectors(coco_store):

@@ -100,7 +100,7 @@ def _detector_model(ctx, start_id, cfg) -> str:
     return cfg.detector_model
 
 
-_SCORES = {"map": "map", "map50": "map_50", "map75": "map_75", "nap50": "nap50"}
+_SCORES = ("map", "map_50", "map_75", "nap50")
 
 
 def _run_eval(recipe: Recipe, entry: FinetuneEntry, ft_id: str, baseline: str | None):
@@ -115,7 +115,7 @@ def _run_eval(recipe: Recipe, entry: FinetuneEntry, ft_id: str, baseline: str | 
             "arch": ft["detector_model"], "input": entry.options.get("input", "decoded"),
             "quality": ctx.meta.get("quality"), "metric": ctx.meta.get("metric"),
             "seed": ctx.meta.get("seed"), "split": summary.get("split"),
-            **{ours: got.get(theirs) for ours, theirs in _SCORES.items()},
+            **{k: got.get(k) for k in _SCORES},
             "per_class_ap": got.get("per_class_ap"), "per_class_ap50": got.get("per_class_ap50"),
             "count": got.get("images"),
             "failed": got.get("failed"), "bpp": got.get("bpp_true_mean"),
@@ -125,7 +125,7 @@ def _run_eval(recipe: Recipe, entry: FinetuneEntry, ft_id: str, baseline: str | 
                          "beta": summary.get("beta"), "epochs": summary.get("epochs")},
             "bpp_likelihood_train": summary.get("train_bpp_likelihood"),
             "baseline_model": baseline,
-            "before": {k: (summary.get("frozen") or {}).get(v) for k, v in _SCORES.items()},
+            "before": {k: (summary.get("frozen") or {}).get(k) for k in _SCORES},
         }  # fmt: skip
         (ctx.dir / "result.json").write_text(json.dumps(row, indent=1, sort_keys=True))
         return row | {"identity": file_sha256(ctx.dir / "result.json")}

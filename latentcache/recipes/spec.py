@@ -12,8 +12,6 @@
         [[finetune]]                fine-tune codec and/or classifier (preset, mode, beta, ...);
                                     task = "detection": chamain2021's settings on a detector
         [[paper]]                   the published numbers, each with its table
-        [[claim]]                   a published gain without an absolute number (points of a
-                                    score between two settings, at a rate), with its section
 
 A recipe is found by path or by name (``demo``): ``$LATENTCACHE_PIPELINES``, the source
 tree's ``pipelines/``, then the copy packaged inside an installed latentcache.
@@ -28,7 +26,6 @@ from pathlib import Path
 
 from latentcache.codec.spec import ARCHITECTURES, METRICS, WEIGHT_SOURCES
 from latentcache.errors import ConfigError
-from latentcache.recipes.claims import CLAIM_KEYS, PAPER_METRICS, PaperClaim
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,7 +40,6 @@ __all__ = [
     "ModelEntry",
     "FinetuneEntry",
     "PaperPoint",
-    "PaperClaim",
     "Recipe",
     "load_recipe",
     "find_recipe",
@@ -52,17 +48,23 @@ __all__ = [
 
 INPUTS = ("latents", "decoded", "original")  # what a classifier reads
 _TOP = {"name", "title", "cites", "notes", "seeds", "dataset", "codec", "encode", "decode"}
-_TOP |= {"eval", "model", "paper", "finetune", "claim"}
+_TOP |= {"eval", "model", "paper", "finetune"}
 _DATASET = {"name", "data_root", "options"}
 _CODEC = {"arch", "source", "checkpoint", "qualities", "metrics"}
 _ENCODE = {"formats", "shard_size", "scales_repr", "workers", "batch_size", "device"}
 _DECODE = {"device"}
-_EVAL = {"split", "checkpoint", "batch_size", "device"}
+_EVAL = {"split", "checkpoint", "batch_size", "device", "pictures"}
 _MODEL = {"name", "model", "input", "preset", "init", "pretrained", "options"}
 _FINETUNE = {"name", "preset", "classifier", "mode", "beta", "gamma", "epochs", "then_train"}
 _FINETUNE |= {"options", "task", "quality"}
 FINETUNE_TASKS = ("classification", "detection")
+# a paper point's published scores, in percent as printed: classification top-1 / top-5,
+# segmentation mean IoU (VOC protocol), detection mAP (COCO: 0.5:0.95) and AP at IoU 0.5
+# (the eval results' keys), few-shot detection's nAP50 (AP50 over the novel classes);
+# ``statement``: a published finding without an absolute number
+PAPER_METRICS = ("top1", "top5", "miou", "map", "map_50", "nap50")
 _PAPER = {"source", "label", "model", "input", "quality", "metric", "bpp", *PAPER_METRICS}
+_PAPER.add("statement")
 
 
 def _check_keys(table: dict, allowed: set[str], where: str) -> None:
@@ -157,16 +159,20 @@ class PaperPoint:
     top5: float | None = None
     miou: float | None = None
     map: float | None = None
-    map50: float | None = None
+    map_50: float | None = None
     nap50: float | None = None
+    statement: str | None = None  # "J-FT gains 7.1 points over T-FT": listed, not drawn
 
     def __post_init__(self) -> None:
         if self.input not in INPUTS:
             raise ConfigError(f'paper point "{self.label}": input should be one of {INPUTS}')
-        if not self.scores():
+        if not self.scores() and not self.statement:
             raise ConfigError(
                 f'paper point "{self.label}" has no published score; give one of {PAPER_METRICS}'
+                " (or a statement)"
             )
+        if self.statement is not None and not isinstance(self.statement, str):
+            raise ConfigError(f'paper point "{self.label}": statement should be text')
         for name, v in self.scores().items():
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 100:
                 raise ConfigError(f'paper point "{self.label}": {name}={v}, should be in [0, 100]')
@@ -196,7 +202,6 @@ class Recipe:
     seeds: tuple[int, ...] = (0,)
     papers: tuple[PaperPoint, ...] = ()
     finetunes: tuple[FinetuneEntry, ...] = ()
-    claims: tuple[PaperClaim, ...] = ()
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -210,10 +215,6 @@ class Recipe:
         if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
             raise ConfigError(f"recipe {self.name}: seeds {self.seeds} should be integers >= 0")
         self._check_finetunes()
-        entries = {m.name for m in self.models} | {f.name for f in self.finetunes}
-        for c in self.claims:
-            if not {c.model, c.versus} <= entries:
-                raise ConfigError(f'claim "{c.label}": model and versus should name entries')
 
     def _check_finetunes(self) -> None:
         latent = [m.name for m in self.models if m.input == "latents"]
@@ -261,7 +262,6 @@ class Recipe:
         d["models"] = tuple(ModelEntry(**m) for m in d.get("models", ()))
         d["papers"] = tuple(PaperPoint(**p) for p in d.get("papers", ()))
         d["finetunes"] = tuple(FinetuneEntry(**f) for f in d.get("finetunes", ()))
-        d["claims"] = tuple(PaperClaim(**c) for c in d.get("claims", ()))
         d["seeds"] = tuple(d.get("seeds", (0,)))
         d["cites"] = tuple(d.get("cites", ()))
         return cls(**d)
@@ -323,10 +323,6 @@ def parse_recipe(raw: dict, source: str = "") -> Recipe:
     for i, f in enumerate(raw.get("finetune", [])):
         _check_keys(f, _FINETUNE, f"{where} [[finetune]] #{i + 1}")
         finetunes.append(FinetuneEntry(**{"name": f.get("preset") or "", **f}))
-    claims = []
-    for i, c in enumerate(raw.get("claim", [])):
-        _check_keys(c, CLAIM_KEYS, f"{where} [[claim]] #{i + 1}")
-        claims.append(PaperClaim(**c))
     cites = raw.get("cites", [])
     return Recipe(
         name=raw.get("name") or Path(source).stem,
@@ -345,7 +341,6 @@ def parse_recipe(raw: dict, source: str = "") -> Recipe:
         seeds=tuple(raw.get("seeds", [0])),
         papers=tuple(papers),
         finetunes=tuple(finetunes),
-        claims=tuple(claims),
         source=source,
     )
 

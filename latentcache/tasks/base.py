@@ -14,10 +14,11 @@ class Task:
     """Defaults are classification's: no target arrays or members, a label per image.
 
     Store hooks (encode and read, no torch): :meth:`read_targets`, :meth:`zarr_arrays`,
-    :meth:`wds_members`, :meth:`parse_members`. Training hooks (torch): :meth:`collate_targets`,
-    :meth:`targets_to`, :meth:`map_targets`, :meth:`forward`, :meth:`loss`, :meth:`hits`,
-    :meth:`eval_loss`, :meth:`make_meter`; ``default_model`` names a model of
-    ``latentcache.train.models`` registered with ``task=name``.
+    :meth:`wds_members`, :meth:`parse_members`. Training hooks (torch): :meth:`target_layout`,
+    :meth:`collate_targets`, :meth:`targets_to`, :meth:`map_targets`, :meth:`forward`,
+    :meth:`loss`, :meth:`hits`, :meth:`eval_loss`, :meth:`make_meter`; ``default_model``
+    names a model of ``latentcache.train.models`` registered with ``task=name``. Report hook:
+    :meth:`report_section` (what the eval pictures and the recipe report show for this task).
     """
 
     name = ""
@@ -79,10 +80,19 @@ class Task:
         """The evaluation loss of one batch (None where evaluation gives no loss)."""
         return float(self.loss(outputs, targets))
 
-    def collate_targets(self, rows: list[dict], latent_hw: tuple[int, int]) -> dict:
+    def target_layout(self, latent_hw: tuple[int, int]) -> dict[str, tuple]:
+        """name -> (row shape, dtype) of the batch tensors :meth:`collate_targets` fills in
+        place for latents padded to ``latent_hw``: the loader hands them over as ``out``
+        (recycled shared memory) and ``--cache`` counts their bytes. {}: none (the task
+        allocates what it returns, and is called without ``out``)."""
+        return {}
+
+    def collate_targets(self, rows: list[dict], latent_hw: tuple[int, int], out=None) -> dict:
         """Batch tensors of the targets (``rows``: per sample ``label``, ``image_size``,
-        ``canvas_offset`` and the :attr:`target_names` arrays at the image's size), for
-        latents padded to ``latent_hw``. Only tasks with ``pads_latents`` are asked."""
+        ``canvas_offset`` and the :attr:`target_names` arrays: image-shaped ones cut to the
+        image's size, :attr:`ragged_targets` whole), for latents padded to ``latent_hw``.
+        ``out``: the :meth:`target_layout` tensors, uninitialised (every element is to be
+        written), or None to allocate them. Only tasks with ``pads_latents`` are asked."""
         raise NotImplementedError
 
     def map_targets(self, batch: dict, params, crop: int | None, latent_hw) -> object:
@@ -110,6 +120,15 @@ class Task:
         """A meter with ``update(logits, targets, loss)``, ``all_reduce()`` and
         ``summary(classes)`` (its keys include :attr:`score_key`)."""
         raise NotImplementedError
+
+    # ---------------------------------------------------------------- report
+
+    def report_section(self):
+        """This task's :class:`latentcache.report.sections.ReportSection`: the scores its
+        rate plot draws against bpp, and its picture sheet (None: no pictures)."""
+        from latentcache.report.sections import CLASSIFICATION
+
+        return CLASSIFICATION
 
 
 TASKS: dict[str, Task] = {}

@@ -22,5 +22,10 @@ def test_demo_seg_recipe_learns_and_a_rerun_is_cached(tmp_path, monkeypatch) -> 
     assert float(row["miou"]) > 0.3  # chance (all background) is about 0.15
     assert 0.0 < float(row["pixel_accuracy"]) <= 1.0
     assert (out / "report" / "miou_vs_bpp.png").stat().st_size > 10_000
+    # the eval stage's picture sheet (image, decoded, truth, prediction), in the report
+    (sheet,) = (out / "report" / "pictures").glob("eval-*.png")
+    assert sheet.stat().st_size > 50_000
+    md = (out / "report" / "report.md").read_text()
+    assert f"](pictures/{sheet.name})" in md and "## Segmentation: pictures" in md
     second = CliRunner().invoke(cli, args)
     assert second.exit_code == 0 and "0 stages ran, 4 cached" in second.output, second.output

@@ -312,6 +312,14 @@ def train(store, out, preset, list_models, channels, classes, verbose, **_option
     help="z_hat stores encoded with a weights file: that file (h_s gives scales_hat).",
 )
 @click.option(
+    "--pictures",
+    type=click.IntRange(min=0),
+    default=4,
+    show_default=True,
+    help="Samples on RUN_DIR/pictures_<split>.png, for tasks that draw them (segmentation: "
+    "image, decoded, truth, prediction; detection: boxes on the image); 0: none.",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -320,8 +328,8 @@ def train(store, out, preset, list_models, channels, classes, verbose, **_option
 @click.option("-v", "--verbose", count=True)
 @handle_errors
 def evaluate(
-    run_dir, store, split, checkpoint, fmt, batch_size, device, workers, codec_checkpoint, as_json,
-    verbose,
+    run_dir, store, split, checkpoint, fmt, batch_size, device, workers, codec_checkpoint,
+    pictures, as_json, verbose,
 ):  # fmt: skip
     """Evaluate RUN_DIR's checkpoint on a split of STORE (deterministic center crop)."""
     setup_logging(verbose)
@@ -337,6 +345,7 @@ def evaluate(
         device=device,
         workers=workers,
         codec_checkpoint=codec_checkpoint,
+        pictures=pictures,
     )
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))

@@ -14,6 +14,8 @@ loader, the training loop and the CLI ask instead of branching on the task's nam
       models: default_model, model_task      cresnet39           cresnet51-d
       loss, make_meter (torchmetrics),       cross entropy,      cross entropy (ignore 255),
       summary, score_key                     top-1/top-5         mIoU, per-class IoU, pixel acc.
+      report: report_section                 accuracy_vs_bpp     miou_vs_bpp, picture sheet
+                                                                 (image|decoded|truth|prediction)
 
 The store is the same for every task: latents, bitstreams, ``image_size`` and every row's
 ``canvas_offset`` (where the unpadded image sits on the codec's padded canvas); a task adds
@@ -23,7 +25,9 @@ shape and sizes checked before anything is decoded, nothing unpickled).
 A third task (detection) subclasses :class:`~latentcache.tasks.base.Task`, sets ``name``
 (one of ``datasets.base.TASKS``) and overrides the hooks above, then registers itself
 here with ``@register_task``; its models register with ``task="detection"`` in
-``latentcache.train.models``. Nothing outside this package names a task.
+``latentcache.train.models``; its report section (``latentcache.report.detection``: mAP and
+AP50 against bpp, boxes drawn on the image) comes from ``report_section``. Nothing outside
+this package names a task.
 """
 
 from __future__ import annotations

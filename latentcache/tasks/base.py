@@ -17,7 +17,8 @@ class Task:
     :meth:`wds_members`, :meth:`parse_members`. Training hooks (torch): :meth:`target_layout`,
     :meth:`collate_targets`, :meth:`targets_to`, :meth:`map_targets`, :meth:`forward`,
     :meth:`loss`, :meth:`hits`, :meth:`eval_loss`, :meth:`make_meter`; ``default_model``
-    names a model of ``latentcache.train.models`` registered with ``task=name``.
+    names a model of ``latentcache.train.models`` registered with ``task=name``. Report hook:
+    :meth:`report_section` (what the eval pictures and the recipe report show for this task).
     """
 
     name = ""
@@ -119,6 +120,15 @@ class Task:
         """A meter with ``update(logits, targets, loss)``, ``all_reduce()`` and
         ``summary(classes)`` (its keys include :attr:`score_key`)."""
         raise NotImplementedError
+
+    # ---------------------------------------------------------------- report
+
+    def report_section(self):
+        """This task's :class:`latentcache.report.sections.ReportSection`: the scores its
+        rate plot draws against bpp, and its picture sheet (None: no pictures)."""
+        from latentcache.report.sections import CLASSIFICATION
+
+        return CLASSIFICATION
 
 
 TASKS: dict[str, Task] = {}

@@ -171,3 +171,10 @@ class DetectionTask(Task):
         from latentcache.train.detection_metric import DetectionMeter
 
         return DetectionMeter(num_classes)
+
+    # ---------------------------------------------------------------- report
+
+    def report_section(self):
+        from latentcache.report.detection import SECTION
+
+        return SECTION

@@ -222,3 +222,10 @@ class SegmentationTask(Task):
         from latentcache.tasks.seg_metric import SegmentationMeter
 
         return SegmentationMeter(num_classes)
+
+    # ---------------------------------------------------------------- report
+
+    def report_section(self):
+        from latentcache.report.segmentation import SECTION
+
+        return SECTION

@@ -7,6 +7,8 @@
       └► classification: {"top1", "top5", "per_class", "confusion", ...}
          segmentation: {"miou", "per_class_iou", "pixel_accuracy", "confusion", ...}
          ─► eval_<split>.json, confusion_<split>.png
+      └► the first few samples on the task's picture sheet (segmentation: image | decoded |
+         truth | prediction) ─► pictures_<split>.png (report/pictures.py)
 """
 
 from __future__ import annotations
@@ -102,8 +104,14 @@ def evaluate_run(
     workers: int = 0,
     write: bool = True,
     codec_checkpoint: str | None = None,
+    pictures: int = 4,
+    pictures_dir: str | os.PathLike | None = None,
+    codec=None,
 ) -> dict:
-    """Top-1/top-5, per-class accuracy and confusion of a run's checkpoint on ``split``."""
+    """Top-1/top-5, per-class accuracy and confusion of a run's checkpoint on ``split``.
+    ``pictures``: samples on the task's picture sheet ``pictures_<split>.png`` (0: none),
+    written to ``pictures_dir`` (default: the run folder when ``write``); ``codec``: the
+    store's, for the decoded images (None: loaded where it can be)."""
     from latentcache.store import open_store
 
     path = find_checkpoint(run_dir, checkpoint)
@@ -142,6 +150,14 @@ def evaluate_run(
     }
     if write:
         _write(Path(run_dir), split, result)
+    where = pictures_dir or (run_dir if write else None)
+    if pictures > 0 and where is not None:
+        from latentcache.report.pictures import eval_pictures
+
+        classes, resize = list(state["classes"]), cfg["resize"]
+        eval_pictures(
+            task, store, spec, resize, prepare, model, amp, classes, where, pictures, codec
+        )
     return result
 
 

@@ -37,6 +37,7 @@ bench: setup
 	@if [ -f benchmarks/train_speed.py ]; then $(BIN)/python benchmarks/train_speed.py; fi
 	$(BIN)/python benchmarks/codec_zoo.py
 	$(BIN)/python benchmarks/api_read.py
+	$(BIN)/python benchmarks/det_speed.py
 
 lint: setup
 	$(BIN)/ruff check latentcache tests benchmarks scripts

@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +60,18 @@ def blob_mask(h: int, w: int, classes: list[int], outline: bool = True) -> np.nd
 def write_jpeg(path: Path, rgb: np.ndarray, quality: int = 90) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rgb).save(path, format="JPEG", quality=quality)
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A real 1x1 grey PNG whose IHDR is rewritten to declare ``width`` x ``height``."""
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = 8 + 8  # signature, chunk length + type
+    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13]))
+    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", crc)
+    return bytes(data)
 
 
 def write_sbd_mat(path: Path, seg: np.ndarray, n_classes: int = 20, compress: bool = True) -> None:

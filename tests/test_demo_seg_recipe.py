@@ -30,7 +30,13 @@ def test_demo_seg_recipe_learns_and_a_rerun_is_cached(tmp_path, monkeypatch) -> 
     assert row["count"] == "36" and float(row["bpp"]) > 0
     assert float(row["miou"]) > 0.3  # chance (all background) is about 0.15
     assert 0.0 < float(row["pixel_accuracy"]) <= 1.0
-    assert (tmp_path / "run" / "report" / "miou_vs_bpp.png").stat().st_size > 10_000
+    report = tmp_path / "run" / "report"
+    assert (report / "miou_vs_bpp.png").stat().st_size > 10_000
+    # the eval stage's picture sheet (image, decoded, truth, prediction), in the report
+    (sheet,) = (report / "pictures").glob("eval-*.png")
+    assert sheet.stat().st_size > 50_000
+    md = (report / "report.md").read_text()
+    assert f"](pictures/{sheet.name})" in md and "## Segmentation: pictures" in md
     second = run_recipe(recipe, options)
     assert second.ok and (second.count("ran"), second.count("cached")) == (0, 4)
 

@@ -84,6 +84,31 @@ def test_webdataset_boxes_decode_with_plain_webdataset(coco):
         np.testing.assert_array_equal(s["boxes"], _expected(index, key).boxes)
 
 
+@pytest.mark.parametrize("fmt", ["zarr", "webdataset"])
+def test_the_loader_batches_whole_boxes_in_both_layouts(coco, fmt):
+    from latentcache.train.data import StreamSpec, build_loader
+
+    index, store = coco
+    spec = StreamSpec(
+        store=str(store.path), split="train", fmt=fmt, fields=("y_hat",), batch_size=4
+    )
+    (batch,) = list(build_loader(spec))
+    assert len(batch["key"]) == 2 and batch["label"].tolist() == [-1, -1]
+    for key, t in zip(batch["key"], batch["targets"], strict=True):
+        want = _expected(index, key)  # ragged rows whole: never cut like image-shaped targets
+        np.testing.assert_allclose(t["boxes"].numpy(), want.boxes)
+        assert t["labels"].tolist() == want.labels.tolist()
+
+
+def test_cache_refuses_ragged_boxes_in_one_line(coco):
+    from latentcache.errors import ConfigError
+    from latentcache.train.cache import sample_bytes
+
+    with pytest.raises(ConfigError) as err:
+        sample_bytes(coco[1], "train", ("y_hat",))
+    assert "--cache off" in str(err.value) and "\n" not in str(err.value)
+
+
 def test_detection_store_verifies(coco):
     from latentcache.store.verify import verify_store
 
@@ -133,7 +158,7 @@ def test_task_hooks_batch_and_crop_the_boxes(coco):
     got = zs.read(0, len(zs))
     samples = [{k: got[k][i] for k in got} for i in range(len(got["key"]))]
     batch = task.collate_targets(samples, (12, 16))
-    t = task.targets(batch)
+    t = task.targets_to(batch, torch.device("cpu"))["targets"]
     assert [len(x["boxes"]) for x in t] == [len(b) for b in got["boxes"]]
     assert t[0]["canvas_offset"] == tuple(got["canvas_offset"][0])
     whole = task.map_targets(batch, None, None, (12, 16))

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
-
 import numpy as np
 import pytest
 from PIL import Image
-from seg_fixtures import blob_mask, write_sbd_mat
+from seg_fixtures import blob_mask, png_declaring, write_sbd_mat
 
 from latentcache.datasets.masks import (
     check_mask_values,
@@ -73,25 +70,11 @@ def test_rgb_png_is_refused_in_one_line(tmp_path, mask):
     assert "\n" not in str(exc.value)
 
 
-def _png_declaring(width: int, height: int) -> bytes:
-    """A real 1x1 grey PNG whose IHDR is rewritten to declare ``width`` x ``height``."""
-    import io
-
-    buf = io.BytesIO()
-    Image.new("L", (1, 1)).save(buf, format="PNG")
-    data = bytearray(buf.getvalue())
-    ihdr = 8 + 8  # signature, chunk length + type
-    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
-    crc = zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13]))
-    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", crc)
-    return bytes(data)
-
-
 def test_bombs_are_refused_before_decoding(tmp_path):
     with pytest.raises(SampleError, match=r"decompression bomb: 12000x12000"):
-        decode_mask(_png_declaring(12_000, 12_000), "bomb.png")
+        decode_mask(png_declaring(12_000, 12_000), "bomb.png")
     with pytest.raises(SampleError, match=r"bomb.png: decompression bomb"):  # Pillow's own
-        decode_mask(_png_declaring(100_000, 100_000), "bomb.png")
+        decode_mask(png_declaring(100_000, 100_000), "bomb.png")
     big = np.zeros((2000, 2000), dtype=np.uint8)  # 4 MB of zeros, a few kB compressed
     write_sbd_mat(tmp_path / "bomb.mat", big, compress=True)
     assert (tmp_path / "bomb.mat").stat().st_size < 100_000
@@ -100,6 +83,20 @@ def test_bombs_are_refused_before_decoding(tmp_path):
     write_sbd_mat(tmp_path / "plain.mat", big, compress=False)
     with pytest.raises(SampleError, match=r"decompression bomb: 2000x2000"):
         read_mask(tmp_path / "plain.mat", max_pixels=10_000)
+
+
+def test_a_mask_is_bounded_by_its_image(tmp_path):
+    # declared 9000x9000 (under the global limit): refused from the header, nothing decoded
+    with pytest.raises(SampleError, match=r"^mask m.png: 9000x9000, its image is 53x130$"):
+        decode_mask(png_declaring(9000, 9000), "m.png", image_hw=(53, 130))
+    big = np.zeros((2000, 2000), dtype=np.uint8)
+    write_sbd_mat(tmp_path / "big.mat", big, compress=True)  # inflates past the image's pixels
+    with pytest.raises(SampleError, match=r"decompression bomb: compressed \.mat"):
+        read_mask(tmp_path / "big.mat", image_hw=(50, 50))
+    write_sbd_mat(tmp_path / "ok.mat", big[:50, :40], compress=True)
+    with pytest.raises(SampleError, match=r"^mask cls/ok.mat: 50x40, its image is 40x50$"):
+        read_mask(tmp_path / "ok.mat", image_hw=(40, 50), name="cls/ok.mat")
+    assert read_mask(tmp_path / "ok.mat", image_hw=(50, 40)).shape == (50, 40)
 
 
 @pytest.mark.parametrize(

@@ -45,3 +45,16 @@ def test_bad_points_name_the_value_and_the_valid_range(paper, message):
 def test_classification_points_are_unchanged():
     p = PaperPoint("s Table 1", "r", "resnet50", top1=71.06, top5=89.96)
     assert p.scores() == {"top1": 71.06, "top5": 89.96}
+
+
+def test_detection_points_and_statements():
+    """Detection points carry the eval results' keys (map, map_50); a finding without an
+    absolute number is a statement, and a point with neither is refused."""
+    recipe = parse_recipe(_raw(bpp=1.0, map=52.8, map_50=80.3))
+    assert recipe.papers[0].scores() == {"map": 52.8, "map_50": 80.3}
+    said = parse_recipe(_raw(bpp=0.08, statement="J-FT gains 7.1 points over T-FT")).papers[0]
+    assert said.scores() == {} and said.statement.startswith("J-FT")
+    with pytest.raises(ConfigError, match=r"Unknown keys \['map50'\]"):
+        parse_recipe(_raw(map50=80.3))
+    with pytest.raises(ConfigError, match="statement should be text"):
+        parse_recipe(_raw(statement=7.1))

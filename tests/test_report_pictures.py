@@ -57,7 +57,7 @@ def test_rows_from_a_voc_store(voc_root, tmp_path, tiny_codec):
 
     from latentcache.config import EncodeConfig
     from latentcache.pipeline.encode import run_encode
-    from latentcache.report.segmentation import sheet_rows
+    from latentcache.report.pictures import sheet_rows
     from latentcache.store import open_store
 
     config = EncodeConfig(
@@ -86,3 +86,60 @@ def test_rows_from_a_voc_store(voc_root, tmp_path, tiny_codec):
         assert r.decoded.shape == original.shape and r.prediction.shape == r.truth.shape
         assert 0 < r.bpp < 24
     assert picture_sheet(rows, index.classes, tmp_path / "voc.png").stat().st_size > 10_000
+
+
+def test_eval_rows_cut_truth_and_prediction_to_each_image():
+    """Two images on one padded canvas at different offsets: each row is its own image's
+    window of the mask canvas and of the logits' argmax, which differ on purpose."""
+    import torch
+
+    from latentcache.report.segmentation import eval_rows
+
+    g = torch.Generator().manual_seed(0)
+    canvas = torch.randint(0, 3, (2, 48, 64), generator=g, dtype=torch.uint8)
+    pattern = (canvas.long() + 1) % 3  # a prediction unlike the truth everywhere
+    logits = torch.nn.functional.one_hot(pattern, 3).permute(0, 3, 1, 2).float()
+    batch = {
+        "key": ["a", "b"],
+        "canvas_offset": torch.tensor([[5, 7], [0, 0]]),
+        "image_size": torch.tensor([[33, 41], [48, 64]]),
+    }
+    rows = eval_rows(batch, logits, canvas)
+    assert [r.key for r in rows] == ["a", "b"] and rows[0].hw == (33, 41)
+    np.testing.assert_array_equal(rows[0].truth, canvas[0, 5:38, 7:48].numpy())
+    np.testing.assert_array_equal(rows[0].prediction, pattern[0, 5:38, 7:48].numpy())
+    np.testing.assert_array_equal(rows[1].prediction, pattern[1].numpy())
+    assert rows[0].image is None and rows[0].bpp is None
+
+
+def test_with_pixels_finds_originals_decoded_images_and_rates(voc_root, tmp_path, tiny_codec):
+    from latentcache.config import EncodeConfig
+    from latentcache.pipeline.encode import run_encode
+    from latentcache.report.pictures import with_pixels
+    from latentcache.store import open_store
+
+    config = EncodeConfig(
+        dataset="voc", data_root=str(voc_root), out=str(tmp_path / "s"), workers=0
+    )
+    run_encode(config, tiny_codec)
+    store = open_store(tmp_path / "s")
+    index = build_index("voc", voc_root)
+    sample = index.split("val")[1]  # the second row: looked up by key, not by position
+    truth = read_mask(voc_root / sample.target)
+    row = SheetRow(sample.key, None, None, truth, truth)
+    (got,) = with_pixels(store, "val", [row], tiny_codec)
+    original = np.asarray(Image.open(voc_root / sample.path).convert("RGB"))
+    np.testing.assert_array_equal(got.image, original)
+    # the tiny codec is untrained: its decoded image is the one sheet_rows decodes by position
+    from latentcache.report.pictures import sheet_rows
+
+    def zeros(r):
+        return np.zeros([int(v) for v in r["image_size"]], np.uint8)
+
+    (same,) = [r for r in sheet_rows(store, "val", zeros, tiny_codec) if r.key == row.key]
+    np.testing.assert_array_equal(got.decoded, same.decoded)
+    assert got.decoded.shape == original.shape and got.decoded.dtype == np.uint8
+    bpps = store.zarr_split("val").read(0, 2)
+    assert got.bpp == pytest.approx(float(bpps["bpp"][list(bpps["key"]).index(sample.key)]))
+    (bare,) = with_pixels(store, "val", [SheetRow("nokey", None, None, truth, truth)])
+    assert bare.image is None and bare.decoded is None and bare.bpp is None

@@ -94,3 +94,30 @@ def test_scores_present_and_plot_names():
     assert plot_name(["map"]) == "map_vs_bpp.png"
     line = summarize([_row("m", "latents", 3, 0.6, 0.5), _row("m", "latents", 3, 0.6, 0.7, 1)])
     assert line[0]["miou"] == 0.6 and "top1" not in line[0]
+
+
+def test_the_report_shows_each_eval_stages_picture_sheet_and_the_papers_statements(tmp_path):
+    """A sheet an eval stage drew is copied into the report (the first seed of a setting)
+    under its task's section; a paper's statement without a number is listed, not drawn."""
+    import numpy as np
+    from PIL import Image
+
+    run = _run_dir(tmp_path)
+    recipe = json.loads((run / "recipe.json").read_text())
+    statement = "J-FT gains 7.1 points of mAP over T-FT"
+    recipe["papers"].append(
+        {"source": "chamain2021 Fig. 3", "label": "J-FT", "model": "fasterrcnn", "input": "decoded",
+         "bpp": 0.08, "statement": statement, "miou": None}
+    )  # fmt: skip
+    (run / "recipe.json").write_text(json.dumps(recipe))
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    for i in (1, 2):  # q3 at seeds 0 and 1: one sheet in the report
+        Image.fromarray(rgb // i).save(run / "stages" / f"eval-{i}" / "pictures_test.png")
+    out = build_report([run], tmp_path / "report")
+    md = (out / "report.md").read_text()
+    assert "## Segmentation: pictures from the latents" in md
+    assert "![cresnet51-d on latents, q3 mse](pictures/eval-1.png)" in md
+    assert not (out / "pictures" / "eval-2.png").exists()
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "pictures" / "eval-1.png")), rgb)
+    assert f"- chamain2021 Fig. 3, J-FT (0.08 bpp): {statement}" in md
+    assert "| chamain2021 Fig. 3 |" not in md  # not a row of the numbers' table

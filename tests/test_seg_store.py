@@ -137,6 +137,27 @@ def test_a_mask_that_does_not_fit_its_image_fails_that_sample(tmp_path, tiny_cod
     assert "mask masks/im1.png: 10x10, its image is 53x130" in m["failures"][0]["reason"]
 
 
+def test_masks_are_bounded_by_max_pixels_as_their_images(tmp_path, tiny_codec):
+    """--max-pixels refuses an image before its mask is read; a mask file declaring more
+    pixels than its image (under the global bomb limit) is a recorded failure, not a read."""
+    from seg_fixtures import png_declaring
+    from seg_helpers import write_seg_dataset
+
+    from latentcache.config import EncodeConfig
+    from latentcache.pipeline.encode import run_encode
+
+    index = write_seg_dataset(tmp_path / "data", sizes=((75, 101), (53, 130), (90, 67)))
+    (tmp_path / "data/masks/im1.png").write_bytes(png_declaring(9000, 9000))
+    config = EncodeConfig(
+        dataset="segtest", out=str(tmp_path / "s"), shard_size=3, workers=0, max_pixels=7000
+    )
+    m = run_encode(config, tiny_codec, index=index).manifest
+    assert m["totals"] == m["totals"] | {"indexed": 3, "stored": 1, "failed": 2}
+    reasons = {f["key"]: f["reason"] for f in m["failures"]}
+    assert "101x75 = 7575 pixels > limit 7000" in reasons["im0"]  # the image, 75 x 101
+    assert "mask masks/im1.png: 9000x9000, its image is 53x130" in reasons["im1"]
+
+
 def test_push_then_pull_one_split_keeps_masks_and_verifies(seg_store, tmp_path):
     import uuid
 

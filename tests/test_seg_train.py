@@ -37,7 +37,9 @@ def test_train_then_eval_json(seg_store_path, tmp_path, fmt):
     assert config["model"] == "cresnet51-d"  # the segmentation task's default
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert {"eval_miou", "eval_pixel_accuracy", "train_loss"} <= set(record)
-    result = runner.invoke(cli, ["eval", str(out), str(seg_store_path), "--split", "val", "--json"])
+    pictures = ["--pictures", "0"] if fmt == "webdataset" else []  # default: 4
+    args = ["eval", str(out), str(seg_store_path), "--split", "val", "--json", *pictures]
+    result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     got = json.loads(result.output)
     assert got["task"] == "segmentation" and got["count"] == 2
@@ -48,6 +50,27 @@ def test_train_then_eval_json(seg_store_path, tmp_path, fmt):
     assert got["pixel_accuracy"] == pytest.approx(float(cm.diag().sum() / cm.sum()))
     absent = [c for i, c in enumerate(SEG_CLASSES) if cm[i].sum() + cm[:, i].sum() == 0]
     assert all(got["per_class_iou"][c] is None for c in absent)
+    if fmt == "webdataset":
+        assert not (out / "pictures_val.png").exists()
+    else:
+        _check_pictures(out / "pictures_val.png", rows=2)
+
+
+def _check_pictures(path, rows: int) -> None:
+    """The picture sheet: a row of 4 pictures per sample (both val samples), the ground
+    truth's classes in VOC's colours."""
+    import numpy as np
+    from PIL import Image
+
+    from latentcache.report.segmentation import colorize
+
+    with Image.open(path) as im:
+        w, h = im.size
+        pixels = np.asarray(im.convert("RGB")).reshape(-1, 3)
+    assert w > 2 * h / rows and h > 200 * rows
+    drawn = {tuple(p) for p in np.unique(pixels, axis=0)}
+    for c in range(1, len(SEG_CLASSES)):  # the checkerboard holds every class
+        assert tuple(colorize(np.array([[c]]))[0, 0]) in drawn
 
 
 def test_list_models_shows_the_models_that_fit_the_store(seg_store_path):

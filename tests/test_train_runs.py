@@ -76,7 +76,8 @@ def _documented_presets() -> dict[str, dict]:
 
 def test_every_preset_resolves_to_its_documented_settings(texture_store) -> None:
     documented = _documented_presets()
-    assert sorted(documented) == list_presets() == ["gupta2024", "torfason2018", "torfason2018-seg"]
+    expected = ["codevilla2021-det", "gupta2024", "torfason2018", "torfason2018-seg"]
+    assert sorted(documented) == list_presets() == expected
     for name, settings in documented.items():
         config = TrainConfig.from_options({"store": "s", "out": "o"}, name).to_dict()
         assert config["preset"] == name

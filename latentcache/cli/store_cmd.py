@@ -28,7 +28,8 @@ FORMAT_CHOICES = {"zarr": ("zarr",), "webdataset": ("webdataset",), "both": ("za
     "--dataset",
     "-d",
     required=True,
-    help="Registered dataset: minc, resisc45, rsscn7, imagefolder, demo; segmentation: voc, segfolder, demo-seg.",
+    help="Registered dataset: minc, resisc45, rsscn7, imagefolder, demo; segmentation: voc, "
+    "segfolder, demo-seg; detection: coco, voc-det, cocofolder, demo-det.",
 )
 @click.option(
     "--data-root",

@@ -99,7 +99,7 @@ def train_config(ctx: click.Context):
 @click.argument("store", required=False)  # a folder or a URL (file, memory, http(s), s3, gs)
 @click.option(
     "--preset",
-    type=click.Choice(["gupta2024", "torfason2018", "torfason2018-seg"]),
+    type=click.Choice(["codevilla2021-det", "gupta2024", "torfason2018", "torfason2018-seg"]),
     default=None,
     help="A paper's training settings (docs/presets.md); options given explicitly override it.",
 )
@@ -274,11 +274,15 @@ def train(store, out, preset, list_models, channels, classes, verbose, **_option
         check_run_folder(config.out)
     result = run_training(config)
     if _is_main_rank():
-        key = next((k for k in ("eval_top1", "eval_miou") if k in result), "train_top1")
-        name = "mIoU" if key == "eval_miou" else "top-1"
+        key = f"eval_{result['score_key']}"
+        name, value = (
+            (result["score_label"], result[key])
+            if key in result
+            else ("train top-1", result["train_top1"])
+        )
         click.echo(
-            f"{config.out}: {result['epochs']} epochs, {name} {result[key]:.4f} "
-            f"(best {result['best_top1']:.4f})"
+            f"{config.out}: {result['epochs']} epochs, {name} {value:.4f} "
+            f"(best {result['best_score']:.4f})"
         )
 
 
@@ -308,6 +312,14 @@ def train(store, out, preset, list_models, channels, classes, verbose, **_option
     help="z_hat stores encoded with a weights file: that file (h_s gives scales_hat).",
 )
 @click.option(
+    "--pictures",
+    type=click.IntRange(min=0),
+    default=4,
+    show_default=True,
+    help="Samples on RUN_DIR/pictures_<split>.png, for tasks that draw them (segmentation: "
+    "image, decoded, truth, prediction; detection: boxes on the image); 0: none.",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -316,8 +328,8 @@ def train(store, out, preset, list_models, channels, classes, verbose, **_option
 @click.option("-v", "--verbose", count=True)
 @handle_errors
 def evaluate(
-    run_dir, store, split, checkpoint, fmt, batch_size, device, workers, codec_checkpoint, as_json,
-    verbose,
+    run_dir, store, split, checkpoint, fmt, batch_size, device, workers, codec_checkpoint,
+    pictures, as_json, verbose,
 ):  # fmt: skip
     """Evaluate RUN_DIR's checkpoint on a split of STORE (deterministic center crop)."""
     setup_logging(verbose)
@@ -333,22 +345,16 @@ def evaluate(
         device=device,
         workers=workers,
         codec_checkpoint=codec_checkpoint,
+        pictures=pictures,
     )
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
         return
+    from latentcache.tasks import get_task
+
     head = f"{result['model']} ({result['checkpoint']}, epoch {result['epoch']}) on {split}: "
-    if "miou" in result:
-        click.echo(
-            f"{head}mIoU {result['miou']:.4f}  pixel accuracy {result['pixel_accuracy']:.4f}  "
-            f"n={result['count']}"
-        )
-        per_class = result["per_class_iou"]
-    else:
-        click.echo(
-            f"{head}top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  n={result['count']}"
-        )
-        per_class = result["per_class"]
+    line, per_class = get_task(result["task"]).headline(result)
+    click.echo(head + line)
     width = max(len(c) for c in per_class)
     for name, value in per_class.items():
         click.echo(f"  {name:<{width}}  {'-' if value is None else f'{value:.4f}'}")

@@ -10,6 +10,7 @@ from latentcache.datasets import (
     coco,  # noqa: F401
     coco_json,  # noqa: F401  (the COCO box reader)
     demo,  # noqa: F401
+    demo_det,  # noqa: F401
     demo_seg,  # noqa: F401
     imagefolder,  # noqa: F401
     minc,  # noqa: F401

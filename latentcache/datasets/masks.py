@@ -15,7 +15,9 @@
 Sizes are bounded before anything is allocated: the pixel count against the same
 decompression-bomb limit as images (:data:`~latentcache.images.DEFAULT_MAX_PIXELS`), the
 file size against :data:`MAX_MASK_FILE_BYTES`, and every zlib-compressed element of a .mat
-file is inflated with a ceiling before scipy parses it. Nothing is unpickled.
+file is inflated with a ceiling before scipy parses it; given its image's size, a mask of
+another size is refused as soon as its size is known (encode does so: masks are bounded as
+their images, by ``--max-pixels``). Nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -51,31 +53,48 @@ _MI_COMPRESSED = 15
 _INT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 
 
-def read_mask(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The mask file at ``path`` as an (H, W) uint8 array of class indices (255 = ignore)."""
+def read_mask(
+    path: str | Path,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    image_hw: tuple[int, int] | None = None,
+    name: str | None = None,
+) -> np.ndarray:
+    """The mask file at ``path`` as an (H, W) uint8 array of class indices (255 = ignore).
+
+    ``image_hw``: its image's (H, W), which the mask must match: a mask of another size is
+    refused before its pixels are decoded (an image file's declared size; a .mat file's
+    compressed elements inflate at most to that many pixels), so a mask is never read
+    bigger than its image, which ``encode --max-pixels`` bounds. ``name``: how errors
+    name the file (default: its file name)."""
     path = Path(path)
+    name = name or path.name
     try:
         size = path.stat().st_size
         if size > MAX_MASK_FILE_BYTES:
-            raise SampleError(
-                f"mask {path.name}: file of {size} bytes > limit {MAX_MASK_FILE_BYTES}"
-            )
+            raise SampleError(f"mask {name}: file of {size} bytes > limit {MAX_MASK_FILE_BYTES}")
         data = path.read_bytes()
     except OSError as exc:
-        raise SampleError(f"mask {path.name}: cannot read: {exc.strerror or exc}") from None
-    return decode_mask(data, path.name, max_pixels)
+        raise SampleError(f"mask {name}: cannot read: {exc.strerror or exc}") from None
+    return decode_mask(data, name, max_pixels, image_hw)
 
 
-def decode_mask(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_mask(
+    data: bytes,
+    name: str,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    image_hw: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Decode the bytes of mask file ``name`` (its suffix picks the format); see :func:`read_mask`."""
     if not data:
         raise SampleError(f"mask {name}: empty file")
     if len(data) > MAX_MASK_FILE_BYTES:
         raise SampleError(f"mask {name}: {len(data)} bytes > limit {MAX_MASK_FILE_BYTES}")
+    if image_hw is not None:
+        max_pixels = min(max_pixels, int(image_hw[0]) * int(image_hw[1]))
     if PurePath(name).suffix.lower() == ".mat":
-        mask = _decode_mat(data, name, max_pixels)
+        mask = _decode_mat(data, name, max_pixels, image_hw)
     else:
-        mask = _decode_image(data, name, max_pixels)
+        mask = _decode_image(data, name, max_pixels, image_hw)
     return np.ascontiguousarray(mask, dtype=np.uint8)
 
 
@@ -118,7 +137,9 @@ def write_palette_mask(path: str | Path, mask: np.ndarray) -> None:
 # --- images (PNG and the other Pillow formats) ------------------------------------------
 
 
-def _check_pixels(name: str, h: int, w: int, max_pixels: int) -> None:
+def _check_pixels(name: str, h: int, w: int, max_pixels: int, image_hw=None) -> None:
+    if image_hw is not None and (h, w) != tuple(image_hw):
+        raise SampleError(f"mask {name}: {h}x{w}, its image is {image_hw[0]}x{image_hw[1]}")
     if h < 1 or w < 1:
         raise SampleError(f"mask {name}: no pixels ({w}x{h})")
     if h * w > max_pixels:
@@ -127,14 +148,14 @@ def _check_pixels(name: str, h: int, w: int, max_pixels: int) -> None:
         )
 
 
-def _decode_image(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+def _decode_image(data: bytes, name: str, max_pixels: int, image_hw=None) -> np.ndarray:
     try:
         with warnings.catch_warnings():  # the size check reports bombs itself
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
         with im:
             w, h = im.size
-            _check_pixels(name, h, w, max_pixels)
+            _check_pixels(name, h, w, max_pixels, image_hw)
             return _image_indices(im, name)
     except SampleError:
         raise
@@ -205,7 +226,7 @@ def _inflated_size(body: bytes, name: str, budget: int) -> int:
     return len(out)
 
 
-def _decode_mat(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+def _decode_mat(data: bytes, name: str, max_pixels: int, image_hw=None) -> np.ndarray:
     from scipy.io import loadmat
     from scipy.io.matlab import MatReadError
 
@@ -225,7 +246,9 @@ def _decode_mat(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     ) as exc:
         raise SampleError(f"mask {name}: cannot read .mat file: {exc}") from None
     seg = _sbd_segmentation(mat, name)
-    _check_pixels(name, *seg.shape, max_pixels)
+    if seg.ndim != 2:
+        raise SampleError(f"mask {name}: array of shape {seg.shape}, expected 2-D (H, W)")
+    _check_pixels(name, *seg.shape, max_pixels, image_hw)
     return _as_uint8(seg, name)
 
 

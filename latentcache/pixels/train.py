@@ -152,11 +152,11 @@ def _loader(config, root, samples, split: str, train: bool, task: Task, epoch: i
 
 
 def _prepare(device: torch.device, task: Task):
-    key = task.target_keys[0]  # classification: "label"; segmentation: "mask"
+    """Batch dict -> ([image], the task's targets) on ``device`` (the loader augmented both)."""
 
     def prepare(batch: dict, train: bool, generator):
         image = batch["image"].to(device, non_blocking=True)
-        return [image], batch[key].to(device, non_blocking=True)
+        return [image], task.map_targets(task.targets_to(batch, device), None, None, None)
 
     return prepare
 

@@ -51,14 +51,16 @@ _DATASET = {"name", "data_root", "options"}
 _CODEC = {"arch", "source", "checkpoint", "qualities", "metrics"}
 _ENCODE = {"formats", "shard_size", "scales_repr", "workers", "batch_size", "device"}
 _DECODE = {"device"}
-_EVAL = {"split", "checkpoint", "batch_size", "device"}
+_EVAL = {"split", "checkpoint", "batch_size", "device", "pictures"}
 _MODEL = {"name", "model", "input", "preset", "init", "pretrained", "options"}
 _FINETUNE = {"name", "preset", "classifier", "mode", "beta", "gamma", "epochs", "then_train"}
 _FINETUNE |= {"options"}
 # a paper point's published scores, in percent as printed: classification top-1 / top-5,
-# segmentation mean IoU (VOC protocol), detection mAP (COCO: 0.5:0.95) and mAP at IoU 0.5
-PAPER_METRICS = ("top1", "top5", "miou", "map", "map50")
+# segmentation mean IoU (VOC protocol), detection mAP (COCO: 0.5:0.95) and AP at IoU 0.5
+# (the eval results' keys); ``statement``: a published finding without an absolute number
+PAPER_METRICS = ("top1", "top5", "miou", "map", "map_50")
 _PAPER = {"source", "label", "model", "input", "quality", "metric", "bpp", *PAPER_METRICS}
+_PAPER.add("statement")
 
 
 def _check_keys(table: dict, allowed: set[str], where: str) -> None:
@@ -144,15 +146,19 @@ class PaperPoint:
     top5: float | None = None
     miou: float | None = None
     map: float | None = None
-    map50: float | None = None
+    map_50: float | None = None
+    statement: str | None = None  # "J-FT gains 7.1 points over T-FT": listed, not drawn
 
     def __post_init__(self) -> None:
         if self.input not in INPUTS:
             raise ConfigError(f'paper point "{self.label}": input should be one of {INPUTS}')
-        if not self.scores():
+        if not self.scores() and not self.statement:
             raise ConfigError(
                 f'paper point "{self.label}" has no published score; give one of {PAPER_METRICS}'
+                " (or a statement)"
             )
+        if self.statement is not None and not isinstance(self.statement, str):
+            raise ConfigError(f'paper point "{self.label}": statement should be text')
         for name, v in self.scores().items():
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 100:
                 raise ConfigError(f'paper point "{self.label}": {name}={v}, should be in [0, 100]')

@@ -119,7 +119,10 @@ def eval_stage_run(
             from latentcache.train import evaluate_run
 
             store = Path(ctx.deps[encode_id]["dir"]) / "store"
-            got = evaluate_run(run_dir, store, opts["split"], write=False, **kw)
+            pictures = {"pictures": opts["pictures"]} if "pictures" in opts else {}
+            got = evaluate_run(
+                run_dir, store, opts["split"], write=False, pictures_dir=ctx.dir, **kw, **pictures
+            )
         else:
             from latentcache.pixels.train import evaluate_image_run
 
@@ -145,6 +148,7 @@ def _result_row(recipe, entry, ctx, got, split, train_id, encode_id, decode_id) 
         "metric": ctx.meta.get("metric"),
         "seed": ctx.meta.get("seed"),
         "split": split,
+        "task": got.get("task"),  # the latent runs' (its report section)
         **{k: got[k] for k in SCORES if k in got},  # the task's scores (top1/top5, miou, ...)
         "count": got["count"],
         "eval_ms_per_image": got["eval_ms_per_image"],  # inference, with data loading

@@ -4,9 +4,16 @@
 
     RUN_DIR/recipe.json (papers' points)  +  RUN_DIR/stages/eval-*/result.json (one per seed)
       └► rows ─► group by (dataset, model, input, quality, metric): mean ± std over seeds
-      └► results.csv (every seed), summary.csv, report.md (tables, links), and one plot of
-         the scores present (:data:`SCORES`: top-1/top-5 -> accuracy_vs_bpp.png, mIoU ->
-         miou_vs_bpp.png, ...)
+      └► results.csv (every seed), summary.csv, report.md (tables, links)
+      └► per task (its report section, ``Task.report_section``): one plot of its scores
+         present (:data:`SCORES`: top-1/top-5 -> accuracy_vs_bpp.png, mIoU and pixel
+         accuracy -> miou_vs_bpp.png, mAP and AP50 -> map_vs_bpp.png), and the picture
+         sheets its eval stages drew (stages/eval-*/pictures_<split>.png, copied to
+         pictures/<stage>.png)
+
+A row names its task (``task``); older rows without it belong to the first task whose
+scores they carry. The papers' published statements without a score (chamain2021's gains in
+points) are listed as they are.
 
 Scores in result rows are fractions (0.62), the papers' are percent as printed (62.0).
 
@@ -22,9 +29,12 @@ import json
 import logging
 import math
 import os
+import shutil
 import statistics
 from collections import defaultdict
 from pathlib import Path
+
+from latentcache.report.rate_plot import SCORES, plot_rate_accuracy, scores_present
 
 __all__ = [
     "collect_rows",
@@ -40,21 +50,6 @@ logger = logging.getLogger(__name__)
 
 REPORT_NAME = "report.md"
 _GROUP = ("recipe", "dataset", "model", "arch", "input", "quality", "metric")
-# score key -> its name on axes and in tables (classification, segmentation, detection)
-SCORES = {
-    "top1": "top-1",
-    "top5": "top-5",
-    "miou": "mIoU",
-    "pixel_accuracy": "pixel accuracy",
-    "map": "mAP",
-    "map50": "mAP@0.5",
-}
-
-
-def scores_present(lines: list[dict], papers: list[dict] = ()) -> list[str]:
-    """The score keys (in :data:`SCORES` order) that some row or paper point carries."""
-    items = list(lines) + list(papers)
-    return [k for k in SCORES if any(r.get(k) is not None for r in items)]
 
 
 def plot_name(scores: list[str]) -> str:
@@ -240,110 +235,92 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
             )
 
 
-def _paper_x(point: dict, lines: list[dict]) -> tuple[float | None, bool]:
-    """(bpp, placed): the published bpp, else our mean bpp at the same quality and metric."""
-    if point.get("bpp") is not None:
-        return float(point["bpp"]), False
-    for r in lines:
-        if (
-            r["dataset"] == point["dataset"]
-            and r["input"] == "latents"
-            and r["quality"] == point.get("quality")
-            and point.get("metric") in (None, r["metric"])
-            and r["bpp"] is not None
-        ):
-            return r["bpp"], True
-    return None, False
+def _section(row: dict):
+    """The report section of a result row's task (see the module docstring)."""
+    from latentcache.tasks import TASKS
+
+    if row.get("task") in TASKS:
+        return TASKS[row["task"]].report_section()
+    for task in TASKS.values():
+        section = task.report_section()
+        if any(row.get(k) is not None for k in section.scores):
+            return section
+    return TASKS["classification"].report_section()
 
 
-def plot_rate_accuracy(
-    lines: list[dict], papers: list[dict], path: Path, scores: list[str] | None = None
-) -> Path:
-    """Each score (default: those our rows carry) against mean true bpp: our lines with ± std,
-    the papers' points; one panel per score."""
-    from latentcache.report.training import _pyplot
+def _eval_pictures(run_dirs: list) -> list[tuple[dict, Path]]:
+    """(result row, picture sheet) of every eval stage that drew one."""
+    from latentcache.report.pictures import picture_name
 
-    plt = _pyplot()
-    scores = scores or scores_present(lines) or ["top1"]
-    fig, axes = plt.subplots(1, len(scores), figsize=(6 * len(scores), 4.8), squeeze=False)
-    axes = axes[0]
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in lines:
-        groups[(r["dataset"], r["model"], r["input"], r["metric"])].append(r)
-    for ax, metric in zip(axes, scores, strict=True):
-        for (dataset, model, inp, codec_metric), rs in groups.items():
-            rs = [r for r in rs if r.get(metric) is not None]
-            if not rs:
-                continue
-            label = f"ours: {model} on {inp}" + (f" ({codec_metric})" if codec_metric else "")
-            label += f", {dataset}"
-            if inp == "original":
-                ax.axhline(100 * rs[0][metric], ls="--", lw=1.2, color="gray", label=label)
-                continue
-            rs = sorted(rs, key=lambda r: r["bpp"] or 0.0)
-            ax.errorbar(
-                [r["bpp"] for r in rs],
-                [100 * r[metric] for r in rs],
-                yerr=[100 * (r[f"{metric}_std"] or 0) for r in rs],
-                marker="o",
-                capsize=3,
-                label=label,
-            )
-        _draw_papers(ax, papers, lines, metric)
-        ax.set_xlabel("mean true bpp (bytes of the bitstreams × 8 / pixels)")
-        ax.set_ylabel(f"{SCORES[metric]}{' accuracy' if metric in ('top1', 'top5') else ''} (%)")
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.08 + 0.025 * len(labels) / 2, 1, 1))
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    found = []
+    for run_dir in map(Path, run_dirs):
+        for path in sorted((run_dir / "stages").glob("eval-*/result.json")):
+            row = json.loads(path.read_text())
+            sheet = path.parent / picture_name(row.get("split", ""))
+            if sheet.is_file():
+                found.append((row, sheet))
+    return found
 
 
-def _draw_papers(ax, papers: list[dict], lines: list[dict], metric: str) -> None:
-    """One marker and colour per paper row (source, label, model), its points across rates."""
-    markers = "sD^vP*Xh"
-    rows: dict[tuple, list[dict]] = defaultdict(list)
-    for p in papers:
-        if p.get(metric) is not None:
-            rows[(p["dataset"], p["source"], p["label"], p["model"], p["input"])].append(p)
-    for g, ((dataset, source, label, model, inp), points) in enumerate(rows.items()):
-        text = f"{source}: {label} ({model} on {inp}, {dataset})"
-        if inp == "original" and all(p.get("bpp") is None for p in points):
-            ax.axhline(points[0][metric], ls=":", lw=1, color="black", label=text)
-            continue
-        xy = [(*_paper_x(p, lines), p[metric]) for p in points]
-        xy = sorted((x, y, placed) for x, placed, y in xy if x is not None)
-        if not xy:
-            continue
-        placed = any(pl for _, _, pl in xy)
-        ax.plot(
-            [x for x, _, _ in xy],
-            [y for _, y, _ in xy],
-            ls=":",
-            marker=markers[g % len(markers)],
-            mfc="none",
-            ms=8,
-            color=f"C{(g + 5) % 10}",
-            label=text + (" (at our bpp for its quality)" if placed else ""),
+def _section_md(section, lines: list[dict], papers: list[dict], shown: list, out: Path) -> list:
+    """The plot of ``section``'s scores and its picture sheets ``shown`` (row, file)."""
+    md = []
+    scores = [k for k in section.scores if any(r.get(k) is not None for r in lines)]
+    if scores:
+        theirs = [p for p in papers if any(p.get(k) is not None for k in scores)]
+        plot_rate_accuracy(lines, theirs, out / section.plot, scores)
+        alt = " and ".join(SCORES[k] for k in scores)
+        md += [f"![{alt} against mean true bpp]({section.plot})", ""]
+    if shown:
+        md += [f"## {section.title}: pictures from the latents", ""]
+        (out / "pictures").mkdir(exist_ok=True)
+    for row, sheet in shown:
+        name = f"pictures/{sheet.parent.name}.png"
+        shutil.copyfile(sheet, out / name)
+        what = f"{row['model']} on {row['input']}" + (
+            f", q{row['quality']} {row.get('metric') or ''}".rstrip() if row.get("quality") else ""
         )
+        md += [
+            f"{what}, seed {row.get('seed')}, {row.get('split')} split:",
+            "",
+            f"![{what}]({name})",
+            "",
+        ]
+    return md
+
+
+def _statements(papers: list[dict]) -> list[str]:
+    out = []
+    for p in papers:
+        rate = f" ({p['bpp']} bpp)" if p.get("bpp") is not None else ""
+        out.append(f"- {p['source']}, {p['label']}{rate}: {p['statement']}")
+    return out
 
 
 def build_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
-    """Write report.md, results.csv, summary.csv and accuracy_vs_bpp.png into ``out``."""
+    """Write report.md, results.csv, summary.csv, each task's plot and pictures into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows, papers = collect_rows(run_dirs)
+    statements = [p for p in papers if p.get("statement")]
+    papers = [p for p in papers if scores_present([p])]
     lines = summarize(rows)
     _write_csv(out / "results.csv", rows)
     _write_csv(out / "summary.csv", lines)
     md = ["# Rate–accuracy report", "", f"Runs: {', '.join(str(d) for d in run_dirs)}", ""]
-    scores = scores_present(lines)
-    if lines and scores:
-        name = plot_name(scores)
-        plot_rate_accuracy(lines, papers, out / name, scores)
-        md += [f"![{' and '.join(SCORES[k] for k in scores)} against mean true bpp]({name})", ""]
+    sections: dict[str, tuple] = {}
+    for line in lines:
+        section = _section(line)
+        sections.setdefault(section.name, (section, [], []))[1].append(line)
+    seeds = {}
+    for row, sheet in _eval_pictures(run_dirs):  # the first seed of each setting
+        key = tuple(row.get(k) for k in _GROUP)
+        seeds.setdefault(key, (row, sheet))
+    for row, sheet in seeds.values():
+        section = _section(row)
+        sections.setdefault(section.name, (section, [], []))[2].append((row, sheet))
+    for section, ls, shown in sections.values():
+        md += _section_md(section, ls, papers, shown, out)
     md += [
         "## Ours",
         "",
@@ -370,6 +347,9 @@ def build_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> P
             "Paper points without a published rate are drawn at our mean true bpp for "
             "the same quality and metric.",
         ]
+    if statements:
+        md += ["", "## The papers' statements (no absolute numbers published)", ""]
+        md += _statements(statements)
     md += [
         "",
         "Tables as CSV: [summary.csv](summary.csv) (one line per setting), "

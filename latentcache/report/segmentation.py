@@ -2,7 +2,8 @@
 
 ::
 
-    store split ─► sheet_rows(store, split, predict, codec, n): the first n rows
+    store split ─► sheet_rows(store, split, predict, codec, n) (report/pictures.py): the
+        first n rows
         truth     the stored mask cut to the image (image_size)
         decoded   g_s of the stored bitstreams, unpadded (the codec: optional)
         image     the original file, through the dataset index the manifest names (optional)
@@ -14,6 +15,8 @@
       └► picture_sheet(rows, classes, path): one row per sample, columns
          image | decoded | ground truth | prediction from latents, masks in VOC's colours,
          pixels ignored by the ground truth drawn in VOC's cream; a legend of the classes shown
+    evaluated batch ─► eval_rows(batch, logits, mask canvas): the rows of ``latentcache eval``'s
+        pictures_<split>.png (SECTION, the task's report section; report/sections.py)
 
 The colours are PASCAL VOC's (:func:`latentcache.datasets.masks.voc_palette`), so VOC
 pictures look as they do in the papers.
@@ -21,18 +24,15 @@ pictures look as they do in the papers.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from latentcache.datasets.masks import IGNORE_INDEX, voc_palette
+from latentcache.report.sections import ReportSection
 
-__all__ = ["SheetRow", "colorize", "picture_sheet", "sheet_rows"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["SheetRow", "SECTION", "colorize", "eval_rows", "picture_sheet"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,10 @@ class SheetRow:
         shapes += [a.shape[:2] for a in (self.image, self.decoded) if a is not None]
         if any(tuple(s) != tuple(hw) for s in shapes):
             raise ValueError(f"sample {self.key}: pictures of sizes {shapes}, its mask is {hw}")
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return tuple(self.truth.shape[:2])
 
 
 def colorize(mask: np.ndarray) -> np.ndarray:
@@ -107,78 +111,42 @@ def picture_sheet(
     return Path(path)
 
 
-# --- rows from a store --------------------------------------------------------------------
+# --- rows from an evaluation ---------------------------------------------------------------
 
 
-def _originals(store) -> dict[str, Path]:
-    """key -> image file, through the dataset index the manifest names (with the recorded
-    options its adapter takes); {} when the dataset is not at hand."""
-    import inspect
+def eval_rows(batch: dict, logits, targets) -> list[SheetRow]:
+    """Per sample of an evaluated batch: the truth and the argmax of the logits (upsampled
+    bilinearly to the canvas, as they are scored), both cut to the image through its
+    ``canvas_offset``; no pixels yet (:func:`latentcache.report.sections.with_pixels`)."""
+    import torch
 
-    from latentcache.datasets import build_index, get_dataset
-    from latentcache.errors import LatentCacheError
+    from latentcache.tasks.seg_metric import upsample
 
-    dataset = store.manifest["dataset"]
-    try:
-        takes = inspect.signature(get_dataset(dataset["name"]).index).parameters
-        options = {k: v for k, v in dataset.get("options", {}).items() if k in takes}
-        index = build_index(dataset["name"], dataset.get("root"), **options)
-    except (LatentCacheError, OSError, TypeError) as exc:
-        logger.info("picture sheet without originals: %s", exc)
-        return {}
-    return {s.key: index.root / s.path for s in index.samples}
-
-
-def _original(path: Path | None, hw: tuple[int, int]) -> np.ndarray | None:
-    from latentcache.errors import SampleError
-    from latentcache.images import load_image
-
-    if path is None or not path.is_file():
-        return None
-    try:
-        rgb = load_image(path.read_bytes()).rgb
-    except SampleError:
-        return None
-    return rgb if rgb.shape[:2] == hw else None
-
-
-def sheet_rows(
-    store,
-    split: str,
-    predict: Callable[[dict], np.ndarray],
-    codec=None,
-    n: int = 4,
-) -> list[SheetRow]:
-    """The first ``n`` rows of ``split``: original, decoded (with ``codec``), truth and
-    ``predict(row)``; ``row`` is the store's row (key, y_hat and scales_hat cropped to the
-    latent shape, image_size, canvas_offset, mask, ...) and ``predict`` returns (H, W) uint8."""
-    from latentcache.pixels.decode import _decode_one
-
-    zs = store.zarr_split(split)
-    got = zs.read(0, min(n, len(zs)), bitstreams=codec is not None)
-    originals = _originals(store)
+    pred = upsample(logits.float(), targets.shape[-2:]).argmax(1).to("cpu", torch.uint8)
+    truth = targets.cpu()
     rows = []
-    for i, key in enumerate(got["key"][:n]):
-        row = {k: v[i] for k, v in got.items()}
-        lh, lw = (int(v) for v in row["latent_shape"])
-        row["y_hat"], row["scales_hat"] = (
-            row["y_hat"][..., :lh, :lw],
-            row["scales_hat"][..., :lh, :lw],
+    for i, key in enumerate(batch["key"]):
+        (top, left), (h, w) = (
+            (int(v) for v in batch["canvas_offset"][i]),
+            (int(v) for v in batch["image_size"][i]),
         )
-        h, w = (int(v) for v in row["image_size"])
-        decoded = None
-        if codec is not None:
-            decoded = _decode_one(
-                codec.model, row["y_string"], row["z_string"], row["z_shape"], (h, w)
-            )
         rows.append(
             SheetRow(
                 str(key),
-                _original(originals.get(str(key)), (h, w)),
-                decoded,
-                np.ascontiguousarray(row["mask"][:h, :w]),
-                np.asarray(predict(row), dtype=np.uint8),
-                float(row["bpp"]),
+                None,
+                None,
+                truth[i, top : top + h, left : left + w].numpy(),
+                pred[i, top : top + h, left : left + w].numpy(),
             )
         )
     return rows
+
+
+SECTION = ReportSection(
+    "segmentation",
+    "Segmentation",
+    ("miou", "pixel_accuracy"),
+    "miou_vs_bpp.png",
+    pictures=eval_rows,
+    sheet=picture_sheet,
+)

@@ -14,9 +14,11 @@ class Task:
     """Defaults are classification's: no target arrays or members, a label per image.
 
     Store hooks (encode and read, no torch): :meth:`read_targets`, :meth:`zarr_arrays`,
-    :meth:`wds_members`, :meth:`parse_members`. Training hooks (torch): :meth:`collate_targets`,
-    :meth:`map_targets`, :meth:`loss`, :meth:`make_meter`; ``default_model`` names a model of
-    ``latentcache.train.models`` registered with ``task=name``.
+    :meth:`wds_members`, :meth:`parse_members`. Training hooks (torch): :meth:`target_layout`,
+    :meth:`collate_targets`, :meth:`targets_to`, :meth:`map_targets`, :meth:`forward`,
+    :meth:`loss`, :meth:`hits`, :meth:`eval_loss`, :meth:`make_meter`; ``default_model``
+    names a model of ``latentcache.train.models`` registered with ``task=name``. Report hook:
+    :meth:`report_section` (what the eval pictures and the recipe report show for this task).
     """
 
     name = ""
@@ -29,6 +31,7 @@ class Task:
     # Zarr keeps them ragged through offsets, as the bitstreams (store/zarr_ragged.py)
     ragged_targets: dict[str, tuple[str, tuple[int, ...]]] = {}
     score_key = "top1"  # the summary key that picks best.pt
+    score_label = "top-1"  # its name in one-line summaries
     record_keys: tuple[str, ...] = ("top1", "top5", "loss")  # summary keys in metrics.jsonl
     min_classes = 1  # the fewest classes a store of this task can train a model on
 
@@ -62,10 +65,34 @@ class Task:
 
     target_keys: tuple[str, ...] = ("label",)  # batch tensors the training device needs
 
-    def collate_targets(self, rows: list[dict], latent_hw: tuple[int, int]) -> dict:
+    def targets_to(self, batch: dict, device) -> dict:
+        """The batch's target entries on ``device`` (non-blocking copies of
+        :attr:`target_keys`); a task whose targets are not one tensor each moves them itself."""
+        return {k: batch[k].to(device, non_blocking=True) for k in self.target_keys}
+
+    def forward(self, model, xs: list, targets, train: bool):
+        """The model's outputs for inputs ``xs`` (training: what :meth:`loss` takes;
+        evaluation: what the meter takes). A detector takes its targets too."""
+        out = model(*xs)
+        return out if train else out.float()
+
+    def eval_loss(self, outputs, targets) -> float | None:
+        """The evaluation loss of one batch (None where evaluation gives no loss)."""
+        return float(self.loss(outputs, targets))
+
+    def target_layout(self, latent_hw: tuple[int, int]) -> dict[str, tuple]:
+        """name -> (row shape, dtype) of the batch tensors :meth:`collate_targets` fills in
+        place for latents padded to ``latent_hw``: the loader hands them over as ``out``
+        (recycled shared memory) and ``--cache`` counts their bytes. {}: none (the task
+        allocates what it returns, and is called without ``out``)."""
+        return {}
+
+    def collate_targets(self, rows: list[dict], latent_hw: tuple[int, int], out=None) -> dict:
         """Batch tensors of the targets (``rows``: per sample ``label``, ``image_size``,
-        ``canvas_offset`` and the :attr:`target_names` arrays at the image's size), for
-        latents padded to ``latent_hw``. Only tasks with ``pads_latents`` are asked."""
+        ``canvas_offset`` and the :attr:`target_names` arrays: image-shaped ones cut to the
+        image's size, :attr:`ragged_targets` whole), for latents padded to ``latent_hw``.
+        ``out``: the :meth:`target_layout` tensors, uninitialised (every element is to be
+        written), or None to allocate them. Only tasks with ``pads_latents`` are asked."""
         raise NotImplementedError
 
     def map_targets(self, batch: dict, params, crop: int | None, latent_hw) -> object:
@@ -84,10 +111,24 @@ class Task:
         """(correct, counted) for the training accuracy (device tensors, no sync)."""
         return (logits.argmax(1) == targets).sum(), targets.numel()
 
+    def headline(self, result: Mapping) -> tuple[str, Mapping]:
+        """An evaluation's one-line figures and its per-class values (for ``eval``)."""
+        line = f"top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  n={result['count']}"
+        return line, result["per_class"]
+
     def make_meter(self, num_classes: int):
         """A meter with ``update(logits, targets, loss)``, ``all_reduce()`` and
         ``summary(classes)`` (its keys include :attr:`score_key`)."""
         raise NotImplementedError
+
+    # ---------------------------------------------------------------- report
+
+    def report_section(self):
+        """This task's :class:`latentcache.report.sections.ReportSection`: the scores its
+        rate plot draws against bpp, and its picture sheet (None: no pictures)."""
+        from latentcache.report.sections import CLASSIFICATION
+
+        return CLASSIFICATION
 
 
 TASKS: dict[str, Task] = {}

@@ -68,6 +68,9 @@ class DetectionTask(Task):
     }
     pads_latents = True
     score_key = "map"
+    score_label = "mAP"
+    record_keys = ("map", "map_50", "map_75")
+    target_keys = ()
 
     def manifest_entry(self, options: Mapping | None = None) -> dict:
         return {"name": self.name, "category_ids": list((options or {}).get("category_ids", []))}
@@ -130,12 +133,26 @@ class DetectionTask(Task):
         size_hw = tuple(latent_hw) if top is None else (int(crop), int(crop))
         return crop_flip_batch(batch["targets"], top, left, flipped, size_hw)
 
-    def targets(self, batch: dict) -> object:
-        return batch["targets"]
+    def targets_to(self, batch: dict, device) -> dict:
+        """Each image's target dict with its tensors on ``device``."""
+        moved = [
+            {k: v.to(device, non_blocking=True) if hasattr(v, "to") else v for k, v in t.items()}
+            for t in batch["targets"]
+        ]
+        return {"targets": moved}
+
+    def forward(self, model, xs: list, targets, train: bool):
+        """Training: torchvision's dict of losses; evaluation: boxes, labels and scores per
+        image, in the image's pixels."""
+        return model(*xs, targets=targets)
 
     def loss(self, outputs, targets, label_smoothing: float = 0.0):
         """A detector computes its own losses (torchvision's dict); their sum."""
-        return sum(outputs.values())
+        return sum(v.float() for v in outputs.values())
+
+    def eval_loss(self, outputs, targets) -> None:
+        """A detector in evaluation mode returns boxes, not losses."""
+        return None
 
     def hits(self, outputs, targets) -> tuple:
         """No training accuracy for detection (the losses are the training figures)."""
@@ -143,7 +160,21 @@ class DetectionTask(Task):
 
         return torch.zeros((), dtype=torch.long), 0
 
+    def headline(self, result: Mapping) -> tuple[str, Mapping]:
+        line = (
+            f"mAP {result['map']:.4f}  AP50 {result['map_50']:.4f}  AP75 {result['map_75']:.4f}"
+            f"  n={result['count']}"
+        )
+        return line, result["per_class_ap"]
+
     def make_meter(self, num_classes: int):
         from latentcache.train.detection_metric import DetectionMeter
 
         return DetectionMeter(num_classes)
+
+    # ---------------------------------------------------------------- report
+
+    def report_section(self):
+        from latentcache.report.detection import SECTION
+
+        return SECTION

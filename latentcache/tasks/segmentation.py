@@ -10,7 +10,8 @@ image resolution, exactly as the dataset gives it.
     WDS      <key>.mask.png   8-bit grayscale PNG of the indices: plain webdataset's "l8",
              "pil" or "l" decoders give the indices back
     loader   each mask placed on its codec canvas (B, 16h, 16w), 255 off the image: latent
-             cell (i, j) covers canvas pixels [16i, 16i + 16) x [16j, 16j + 16)
+             cell (i, j) covers canvas pixels [16i, 16i + 16) x [16j, 16j + 16); in the
+             loader's recycled buffers (target_layout), each pixel written once
     augment  the latents' crop (cells) and flip, applied to the canvas at 16x
     metric   torchmetrics confusion matrix over the whole split (VOC): mIoU, per-class IoU
              (null for a class absent from prediction and ground truth), pixel accuracy
@@ -81,6 +82,22 @@ def decode_mask_png(data: bytes, image_hw: tuple[int, int], max_hw: tuple[int, i
         return np.array(im, dtype=np.uint8)
 
 
+def place_on_canvas(canvas: np.ndarray, mask: np.ndarray, offset, image_size) -> None:
+    """Write all of ``canvas`` (H, W): ``mask`` (the image's size) at ``offset``, 255 around
+    it (each pixel written once)."""
+    (top, left), (h, w) = (int(v) for v in offset), (int(v) for v in image_size)
+    if mask.shape != (h, w) or top < 0 or left < 0:
+        raise ValueError(f"mask {mask.shape} at {(top, left)}: its image is {h}x{w}")
+    if top + h > canvas.shape[0] or left + w > canvas.shape[1]:
+        raise ValueError(f"image {h}x{w} at {(top, left)} is off the canvas {canvas.shape}")
+    canvas[:top] = IGNORE_INDEX
+    canvas[top + h :] = IGNORE_INDEX
+    inner = canvas[top : top + h]
+    inner[:, :left] = IGNORE_INDEX
+    inner[:, left + w :] = IGNORE_INDEX
+    inner[:, left : left + w] = mask
+
+
 @register_task
 class SegmentationTask(Task):
     name = "segmentation"
@@ -90,6 +107,7 @@ class SegmentationTask(Task):
     target_names = ("mask",)
     pads_latents = True
     score_key = "miou"
+    score_label = "mIoU"
     record_keys = ("miou", "pixel_accuracy", "loss")
     ignore_index = IGNORE_INDEX
 
@@ -99,12 +117,8 @@ class SegmentationTask(Task):
     def read_targets(self, target: str | None, root: Path, image_hw: tuple[int, int]) -> dict:
         if not target:
             raise SampleError("no mask file listed for this image")
-        mask = read_mask(root / target)
-        if mask.ndim != 2 or tuple(mask.shape) != tuple(image_hw):
-            raise SampleError(
-                f"mask {target}: {'x'.join(map(str, mask.shape))}, its image is "
-                f"{image_hw[0]}x{image_hw[1]}"
-            )
+        # refused before decoding when its size is not its image's (bounded as the image)
+        mask = read_mask(root / target, image_hw=image_hw, name=target)
         return {"mask": mask}
 
     def zarr_arrays(self, image_hw: tuple[int, int]) -> dict[str, tuple]:
@@ -127,20 +141,28 @@ class SegmentationTask(Task):
 
     target_keys = ("mask",)
 
-    def collate_targets(self, rows: list[dict], latent_hw: tuple[int, int]) -> dict:
+    def target_layout(self, latent_hw: tuple[int, int]) -> dict[str, tuple]:
+        hb, wb = latent_hw
+        return {
+            "mask": ((CELL * hb, CELL * wb), np.dtype(np.uint8)),
+            "image_size": ((2,), np.dtype(np.int32)),
+            "canvas_offset": ((2,), np.dtype(np.int32)),
+        }
+
+    def collate_targets(self, rows: list[dict], latent_hw: tuple[int, int], out=None) -> dict:
         import torch
 
-        hb, wb = latent_hw
-        canvas = torch.full((len(rows), CELL * hb, CELL * wb), IGNORE_INDEX, dtype=torch.uint8)
+        if out is None:
+            out = {
+                k: torch.from_numpy(np.empty((len(rows), *shape), dtype))
+                for k, (shape, dtype) in self.target_layout(latent_hw).items()
+            }
+        canvas = out["mask"].numpy()  # (B, 16 hb, 16 wb): cell (i, j) covers 16i.., 16j..
         for i, r in enumerate(rows):
-            (top, left), (h, w) = r["canvas_offset"], r["image_size"]
-            canvas[i, top : top + h, left : left + w] = torch.from_numpy(r["mask"])
-        return {
-            "label": torch.full((len(rows),), -1, dtype=torch.long),
-            "mask": canvas,  # (B, 16 hb, 16 wb): cell (i, j) covers [16i, 16i+16) x [16j, 16j+16)
-            "image_size": torch.tensor([r["image_size"] for r in rows], dtype=torch.int32),
-            "canvas_offset": torch.tensor([r["canvas_offset"] for r in rows], dtype=torch.int32),
-        }
+            place_on_canvas(canvas[i], r["mask"], r["canvas_offset"], r["image_size"])
+        out["image_size"].numpy()[:] = [r["image_size"] for r in rows]
+        out["canvas_offset"].numpy()[:] = [r["canvas_offset"] for r in rows]
+        return {"label": torch.full((len(rows),), -1, dtype=torch.long), **out}
 
     def map_targets(self, batch: dict, params, crop: int | None, latent_hw) -> object:
         import torch
@@ -186,7 +208,21 @@ class SegmentationTask(Task):
         valid = targets != IGNORE_INDEX
         return ((pred == targets) & valid).sum(), valid.sum()
 
+    def headline(self, result: Mapping) -> tuple[str, Mapping]:
+        line = (
+            f"mIoU {result['miou']:.4f}  pixel accuracy {result['pixel_accuracy']:.4f}  "
+            f"n={result['count']}"
+        )
+        return line, result["per_class_iou"]
+
     def make_meter(self, num_classes: int):
         from latentcache.tasks.seg_metric import SegmentationMeter
 
         return SegmentationMeter(num_classes)
+
+    # ---------------------------------------------------------------- report
+
+    def report_section(self):
+        from latentcache.report.segmentation import SECTION
+
+        return SECTION

@@ -42,7 +42,8 @@ def crop_flip_boxes(t: dict, top: int, left: int, size_hw: tuple[int, int], flip
     """One image's target dict after a crop of ``size_hw`` cells at (``top``, ``left``) cells
     and an optional horizontal flip; keys other than the geometry's are filtered alike."""
     y0, x0, y1, x1, oy, ox = _visible(t, top, left, size_hw)
-    boxes = t["boxes"].to(torch.float32).reshape(-1, 4) + torch.tensor([ox, oy, ox, oy])
+    boxes = t["boxes"].to(torch.float32).reshape(-1, 4)
+    boxes = boxes + boxes.new_tensor([ox, oy, ox, oy])  # on the targets' device
     boxes[:, 0::2] = boxes[:, 0::2].clamp(x0, max(x0, x1))
     boxes[:, 1::2] = boxes[:, 1::2].clamp(y0, max(y0, y1))
     keep = ((boxes[:, 2] - boxes[:, 0]) >= MIN_SIDE) & ((boxes[:, 3] - boxes[:, 1]) >= MIN_SIDE)
@@ -53,8 +54,9 @@ def crop_flip_boxes(t: dict, top: int, left: int, size_hw: tuple[int, int], flip
             [win_w - boxes[:, 2], boxes[:, 1], win_w - boxes[:, 0], boxes[:, 3]], dim=1
         )
         x0, x1 = win_w - x1, win_w - x0
+    keep = keep.to(t["labels"].device) if "labels" in t else keep
     out = {k: v[keep] for k, v in t.items() if k in ("labels", "iscrowd")}
-    out["boxes"] = boxes - torch.tensor([x0, y0, x0, y0], dtype=torch.float32)
+    out["boxes"] = boxes - boxes.new_tensor([x0, y0, x0, y0])
     out["image_size"] = (max(0, y1 - y0), max(0, x1 - x0))
     out["canvas_offset"] = (y0, x0)
     return out

@@ -12,7 +12,7 @@
        (cycling a share that is short), gathered by index where the tensors live
 
 Batches hold what the streaming loader's batches hold (every tensor field in the stored
-dtype, ``label``, ``key``), so the same device-side augmentation follows. Under DDP each
+dtype, ``label``, ``key``, the task's target tensors), so the same device-side augmentation follows. Under DDP each
 rank caches only its own share of the split and shuffles within it.
 """
 
@@ -52,8 +52,16 @@ _SCALE_BYTES = {"float16": 2, "float32": 4, "z_hat": 4}  # z_hat: h_s gives floa
 
 def sample_bytes(store, split: str, fields: tuple[str, ...]) -> int:
     """Bytes one sample of ``split`` takes in memory: its fields in the dtypes the loader
-    yields (y_hat int16; the scale index uint8 with CompressAI's table, else float32), and
-    its label. Refuses a split of mixed latent sizes (those are resized per batch)."""
+    yields (y_hat int16; the scale index uint8 with CompressAI's table, else float32), its
+    label and its task's target tensors (``Task.target_layout``: a segmentation mask on
+    the codec canvas, image_size, canvas_offset). Refuses a split of mixed latent sizes
+    (those are resized or padded per batch) and a task with ragged targets (boxes)."""
+    task = store.task_unit
+    if task.ragged_targets:
+        raise ConfigError(
+            f"--cache: {task.name} targets ({', '.join(task.ragged_targets)}) vary in length "
+            f"per sample and are not cached; use --cache off"
+        )
     info = store.split_info(split)
     hw = info.get("latent_shape")
     if not hw:
@@ -62,6 +70,8 @@ def sample_bytes(store, split: str, fields: tuple[str, ...]) -> int:
         )
     per = int(store.num_channels) * int(hw[0]) * int(hw[1])
     total = 8  # int64 label
+    for shape, dtype in task.target_layout((int(hw[0]), int(hw[1]))).values():
+        total += math.prod(shape) * np.dtype(dtype).itemsize
     for f in fields:
         if f == "y_hat":
             total += 2 * per

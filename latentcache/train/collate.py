@@ -12,8 +12,10 @@
         "label": int64, "key": [str], "lease": int (recycling only)}
 
     a task with target arrays (segmentation): latents zero-padded to the batch's largest
-    latent, never resized; the task's ``collate_targets`` adds its tensors (a mask placed
-    on each sample's codec canvas, 255 off the image)
+    latent, never resized (each decoded straight into its row when stored at that size,
+    only the padding zeroed); the task's ``collate_targets`` adds its tensors (a mask
+    placed on each sample's codec canvas, 255 off the image), filling the buffers its
+    ``target_layout`` names; latents and those buffers recycled as above
 
 A uint8 ``scales_hat`` indexes CompressAI's scale table (``get_scale_table()``), which the
 store's manifest must hold; :func:`latentcache.train.augment.normalize_inputs` looks it up
@@ -30,7 +32,14 @@ from torch.utils.data import get_worker_info
 
 from latentcache.errors import ConfigError
 
-__all__ = ["LatentCollate", "BatchAssembler", "BufferPool", "default_scale_table", "POOL_SIZE"]
+__all__ = [
+    "LatentCollate",
+    "BatchAssembler",
+    "BufferPool",
+    "default_scale_table",
+    "release",
+    "POOL_SIZE",
+]
 
 
 def default_scale_table() -> np.ndarray:
@@ -111,7 +120,9 @@ class BufferPool:
     ``leases``: (producers, POOL_SIZE) int32 in shared memory, created before the workers
     start. A buffer is handed out as lease ``slot * POOL_SIZE + k`` and marked IN_USE; only
     the consumer's :func:`release` marks it FREE again, so a batch that was never released
-    is never overwritten (the pool then allocates, as without it).
+    is never overwritten (the pool then allocates, as without it). Each field's buffer is
+    flat bytes, viewed in the shape and dtype asked for: batches whose latent size varies
+    (padded segmentation batches) reuse the same memory, which only ever grows.
     """
 
     def __init__(self, leases: torch.Tensor, slot: int, rows: int) -> None:
@@ -124,10 +135,10 @@ class BufferPool:
         if n <= self.rows:
             for k, bufs in enumerate(self.buffers):
                 if bufs is None or int(self.leases[k]) == FREE:
-                    if bufs is None or not _fits(bufs, layout):
-                        bufs = self.buffers[k] = _allocate(layout, self.rows)
+                    bufs = self.buffers[k] = _grown(bufs or {}, layout, self.rows)
                     self.leases[k] = IN_USE
-                    return self.slot * POOL_SIZE + k, {f: b[:n] for f, b in bufs.items()}
+                    lease = self.slot * POOL_SIZE + k
+                    return lease, {f: _as(bufs[f], *spec, n) for f, spec in layout.items()}
         return -1, _allocate(layout, n)
 
 
@@ -137,15 +148,53 @@ def release(leases: torch.Tensor, lease: int) -> None:
         leases.view(-1)[lease] = FREE
 
 
-def _fits(bufs: dict[str, torch.Tensor], layout: dict[str, tuple]) -> bool:
-    return bufs.keys() == layout.keys() and all(
-        tuple(bufs[f].shape[1:]) == tuple(shape) and bufs[f].numpy().dtype == dtype
-        for f, (shape, dtype) in layout.items()
-    )
+def _row_bytes(shape: tuple, dtype) -> int:
+    return math.prod(shape) * np.dtype(dtype).itemsize
+
+
+def _grown(bufs: dict[str, torch.Tensor], layout: dict[str, tuple], rows: int) -> dict:
+    """Flat byte buffers for ``rows`` rows of ``layout``, those in ``bufs`` kept if big enough."""
+    out = {}
+    for f, (shape, dtype) in layout.items():
+        need = rows * _row_bytes(shape, dtype)
+        have = bufs.get(f)
+        out[f] = have if have is not None and have.numel() >= need else _empty((need,), np.uint8)
+    return out
+
+
+def _as(flat: torch.Tensor, shape: tuple, dtype, n: int) -> torch.Tensor:
+    """The first ``n`` rows of ``shape`` and ``dtype`` in the flat byte buffer ``flat``."""
+    like = torch.from_numpy(np.empty(0, dtype)).dtype
+    return flat[: n * _row_bytes(shape, dtype)].view(like).view(n, *shape)
 
 
 def _allocate(layout: dict[str, tuple], rows: int) -> dict[str, torch.Tensor]:
     return {f: _empty((rows, *shape), dtype) for f, (shape, dtype) in layout.items()}
+
+
+class _Scratch:
+    """Process-local bytes reused for arrays decoded before they are copied into a batch
+    (a latent stored at another size, a target array stored padded): no allocation per
+    sample. Views taken since the last :meth:`reset` never overlap."""
+
+    def __init__(self) -> None:
+        self.buf, self.at = np.empty(0, np.uint8), 0
+
+    def reset(self) -> None:
+        self.at = 0
+
+    def take(self, shape: tuple, dtype) -> np.ndarray:
+        nbytes, at = _row_bytes(shape, dtype), -(-self.at // 64) * 64
+        if at + nbytes > self.buf.size:  # older views keep the old buffer alive
+            self.buf, at = np.empty(max(2 * self.buf.size, nbytes), np.uint8), 0
+        self.at = at + nbytes
+        return self.buf[at : at + nbytes].view(dtype).reshape(shape)
+
+
+def _zero_outside(a: np.ndarray, h: int, w: int) -> None:
+    """Zero a (C, H, W) latent beyond its real (h, w) (the batch's padding)."""
+    a[:, h:] = 0
+    a[:, :h, w:] = 0
 
 
 class BatchAssembler:
@@ -165,6 +214,7 @@ class BatchAssembler:
         self.fields, self.resize, self.scale_table = tuple(fields), resize, scale_table
         self.pool, self.task = pool, task
         self._collate = LatentCollate(fields, resize)
+        self._scratch, self._targets = _Scratch(), _Scratch()
 
     def __call__(self, samples: list) -> dict:
         if self.task is not None and self.task.pads_latents:
@@ -192,26 +242,65 @@ class BatchAssembler:
 
     def _padded(self, samples: list) -> dict:
         """Latents zero-padded to the batch's largest (h, w) (top-left, where the store put
-        them), and the task's targets."""
+        them), and the task's targets, in pooled buffers where the task names their layout
+        (:meth:`~latentcache.tasks.base.Task.target_layout`)."""
         hb = max(s.latent_shape[0] for s in samples)
         wb = max(s.latent_shape[1] for s in samples)
-        batch: dict = {"key": [s.key for s in samples]}
+        layout = {}
         for f in self.fields:
             p0 = samples[0].payload[f]
-            out = _empty((len(samples), p0.shape[0], hb, wb), p0.dtype)
-            view = out.numpy()
-            view.fill(0)
-            for i, s in enumerate(samples):
-                a = _decode(s.payload[f])
-                h, w = s.latent_shape
-                view[i, :, :h, :w] = a[:, :h, :w]
+            layout[f] = ((p0.shape[0], hb, wb), p0.dtype)
+        targets = self.task.target_layout((hb, wb))
+        layout |= targets
+        batch: dict = {"key": [s.key for s in samples]}
+        if self.pool is not None:
+            batch["lease"], outs = self.pool.take(layout, len(samples))
+        else:
+            outs = _allocate(layout, len(samples))
+        for f in self.fields:
+            out = outs[f]
+            self._pad_into(out.numpy(), [s.payload[f] for s in samples], samples)
             batch[f] = self._scales(out) if f == "scales_hat" else out
+        rows = self._target_rows(samples)
+        if targets:
+            out = {t: outs[t] for t in targets}
+            return batch | self.task.collate_targets(rows, (hb, wb), out)
+        return batch | self.task.collate_targets(rows, (hb, wb))
+
+    def _pad_into(self, view: np.ndarray, payloads: list, samples: list) -> None:
+        """Each latent into its row of ``view`` (B, C, hb, wb): straight when stored at that
+        shape, else through scratch; only the padding is zeroed."""
+        for i, (p, s) in enumerate(zip(payloads, samples, strict=True)):
+            h, w = s.latent_shape
+            row = view[i]
+            if p.shape == row.shape and p.dtype == row.dtype:
+                p.decode_into(row)
+            else:
+                self._scratch.reset()
+                a = self._scratch.take(p.shape, p.dtype)
+                p.decode_into(a)
+                row[:, :h, :w] = a[:, :h, :w]
+            _zero_outside(row, h, w)
+
+    def _target_rows(self, samples: list) -> list[dict]:
+        """Per sample label, image_size, canvas_offset and the task's target arrays: ragged
+        ones whole, image-shaped ones cut to the image (views of scratch, valid until the
+        next batch)."""
+        ragged = self.task.ragged_targets
+        self._targets.reset()
         rows = []
         for s in samples:
             h, w = s.image_size
             row = {"label": s.label, "image_size": s.image_size, "canvas_offset": s.canvas_offset}
-            rows.append(row | {t: _decode(p)[:h, :w] for t, p in s.targets.items()})
-        return batch | self.task.collate_targets(rows, (hb, wb))
+            for t, p in s.targets.items():
+                if t in ragged:
+                    row[t] = _decode(p)
+                else:
+                    a = self._targets.take(p.shape, p.dtype)
+                    p.decode_into(a)
+                    row[t] = a[:h, :w]
+            rows.append(row)
+        return rows
 
     def _direct(self, samples: list) -> bool:
         """One real size, stored at that size, one shape and dtype per field."""

@@ -46,13 +46,14 @@ class DetectionMeter:
         self.metric = MeanAveragePrecision(
             box_format="xyxy", iou_type="bbox", class_metrics=True, backend=backend
         )
-        self.loss_sum, self.batches = 0.0, 0
+        self.loss_sum, self.batches, self.images = 0.0, 0, 0
 
     def update(self, predictions: Sequence[dict], targets: Sequence[dict], loss=None) -> None:
         cpu = torch.device("cpu")
         preds = [{k: v.to(cpu) for k, v in _prediction(p).items()} for p in predictions]
         gts = [{k: v.to(cpu) for k, v in _target(t).items()} for t in targets]
         self.metric.update(preds, gts)
+        self.images += len(gts)
         if loss is not None:
             self.loss_sum += float(loss)
             self.batches += 1
@@ -70,10 +71,11 @@ class DetectionMeter:
             if 0 <= int(c) < len(names):
                 per_class[names[int(c)]] = None if ap < 0 else float(ap)
         out["per_class_ap"] = per_class
+        out["count"] = self.images  # this rank's images
         if self.batches:
             out["loss"] = self.loss_sum / self.batches
         return out
 
     def reset(self) -> None:
         self.metric.reset()
-        self.loss_sum, self.batches = 0.0, 0
+        self.loss_sum, self.batches, self.images = 0.0, 0, 0

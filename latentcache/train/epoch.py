@@ -49,8 +49,8 @@ def make_prepare(
     task = task or get_task("classification")
 
     def prepare(batch: dict, train: bool, generator: torch.Generator | None):
-        keys = (*transform.fields, *task.target_keys)
-        moved = {k: batch[k].to(device, non_blocking=True) for k in keys}
+        moved = {k: batch[k].to(device, non_blocking=True) for k in transform.fields}
+        moved |= task.targets_to(batch, device)
         xs, targets = transform.apply(moved, train, generator, task)
         if channels_last and device.type == "cuda":
             xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
@@ -95,7 +95,7 @@ def train_one_epoch(
         for step, batch in enumerate(batches, 1):
             xs, targets = prepare(batch, True, generator)
             with amp():
-                logits = model(*xs)
+                logits = task.forward(model, xs, targets, True)
                 loss = task.loss(logits, targets, label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             _backward_step(loss, optimizer, scaler)
@@ -154,7 +154,7 @@ def evaluate(
     for batch in batches:
         xs, targets = prepare(batch, False, None)
         with amp():
-            logits = model(*xs).float()
-        meter.update(logits, targets, float(task.loss(logits, targets)))
+            outputs = task.forward(model, xs, targets, False)
+        meter.update(outputs, targets, task.eval_loss(outputs, targets))
     meter.all_reduce()
     return meter

@@ -7,6 +7,8 @@
       └► classification: {"top1", "top5", "per_class", "confusion", ...}
          segmentation: {"miou", "per_class_iou", "pixel_accuracy", "confusion", ...}
          ─► eval_<split>.json, confusion_<split>.png
+      └► the first few samples on the task's picture sheet (segmentation: image | decoded |
+         truth | prediction) ─► pictures_<split>.png (report/pictures.py)
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from latentcache.train.feed import DeviceFeeder
 from latentcache.train.loop import amp_context, check_model_task, evaluate, make_prepare
 from latentcache.train.models import create_classifier
 
-__all__ = ["evaluate_run", "find_checkpoint", "CHECKPOINTS"]
+__all__ = ["evaluate_run", "find_checkpoint", "resolve_split", "CHECKPOINTS"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,20 @@ def find_checkpoint(run_dir: str | os.PathLike, which: str = "best") -> Path:
     raise RunNotFoundError(
         f"No {' or '.join(names)} in {run_dir}: is it a `latentcache train` --out folder?"
     )
+
+
+SPLIT_ALIASES = {"val": "validate", "validate": "val"}  # VOC says val, COCO's adapter validate
+
+
+def resolve_split(split: str, splits: list[str]) -> str:
+    """``split``, or its other name (val / validate) when only that one is in the store."""
+    if split in splits:
+        return split
+    other = SPLIT_ALIASES.get(split)
+    if other in splits:
+        logger.info('split "%s": the store calls it "%s"', split, other)
+        return other
+    raise ConfigError(f'Split "{split}" is not in the store; its splits are {splits}')
 
 
 def _check_store(state: dict, store, store_path) -> None:
@@ -88,17 +104,20 @@ def evaluate_run(
     workers: int = 0,
     write: bool = True,
     codec_checkpoint: str | None = None,
+    pictures: int = 4,
+    pictures_dir: str | os.PathLike | None = None,
+    codec=None,
 ) -> dict:
-    """Top-1/top-5, per-class accuracy and confusion of a run's checkpoint on ``split``."""
+    """Top-1/top-5, per-class accuracy and confusion of a run's checkpoint on ``split``.
+    ``pictures``: samples on the task's picture sheet ``pictures_<split>.png`` (0: none),
+    written to ``pictures_dir`` (default: the run folder when ``write``); ``codec``: the
+    store's, for the decoded images (None: loaded where it can be)."""
     from latentcache.store import open_store
 
     path = find_checkpoint(run_dir, checkpoint)
     state = load_checkpoint(path)
     store = open_store(store_path)
-    if split not in store.splits:
-        raise ConfigError(
-            f'Split "{split}" is not in the store; its splits are {list(store.splits)}'
-        )
+    split = resolve_split(split, list(store.splits))
     _check_store(state, store, store_path)
     cfg = state["config"]
     dev = resolve_device(device)
@@ -131,6 +150,14 @@ def evaluate_run(
     }
     if write:
         _write(Path(run_dir), split, result)
+    where = pictures_dir or (run_dir if write else None)
+    if pictures > 0 and where is not None:
+        from latentcache.report.pictures import eval_pictures
+
+        classes, resize = list(state["classes"]), cfg["resize"]
+        eval_pictures(
+            task, store, spec, resize, prepare, model, amp, classes, where, pictures, codec
+        )
     return result
 
 
@@ -138,5 +165,6 @@ def _write(run_dir: Path, split: str, result: dict) -> None:
     from latentcache.report.training import plot_confusion_matrix
 
     (run_dir / f"eval_{split}.json").write_text(json.dumps(result, indent=2, sort_keys=True))
-    classes = list(result.get("per_class") or result["per_class_iou"])
-    plot_confusion_matrix(result["confusion"], classes, run_dir / f"confusion_{split}.png")
+    if "confusion" in result:  # classification and segmentation
+        classes = list(result.get("per_class") or result["per_class_iou"])
+        plot_confusion_matrix(result["confusion"], classes, run_dir / f"confusion_{split}.png")

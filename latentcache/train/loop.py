@@ -325,7 +325,11 @@ class Trainer:
                 self._end_epoch(record, optimizer, scheduler, best, is_best)
         if main:
             self.files.finish(meter, self.data.classes, eval_split)
-        return {"run_dir": cfg.out, "epochs": cfg.epochs, "best_top1": best, **record}
+        # best_score: of score_key on the eval split (else training top-1); best_top1: its
+        # name before tasks other than classification
+        task = {"score_key": self.task.score_key, "score_label": self.task.score_label}
+        run = {"run_dir": cfg.out, "epochs": cfg.epochs, "best_score": best, "best_top1": best}
+        return run | task | record
 
     def train_epoch(self, loader, optimizer, epoch: int, steps: int | None) -> dict:
         stats = train_one_epoch(

@@ -114,6 +114,32 @@ PRESETS: dict[str, Preset] = {
             crop=20,
             flip=True,
         ),
+        _preset(
+            "codevilla2021-det",
+            "Codevilla et al. 2021, Table 1 (detection): Faster R-CNN heads on an sResNet-101 "
+            "backbone fed latents, on Pascal VOC 07+12 trainval, tested on VOC07 test",
+            "§3.3 gives the architecture and the ImageNet initialisation of the trunk but no "
+            "schedule; the schedule is their few-shot code base's (TFA, Wang et al. 2020: "
+            "Detectron2's VOC setting): SGD momentum 0.9, weight decay 1e-4, batch 16, lr 0.02, "
+            "18k iterations (about 17 epochs of the 16,551 images) with lr / 10 at 12k (epoch "
+            "12), horizontal flips on whole images (no crop)",
+            model="fasterrcnn-sresnet101",
+            pretrained="auto",
+            epochs=17,
+            batch_size=16,
+            optimizer="sgd",
+            lr=0.02,
+            momentum=0.9,
+            nesterov=False,
+            weight_decay=1e-4,
+            schedule="step",
+            step_size=12,
+            gamma=0.1,
+            label_smoothing=0.0,
+            resize=None,
+            crop=None,
+            flip=True,
+        ),
     )
 }
 

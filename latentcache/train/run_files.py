@@ -52,7 +52,8 @@ class RunFiles:
     def finish(
         self, meter: ClassificationMeter | None, classes: list[str], split: str | None
     ) -> None:
-        """Training curves; the last epoch's evaluation as JSON and a confusion matrix."""
+        """Training curves; the last epoch's evaluation as JSON and its confusion matrix
+        (tasks whose meter has one)."""
         from latentcache.report.training import plot_confusion_matrix, plot_training_curves
 
         plot_training_curves(self.out / "metrics.jsonl", self.out / "curves.png")
@@ -60,4 +61,7 @@ class RunFiles:
             return
         summary = meter.summary(classes) | {"split": split, "checkpoint": "last.pt"}
         (self.out / f"eval_{split}.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-        plot_confusion_matrix(summary["confusion"], classes, self.out / f"confusion_{split}.png")
+        if "confusion" in summary:
+            plot_confusion_matrix(
+                summary["confusion"], classes, self.out / f"confusion_{split}.png"
+            )

@@ -289,19 +289,25 @@ class WdsSource:
         if not self.task.target_names:
             return RawSample(key, label, hw, payload)
         image, offset = _geometry(raw, hw)
-        targets = {
-            t: Payload(image, np.dtype(np.uint8), self._target_decoder(raw, t, image, rel))
-            for t in self.task.target_names
-        }
+        if self.task.ragged_targets:  # small, of varying length (boxes): parsed and checked now
+            parsed = self._parse_targets(raw, image, rel)
+            targets = {t: _array_payload(parsed[t]) for t in self.task.target_names}
+        else:  # image-sized (a mask): decoded late, into the batch
+            targets = {
+                t: Payload(image, np.dtype(np.uint8), self._target_decoder(raw, t, image, rel))
+                for t in self.task.target_names
+            }
         return RawSample(key, label, hw, payload, targets, image, offset)
+
+    def _parse_targets(self, raw: dict, image, rel: str) -> dict[str, np.ndarray]:
+        try:
+            return self.task.parse_members(raw, image, self.limits.max_image_hw)
+        except ValueError as exc:
+            raise StoreCorruptError(f"{rel}: sample {raw['__key__']!r}: {exc}") from None
 
     def _target_decoder(self, raw: dict, name: str, image, rel: str):
         def decode_into(out: np.ndarray) -> None:
-            try:
-                got = self.task.parse_members(raw, image, self.limits.max_image_hw)[name]
-            except ValueError as exc:
-                raise StoreCorruptError(f"{rel}: sample {raw['__key__']!r}: {exc}") from None
-            np.copyto(out, got)
+            np.copyto(out, self._parse_targets(raw, image, rel)[name])
 
         return decode_into
 

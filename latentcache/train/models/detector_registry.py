@@ -1,5 +1,6 @@
-"""The detector registry: a plain dict filled by :func:`register_detector`, as the classifier
-registry is (``registry.py``); :func:`create_detector` is the one public constructor.
+"""Detectors in the model registry (``registry.py``): :func:`register_detector` registers a
+factory there with ``task="detection"``, so ``latentcache train`` finds a detector as it
+finds a classifier or a segmenter; :data:`DETECTORS` is the registry's detection part.
 
 A detector's ``forward(*xs, targets)`` takes the store fields it declares (``model.inputs``:
 ``("y_hat",)`` or ``("image",)``) and one dict per image with its ``image_size`` (H, W) and
@@ -11,70 +12,52 @@ losses; evaluation one dict per image: ``boxes`` in the image's pixels, ``labels
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 
 from torch import nn
 
-__all__ = ["DETECTORS", "DetectorEntry", "register_detector", "create_detector", "list_detectors"]
+from latentcache.train.models.registry import (
+    CLASSIFIERS,
+    ClassifierEntry,
+    create_classifier,
+    register_classifier,
+)
 
-_KNOWN_INPUTS = ("y_hat", "scales_hat", "image")
+__all__ = ["DETECTORS", "register_detector", "create_detector", "list_detectors", "TASK"]
 
-
-@dataclass(frozen=True)
-class DetectorEntry:
-    """A registered detector: factory, inputs, and whether its trunk can start from ImageNet."""
-
-    name: str
-    factory: Callable[..., nn.Module]
-    inputs: tuple[str, ...]
-    imagenet: bool = False
-
-    @property
-    def latent(self) -> bool:
-        return "image" not in self.inputs
-
-    @property
-    def summary(self) -> str:
-        return (self.factory.__doc__ or "").strip().splitlines()[0] if self.factory.__doc__ else ""
+TASK = "detection"
 
 
-DETECTORS: dict[str, DetectorEntry] = {}
+class _Detectors(Mapping):
+    """The registry's detectors, read live."""
+
+    def __getitem__(self, name: str) -> ClassifierEntry:
+        entry = CLASSIFIERS.get(name)
+        if entry is None or entry.task != TASK:
+            raise KeyError(name)
+        return entry
+
+    def __iter__(self) -> Iterator[str]:
+        return (n for n, e in CLASSIFIERS.items() if e.task == TASK)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+DETECTORS: Mapping[str, ClassifierEntry] = _Detectors()
 
 
 def register_detector(name: str, *, inputs: tuple[str, ...], imagenet: bool = False) -> Callable:
     """Register ``factory(in_channels, num_classes, **kw) -> nn.Module`` under ``name``;
-    ``num_classes`` counts the dataset's categories (no background)."""
-    bad = [i for i in inputs if i not in _KNOWN_INPUTS]
-    if bad:
-        raise ValueError(f"Unknown inputs {bad} for {name!r}; valid: {list(_KNOWN_INPUTS)}")
-
-    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in DETECTORS:
-            raise ValueError(f'Detector "{name}" is already registered')
-        DETECTORS[name] = DetectorEntry(name, factory, tuple(inputs), imagenet)
-        return factory
-
-    return decorator
+    ``num_classes`` counts the dataset's categories (no background), one or more."""
+    return register_classifier(name, inputs=inputs, imagenet=imagenet, task=TASK, min_classes=1)
 
 
 def create_detector(name: str, in_channels: int, num_classes: int, **kwargs) -> nn.Module:
     """Build a registered detector; ``in_channels``: M of one latent input (3 for images)."""
-    # the registry is full: latentcache.train.models (imported before this module) imports
-    # detectors, whose decorators fill it
     if name not in DETECTORS:
-        raise KeyError(f'Unknown detector "{name}". Available: {sorted(DETECTORS)}')
-    if in_channels < 1 or num_classes < 1:
-        raise ValueError(
-            f"in_channels={in_channels} and num_classes={num_classes}: both should be >= 1"
-        )
-    entry = DETECTORS[name]
-    model = entry.factory(in_channels, num_classes, **kwargs)
-    if not hasattr(model, "inputs"):
-        model.inputs = entry.inputs
-    if not hasattr(model, "initialised_from"):
-        model.initialised_from = {"kind": "random", "reason": f"{name} has no pretrained weights"}
-    return model
+        raise KeyError(f'Unknown detector "{name}". Available: {list_detectors()}')
+    return create_classifier(name, in_channels, num_classes, **kwargs)
 
 
 def list_detectors() -> list[str]:

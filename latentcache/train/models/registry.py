@@ -62,6 +62,7 @@ class ClassifierEntry:
     inputs: tuple[str, ...] | str  # or STORE_INPUTS
     imagenet: bool = False
     task: str = "classification"  # the store task it learns (latentcache.tasks)
+    min_classes: int = 2  # a detector finds one category; a classifier tells two apart
 
     @property
     def latent(self) -> bool:
@@ -82,9 +83,11 @@ def register_classifier(
     inputs: tuple[str, ...] | str,
     imagenet: bool = False,
     task: str = "classification",
+    min_classes: int = 2,
 ) -> Callable:
     """Register ``factory(in_channels, num_classes, **kw) -> nn.Module`` under ``name``;
-    ``task``: what it predicts (classification: (B, K) logits; segmentation: (B, K, h, w))."""
+    ``task``: what it predicts (classification: (B, K) logits; segmentation: (B, K, h, w);
+    detection: losses in training, boxes per image in evaluation)."""
     bad = [] if inputs == STORE_INPUTS else [i for i in inputs if i not in _KNOWN_INPUTS]
     if bad:
         raise ValueError(f"Unknown inputs {bad} for {name!r}; valid: {list(_KNOWN_INPUTS)}")
@@ -93,7 +96,7 @@ def register_classifier(
         if name in CLASSIFIERS:
             raise ValueError(f'Classifier "{name}" is already registered')
         declared = inputs if inputs == STORE_INPUTS else tuple(inputs)
-        CLASSIFIERS[name] = ClassifierEntry(name, factory, declared, imagenet, task)
+        CLASSIFIERS[name] = ClassifierEntry(name, factory, declared, imagenet, task, min_classes)
         return factory
 
     return decorator
@@ -109,12 +112,12 @@ def create_classifier(
     """
     if name not in CLASSIFIERS:
         raise KeyError(f'Unknown classifier "{name}". Available: {sorted(CLASSIFIERS)}')
-    if in_channels < 1 or num_classes < 2:
+    entry = CLASSIFIERS[name]
+    if in_channels < 1 or num_classes < entry.min_classes:
         raise ValueError(
             f"in_channels={in_channels} and num_classes={num_classes}: need in_channels >= 1 "
-            "and num_classes >= 2"
+            f"and num_classes >= {entry.min_classes}"
         )
-    entry = CLASSIFIERS[name]
     if entry.latent:
         inputs = resolve_inputs(name, entry.inputs, store_inputs, kwargs)
         if entry.inputs == STORE_INPUTS or "inputs" in kwargs:

@@ -203,3 +203,25 @@ def test_torfason2018_segmentation_trains_resnet50_d_on_decoded_and_original_ima
         ("decoded", 0.635, 62.97),
     ]
     assert [(p.input, p.miou) for p in rows if p.input == "original"] == [("original", 65.75)]
+
+
+def test_head_lr_mult_speeds_up_the_deeplab_head_alone():
+    from latentcache.train.schedule import EpochSchedule, param_groups
+
+    for name, kw, head in (
+        ("cresnet39-d", {"base_width": 4}, "head"),
+        ("deeplabv3-resnet50", {"pretrained": False, "output_stride": 16}, "classifier"),
+    ):
+        model = create_classifier(name, 8 if name.startswith("c") else 3, 4, **kw)
+        rest, fast = param_groups(model, 1e-3, 10.0)
+        assert {id(p) for p in fast["params"]} == {id(p) for p in getattr(model, head).parameters()}
+        assert len(rest["params"]) + len(fast["params"]) == len(list(model.parameters()))
+        optimizer = torch.optim.SGD([rest, fast], lr=1e-3)
+        schedule = EpochSchedule(optimizer, "poly", 19)
+        schedule.step()
+        lrs = [g["lr"] for g in optimizer.param_groups]
+        assert lrs[1] == pytest.approx(10 * lrs[0]) and lrs[0] < 1e-3
+        assert len(param_groups(model, 1e-3)) == 1
+    classifier = create_classifier("resnet50", 3, 4, pretrained=False)
+    with pytest.raises(ConfigError, match="names no head"):
+        param_groups(classifier, 1e-3, 10.0)

@@ -141,6 +141,13 @@ def train_config(ctx: click.Context):
 @click.option(
     "--lr", type=float, default=0.05, help="Learning rate [default: 0.05 for sgd, 1e-3 for adamw]."
 )
+@click.option(
+    "--head-lr-mult",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="The model's new head (segmentation models' DeepLab head) learns at lr x this.",
+)
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True)
 @click.option("--momentum", type=float, default=0.9, show_default=True)
 @click.option("--nesterov/--no-nesterov", default=True, show_default=True, help="SGD only.")

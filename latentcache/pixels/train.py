@@ -63,6 +63,7 @@ class ImageTrainConfig:
     epochs: int = 30
     batch_size: int = 32
     lr: float = 0.01
+    head_lr_mult: float = 1.0  # as TrainConfig: the model's head learns at lr x this
     optimizer: str = "sgd"
     momentum: float = 0.9
     nesterov: bool = True  # as TrainConfig: SGD's Nesterov momentum (train.schedule)

@@ -29,6 +29,8 @@ __all__ = ["DeepLabV3Logits", "deeplabv3_resnet50", "deeplabv3_resnet101"]
 class DeepLabV3Logits(DeepLabV3):
     """torchvision's DeepLabV3, returning the logits tensor instead of ``{"out": ...}``."""
 
+    head_modules = ("classifier",)  # the DeepLab head (what --head-lr-mult speeds up)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, K, H, W)
         return super().forward(x)["out"]
 

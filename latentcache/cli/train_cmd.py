@@ -107,8 +107,8 @@ def train_config(ctx: click.Context):
     "--model",
     "-m",
     default="cresnet39",
-    show_default=True,
-    help="Registered model (see --list-models) [default: the store task's: cresnet39, cresnet51-d].",
+    help="Registered model (see --list-models) [default: the store task's: cresnet39, "
+    "cresnet51-d, fasterrcnn-cresnet51].",
 )
 @click.option(
     "--model-opt",

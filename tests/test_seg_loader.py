@@ -123,3 +123,32 @@ def test_cache_holds_and_counts_the_masks(tmp_path, tiny_codec) -> None:
     masks = 128 * 128 + 2 * 2 * 4  # the canvas, uint8; image_size and canvas_offset, int32
     assert sample_bytes(store, "train", FIELDS) == 8 + latents + masks
     assert cached.cache.nbytes == len(ONE_SIZE) * (8 + latents + masks)
+
+
+def test_masks_are_lz4hc_and_zstd_masks_of_earlier_stores_still_read(
+    tmp_path, tiny_codec, seg_store_path, monkeypatch
+) -> None:
+    import json
+
+    from zarr.codecs import BloscCodec, Crc32cCodec
+
+    from latentcache.tasks.segmentation import IGNORE_INDEX, SegmentationTask
+
+    def mask_codec(path) -> str:
+        meta = json.loads((path / "zarr" / "train" / "mask" / "zarr.json").read_text())
+        inner = meta["codecs"][0]["configuration"]["codecs"]  # sharding_indexed's
+        return next(c["configuration"]["cname"] for c in inner if c["name"] == "blosc")
+
+    assert mask_codec(seg_store_path) == "lz4hc"
+
+    def zstd_masks(self, image_hw):  # what the writer chose before
+        codecs = (BloscCodec(cname="zstd", clevel=5, shuffle="noshuffle"), Crc32cCodec())
+        return {"mask": (tuple(int(v) for v in image_hw), "uint8", IGNORE_INDEX, codecs)}
+
+    monkeypatch.setattr(SegmentationTask, "zarr_arrays", zstd_masks)
+    encode_seg_store(tmp_path / "data", tmp_path / "old", tiny_codec, split_of=lambda i: "train")
+    monkeypatch.undo()
+    assert mask_codec(tmp_path / "old") == "zstd"
+    ref = _reference(tmp_path / "old")
+    for b in build_loader(_spec(tmp_path / "old", "zarr")):
+        _check(b, ref)

@@ -107,8 +107,8 @@ def train_config(ctx: click.Context):
     "--model",
     "-m",
     default="cresnet39",
-    show_default=True,
-    help="Registered model (see --list-models) [default: the store task's: cresnet39, cresnet51-d].",
+    help="Registered model (see --list-models) [default: the store task's: cresnet39, "
+    "cresnet51-d, fasterrcnn-cresnet51].",
 )
 @click.option(
     "--model-opt",
@@ -140,6 +140,13 @@ def train_config(ctx: click.Context):
 @click.option("--batch-size", "-b", type=int, default=64, show_default=True, help="Per rank.")
 @click.option(
     "--lr", type=float, default=0.05, help="Learning rate [default: 0.05 for sgd, 1e-3 for adamw]."
+)
+@click.option(
+    "--head-lr-mult",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="The model's new head (segmentation models' DeepLab head) learns at lr x this.",
 )
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True)
 @click.option("--momentum", type=float, default=0.9, show_default=True)

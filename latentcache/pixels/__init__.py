@@ -1,6 +1,7 @@
 """The pixel baselines the papers compare against: bitstreams decoded once into images
-(:func:`run_decode`, the one place ``g_s`` runs) and classifiers trained on those images or
-on the originals (:func:`run_image_training`), with the latent models' training loop."""
+(:func:`run_decode`, the one place ``g_s`` runs; a dense task's masks written beside them)
+and models trained on those images or on the originals (:func:`run_image_training`:
+classifiers, or DeepLabV3 for segmentation), with the latent models' training loop."""
 
 from latentcache.pixels.decode import DecodeConfig, read_image_index, run_decode
 from latentcache.pixels.train import ImageTrainConfig, evaluate_image_run, run_image_training

@@ -6,8 +6,11 @@ baseline's input), with stock CompressAI ``decompress`` — the one place ``g_s`
     store (Zarr: y_string, z_string, z_shape, image_size per row)
       └► codec.model.decompress([[y], [z]], z_shape)["x_hat"]   (g_s; timed)
       └► unpad (centered, as encode padded) ─► clamp, round ─► PNG
-      └► <out>/<split>/<key>.png  +  <out>/index.json (classes, samples, decode time, codec,
-                                                       source manifest sha256) written last
+      └► <out>/<split>/<key>.png  +  <out>/index.json (task, classes, samples, decode time,
+                                                       codec, source manifest sha256) written last
+    a dense task's per-image targets (segmentation: the stored mask, cut to the image's size)
+      └► the task's WebDataset member beside the image, <out>/<split>/<key>.mask.png, named
+         by the sample's ``target`` as a dataset names its mask file (task.read_targets)
 """
 
 from __future__ import annotations
@@ -57,15 +60,37 @@ def _decode_one(model, y: bytes, z: bytes, z_shape, size) -> np.ndarray:
     return (x_hat[0].permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
 
 
+def _target_names(store) -> list[str]:
+    """The store's per-image target arrays (a dense task's, at the image's size, padded to
+    the split's largest), written beside each decoded image; none for ragged targets."""
+    task = store.task_unit
+    if any(n in task.ragged_targets for n in task.target_names):
+        return []
+    return list(task.target_names)
+
+
+def _write_targets(task, rows: dict, i: int, names: list[str], out: Path, stem: str) -> dict:
+    """Row ``i``'s targets as the task's WebDataset members (files ``<stem>.<suffix>``);
+    returns the sample's ``target`` (the one member's path) where there are targets."""
+    if not names:
+        return {}
+    h, w = (int(v) for v in rows["image_size"][i])
+    members = task.wds_members({n: rows[n][i][..., :h, :w] for n in names})
+    for suffix, data in members.items():
+        (out / f"{stem}.{suffix}").write_bytes(data)
+    return {"target": f"{stem}.{next(iter(members))}"} if len(members) == 1 else {}
+
+
 def _decode_split(store, split: str, codec, out: Path) -> tuple[list[dict], float]:
     from PIL import Image
 
     from latentcache.store.zarr_store import read_rows
 
     zs = store.zarr_split(split)
+    task, targets = store.task_unit, _target_names(store)
     samples, seconds = [], 0.0
     for start, stop in zs.blocks():
-        rows = read_rows(zs.group, start, stop, _BITSTREAM)
+        rows = read_rows(zs.group, start, stop, _BITSTREAM + targets)
         for i, key in enumerate(rows["key"]):
             t0 = time.perf_counter()
             rgb = _decode_one(
@@ -79,9 +104,9 @@ def _decode_split(store, split: str, codec, out: Path) -> tuple[list[dict], floa
             rel = f"{split}/{key}.png"
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(rgb).save(out / rel)
-            samples.append(
-                {"key": str(key), "path": rel, "label": int(rows["label"][i]), "split": split}
-            )
+            sample = {"key": str(key), "path": rel, "label": int(rows["label"][i]), "split": split}
+            sample |= _write_targets(task, rows, i, targets, out, f"{split}/{key}")
+            samples.append(sample)
     return samples, seconds
 
 
@@ -120,6 +145,7 @@ def run_decode(config: DecodeConfig, codec=None) -> dict:
     index = {
         "format": "latentcache-images",
         "version": 1,
+        "task": store.task_unit.name,
         "classes": store.classes,
         "samples": samples,
         "decode_seconds": seconds,

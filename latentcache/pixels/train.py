@@ -1,22 +1,28 @@
-"""The pixel baseline: a classifier (``resnet50``) trained on RGB images — decoded by the
-codec (:func:`~latentcache.pixels.decode.run_decode`) or the originals — with the same
-training loop as the latent models (``train_one_epoch``, ``evaluate``, optimizers,
-schedules, checkpoints).
+"""The pixel baselines: a model trained on RGB images — decoded by the codec
+(:func:`~latentcache.pixels.decode.run_decode`) or the originals — with the same training
+loop as the latent models (``train_one_epoch``, ``evaluate``, optimizers, schedules, run
+files), for the images' task (``latentcache.tasks``): ``resnet50`` for classification,
+``deeplabv3-resnet50`` for segmentation.
 
 ::
 
     ImageTrainConfig ─► list images: decoded index.json | dataset adapter (originals)
-      └► ImageList (Pillow ─► RGB) ─► resize 256, random crop 224, flip (train)
-                                       resize 256, center crop 224 (eval)   ─► ImageNet normalize
-      └► create_classifier(model, 3, classes) ─► train_one_epoch / evaluate per epoch
-      └► metrics.jsonl, last.pt / best.pt, curves.png, eval_<split>.json
+      └► the task's loaders (PIXEL_DATA: data.py, seg_data.py)
+           classification: resize 256, random crop 224, flip | resize 256, center crop 224
+           segmentation (seg_data.py): image and mask scaled (scale_min..scale_max), cropped
+             (crop, padded with 255) and flipped together | whole images, batched by size
+      └► create_classifier(model, 3, classes) (a model of the task, reading images)
+         ─► train_one_epoch / evaluate per epoch: the task's loss, meter and score
+      └► RunFiles: config.json (+ initialised_from), metrics.jsonl, last.pt / best.pt,
+         curves.png, eval_<split>.json, confusion_<split>.png
 
-Crop sizes are gupta2024's code's (``Resize(256)``, ``RandomCrop(224)``, flip).
+Classification's sizes are gupta2024's code's (``Resize(256)``, ``RandomCrop(224)``,
+flip); ``resize`` is classification's alone (None: the images as they are; segmentation
+trains at the images' own size times the random scale, and ignores it).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -26,13 +32,20 @@ from pathlib import Path
 import torch
 
 from latentcache.errors import ConfigError
+from latentcache.pixels.data import ClassificationImages, split_samples
+from latentcache.tasks import Task, get_task
 
-__all__ = ["ImageTrainConfig", "run_image_training", "evaluate_image_run", "list_images"]
+__all__ = [
+    "ImageTrainConfig",
+    "PIXEL_DATA",
+    "run_image_training",
+    "evaluate_image_run",
+    "list_images",
+]
 
 logger = logging.getLogger(__name__)
 
 SOURCES = ("decoded", "original")
-_MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,7 @@ class ImageTrainConfig:
     epochs: int = 30
     batch_size: int = 32
     lr: float = 0.01
+    head_lr_mult: float = 1.0  # as TrainConfig: the model's head learns at lr x this
     optimizer: str = "sgd"
     momentum: float = 0.9
     nesterov: bool = True  # as TrainConfig: SGD's Nesterov momentum (train.schedule)
@@ -61,9 +75,11 @@ class ImageTrainConfig:
     label_smoothing: float = 0.0
     train_split: str = "train"
     eval_split: str | None = None
-    resize: int = 256
+    resize: int | None = 256  # classification: the short side before the crop (None: none)
     crop: int = 224
     flip: bool = True
+    scale_min: float = 0.5  # segmentation: the random scale of image and mask
+    scale_max: float = 2.0
     workers: int = 0
     device: str = "auto"
     seed: int = 0
@@ -75,8 +91,12 @@ class ImageTrainConfig:
             raise ConfigError(f'Invalid image source "{self.source}", should be one of {SOURCES}')
         if self.source == "original" and not self.dataset:
             raise ConfigError("original images need a dataset adapter name")
-        if not 1 <= self.crop <= self.resize:
+        if not 1 <= self.crop <= (self.resize or self.crop):
             raise ConfigError(f"crop={self.crop}, resize={self.resize}: need 1 <= crop <= resize")
+        if not 0 < self.scale_min <= self.scale_max:
+            raise ConfigError(
+                f"scale_min={self.scale_min}, scale_max={self.scale_max}: need 0 < min <= max"
+            )
         for name in ("epochs", "batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"Invalid {name} {getattr(self, name)!r}, should be >= 1")
@@ -93,65 +113,51 @@ class ImageTrainConfig:
         return cls(**d)
 
 
-def list_images(config: ImageTrainConfig) -> tuple[Path, list[str], list[dict]]:
-    """(root, classes, samples) with samples {path (relative), label, split}."""
+def list_images(config: ImageTrainConfig) -> tuple[Path, list[str], list[dict], str]:
+    """(root, classes, samples, task) with samples {path (relative), label, split, target
+    (dense tasks: the targets' file, relative)} and the name of their task."""
     if config.source == "decoded":
         from latentcache.pixels.decode import read_image_index
 
         index = read_image_index(config.images)
-        return Path(config.images), list(index["classes"]), list(index["samples"])
+        task = index.get("task", "classification")  # decodes before tasks: classification
+        return Path(config.images), list(index["classes"]), list(index["samples"]), task
     from latentcache.datasets import build_index
 
     index = build_index(config.dataset, config.images, **config.dataset_options)
-    return index.root, list(index.classes), [s.to_dict() for s in index.samples]
+    return index.root, list(index.classes), [s.to_dict() for s in index.samples], index.task
 
 
-class ImageList(torch.utils.data.Dataset):
-    """Images of one split as {"image": (3, crop, crop) float32, "label": int}."""
+def _segmentation(task):
+    from latentcache.pixels.seg_data import SegmentationImages
 
-    def __init__(self, root: Path, samples: list[dict], transform) -> None:
-        self.root, self.samples, self.transform = root, samples, transform
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> dict:
-        from PIL import Image
-
-        s = self.samples[i]
-        with Image.open(self.root / s["path"]) as im:
-            rgb = im.convert("RGB")
-        return {"image": self.transform(rgb), "label": int(s["label"])}
+    return SegmentationImages(task)
 
 
-def _transform(config: ImageTrainConfig, train: bool):
-    from torchvision import transforms as T
-
-    steps = [T.Resize(config.resize)]
-    if train:
-        steps += [T.RandomCrop(config.crop)] + ([T.RandomHorizontalFlip()] if config.flip else [])
-    else:
-        steps += [T.CenterCrop(config.crop)]
-    return T.Compose([*steps, T.ToTensor(), T.Normalize(_MEAN, _STD)])
+# the image loaders of each task that has a pixel baseline (data.py, seg_data.py)
+PIXEL_DATA = {"classification": ClassificationImages, "segmentation": _segmentation}
 
 
-def _loader(config, root, samples, split: str, train: bool, generator=None):
-    chosen = [s for s in samples if s["split"] == split]
-    if not chosen:
-        raise ConfigError(f'no images in split "{split}"')
-    return torch.utils.data.DataLoader(
-        ImageList(root, chosen, _transform(config, train)),
-        batch_size=config.batch_size,
-        shuffle=train,
-        generator=generator,
-        num_workers=config.workers,
-        drop_last=False,
-    )
+def pixel_data(task: Task):
+    """The image loaders of ``task`` (ConfigError for a task without a pixel baseline)."""
+    if task.name not in PIXEL_DATA:
+        raise ConfigError(
+            f"the pixel baselines train {sorted(PIXEL_DATA)} models; these images are {task.name}"
+        )
+    return PIXEL_DATA[task.name](task)
 
 
-def _prepare(device: torch.device):
+def _loader(config, root, samples, split: str, train: bool, task: Task, epoch: int = -1):
+    chosen = split_samples(samples, split)
+    return pixel_data(task).loader(config, root, chosen, train, epoch)
+
+
+def _prepare(device: torch.device, task: Task):
+    """Batch dict -> ([image], the task's targets) on ``device`` (the loader augmented both)."""
+
     def prepare(batch: dict, train: bool, generator):
-        return [batch["image"].to(device, non_blocking=True)], batch["label"].to(device)
+        image = batch["image"].to(device, non_blocking=True)
+        return [image], task.map_targets(task.targets_to(batch, device), None, None, None)
 
     return prepare
 
@@ -163,9 +169,16 @@ def _eval_split(config: ImageTrainConfig, samples: list[dict]) -> str | None:
     return next((s for s in ("validate", "val", "test") if s in splits), None)
 
 
-def _build_model(config: ImageTrainConfig, num_classes: int, **extra) -> torch.nn.Module:
+def _build_model(
+    config: ImageTrainConfig, num_classes: int, task: Task | None = None, **extra
+) -> torch.nn.Module:
+    """The registered pixel model, checked to read images and (``task``) to predict it."""
     from latentcache.train.models import create_classifier
 
+    if task is not None:
+        from latentcache.train.loop import check_model_task
+
+        check_model_task(config.model, task)
     try:
         model = create_classifier(config.model, 3, num_classes, **{**config.model_kwargs, **extra})
     except KeyError as e:
@@ -177,56 +190,56 @@ def _build_model(config: ImageTrainConfig, num_classes: int, **extra) -> torch.n
 
 def run_image_training(config: ImageTrainConfig, codec: dict | None = None) -> dict:
     """Train on images; ``codec`` is the identity recorded for decoded images ({} originals)."""
-    from latentcache.report.training import plot_training_curves
-    from latentcache.train.checkpoint import save_checkpoint
     from latentcache.train.distributed import resolve_device
     from latentcache.train.loop import evaluate, train_one_epoch
+    from latentcache.train.run_files import RunFiles
     from latentcache.train.schedule import build_optimizer, build_scheduler
 
     device = resolve_device(config.device)
-    root, classes, samples = list_images(config)
+    root, classes, samples, task_name = list_images(config)
+    task = get_task(task_name)
     eval_split = _eval_split(config, samples)
     torch.manual_seed(config.seed)
-    model = _build_model(config, len(classes)).to(device)
+    model = _build_model(config, len(classes), task).to(device)
     optimizer = build_optimizer(config, model)
     scheduler = build_scheduler(config, optimizer)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
-    metrics = out / "metrics.jsonl"
-    metrics.write_text("")
-    prepare, best, record = _prepare(device), -1.0, {}
-    eval_loader = _loader(config, root, samples, eval_split, False) if eval_split else None
+    record = {
+        "codec": codec or {},
+        "classes": classes,
+        "inputs": ["image"],
+        "task": task.name,
+        "initialised_from": dict(model.initialised_from),
+    }
+    files = RunFiles(Path(config.out), config.to_dict(), record)
+    files.start(0)
+    prepare, best, metrics, meter = _prepare(device, task), -1.0, {}, None
+    eval_loader = _loader(config, root, samples, eval_split, False, task) if eval_split else None
     for epoch in range(config.epochs):
-        torch.manual_seed(config.seed * 1_000_003 + epoch)  # torchvision's random crops and flips
-        gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        loader = _loader(config, root, samples, config.train_split, True, gen)
+        loader = _loader(config, root, samples, config.train_split, True, task, epoch)
         batches = _limit(loader, config.max_batches)
-        record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-        record |= train_one_epoch(model, batches, prepare, optimizer, progress=config.progress)
+        metrics = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+        metrics |= train_one_epoch(
+            model,
+            batches,
+            prepare,
+            optimizer,
+            label_smoothing=config.label_smoothing,
+            progress=config.progress,
+            task=task,
+        )
         scheduler.step()
         if eval_loader is not None:
-            s = evaluate(model, eval_loader, prepare, len(classes)).summary()
-            record |= {"eval_top1": s["top1"], "eval_top5": s["top5"], "eval_loss": s["loss"]}
-        score = record.get("eval_top1", record["train_top1"])
-        state = {
-            "model": model.state_dict(),
-            "epoch": epoch + 1,
-            "config": config.to_dict(),
-            "codec": codec or {},
-            "classes": classes,
-            "inputs": ["image"],
-        }
-        save_checkpoint(out / "last.pt", state)
-        if score > best:
-            best = score
-            save_checkpoint(out / "best.pt", state)
-        with open(metrics, "a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
-        parts = " ".join(f"{k}={v:.4g}" for k, v in record.items() if isinstance(v, float))
+            meter = evaluate(model, eval_loader, prepare, len(classes), task=task)
+            summary = meter.summary()
+            metrics |= {f"eval_{k}": summary[k] for k in task.record_keys}
+        score = metrics.get(f"eval_{task.score_key}", metrics["train_top1"])
+        is_best, best = score > best, max(score, best)
+        state = {"model": model.state_dict(), "epoch": epoch + 1, "best_top1": best}
+        files.end_epoch(metrics, state, is_best)
+        parts = " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
         logger.info("epoch %d/%d %s", epoch + 1, config.epochs, parts)
-    plot_training_curves(metrics, out / "curves.png")
-    return {"run_dir": str(out), "epochs": config.epochs, "best_top1": best, **record}
+    files.finish(meter, classes, eval_split)
+    return {"run_dir": str(config.out), "epochs": config.epochs, "best_top1": best, **metrics}
 
 
 def _limit(loader, max_batches: int | None):
@@ -244,7 +257,8 @@ def evaluate_image_run(
     batch_size: int | None = None,
     device: str = "auto",
 ) -> dict:
-    """Top-1/top-5 of an image run's checkpoint on ``split`` (center crop), like ``evaluate_run``."""
+    """The task's scores of an image run's checkpoint on ``split`` (deterministic: center
+    crop, or whole images for segmentation), like ``evaluate_run``."""
     from latentcache.train.checkpoint import load_checkpoint
     from latentcache.train.distributed import resolve_device
     from latentcache.train.evaluate import find_checkpoint
@@ -256,20 +270,21 @@ def evaluate_image_run(
     if batch_size:
         config = ImageTrainConfig.from_dict({**config.to_dict(), "batch_size": batch_size})
     dev = resolve_device(device)
-    root, classes, samples = list_images(config)
+    root, classes, samples, task_name = list_images(config)
+    task = get_task(task_name)
     if list(classes) != list(state["classes"]):
         raise ConfigError(f"{config.images}: classes differ from those {path} was trained on")
-    model = _build_model(config, len(classes), pretrained=False)
+    model = _build_model(config, len(classes), task, pretrained=False)
     model.load_state_dict(state["model"])
     model.to(dev)
     start = time.perf_counter()
-    meter = evaluate(
-        model, _loader(config, root, samples, split, False), _prepare(dev), len(classes)
-    )
+    loader = _loader(config, root, samples, split, False, task)
+    meter = evaluate(model, loader, _prepare(dev, task), len(classes), task=task)
     return meter.summary(classes) | {
         "split": split,
         "checkpoint": path.name,
         "epoch": int(state["epoch"]),
         "model": config.model,
+        "task": task.name,
         "eval_seconds": time.perf_counter() - start,
     }

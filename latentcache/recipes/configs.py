@@ -50,6 +50,8 @@ def image_train_config(entry: ModelEntry, recipe: Recipe, images: str | None, ou
             "training options of a pixel baseline in its [model.options]"
         )
     options = dict(entry.options)
+    if options.get("resize") == 0:
+        options["resize"] = None  # the images as they are (segmentation ignores resize)
     if entry.pretrained is not None:
         options["model_kwargs"] = {
             **options.get("model_kwargs", {}),

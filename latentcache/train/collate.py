@@ -280,7 +280,8 @@ class BatchAssembler:
                 a = self._scratch.take(p.shape, p.dtype)
                 p.decode_into(a)
                 row[:, :h, :w] = a[:, :h, :w]
-            _zero_outside(row, h, w)
+            if (h, w) != row.shape[1:]:
+                _zero_outside(row, h, w)
 
     def _target_rows(self, samples: list) -> list[dict]:
         """Per sample label, image_size, canvas_offset and the task's target arrays: ragged

@@ -50,6 +50,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 64
     lr: float = 0.05
+    head_lr_mult: float = 1.0  # the model's new head (model.head_modules) learns at lr x this
     optimizer: str = "sgd"
     momentum: float = 0.9
     nesterov: bool = True
@@ -100,6 +101,8 @@ class TrainConfig:
                 raise ConfigError(f"Invalid {name} {value!r}, should be an integer >= {low}")
         if not self.lr > 0:
             raise ConfigError(f"Invalid lr {self.lr!r}, should be > 0")
+        if not self.head_lr_mult > 0:
+            raise ConfigError(f"Invalid head_lr_mult {self.head_lr_mult!r}, should be > 0")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(
                 f"Invalid label_smoothing {self.label_smoothing!r}, should be in [0, 1)"

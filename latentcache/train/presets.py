@@ -97,14 +97,15 @@ PRESETS: dict[str, Preset] = {
             "(about 19 epochs of train_aug's 10,582 images), SGD momentum 0.9, lr 0.001 with "
             "the poly policy (power 0.9), weight decay 5e-4, random mirroring and random crops "
             "of 320x320 pixels = 20x20 cells of a 16x codec (their codec's 40x40 were 8x); "
-            "latentcache steps the poly policy per epoch and uses one lr for all layers (the "
-            "paper's classifier layer took 10x)",
+            "latentcache steps the poly policy per epoch; the new classifier layers learn at "
+            "10x the lr (DeepLab's fc8; here the whole DeepLab head)",
             model="cresnet51-d",
             pretrained="off",
             epochs=19,
             batch_size=10,
             optimizer="sgd",
             lr=0.001,
+            head_lr_mult=10.0,
             momentum=0.9,
             nesterov=False,
             weight_decay=5e-4,

@@ -15,7 +15,7 @@ from torch import nn
 from latentcache.train.config import TrainConfig
 from latentcache.train.speed import use_fused
 
-__all__ = ["EpochSchedule", "build_optimizer", "build_scheduler"]
+__all__ = ["EpochSchedule", "build_optimizer", "build_scheduler", "param_groups"]
 
 
 POLY_POWER = 0.9  # DeepLab's "poly" learning-rate policy
@@ -70,21 +70,47 @@ class EpochSchedule:
         self._apply()
 
 
-def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD or AdamW over the trainable parameters; fused on CUDA when the config asks for it
-    (``fused_optimizer``; configs without that option, e.g. the image trainer's: unfused)."""
+def param_groups(model: nn.Module, lr: float, head_lr_mult: float = 1.0) -> list[dict]:
+    """The trainable parameters as optimizer groups: one at ``lr``, or with ``head_lr_mult``
+    != 1 the model's head (the modules named by ``model.head_modules``, e.g. DeepLab's head,
+    as DeepLab trains its new classifier layers at 10x) at ``lr * head_lr_mult`` and the rest
+    at ``lr``. ConfigError for a model that names no head."""
+    from latentcache.errors import ConfigError
+
+    model = getattr(model, "module", model)  # DDP
     params = [p for p in model.parameters() if p.requires_grad]
+    if head_lr_mult == 1.0:
+        return [{"params": params, "lr": lr}]
+    names = tuple(getattr(model, "head_modules", ()))
+    if not names:
+        raise ConfigError(
+            f"head_lr_mult={head_lr_mult}: {type(model).__name__} names no head "
+            "(head_modules); use head_lr_mult 1"
+        )
+    head = {id(p) for n in names for p in getattr(model, n).parameters() if p.requires_grad}
+    return [
+        {"params": [p for p in params if id(p) not in head], "lr": lr},
+        {"params": [p for p in params if id(p) in head], "lr": lr * head_lr_mult},
+    ]
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD or AdamW over the trainable parameters (:func:`param_groups`: the head at
+    ``head_lr_mult`` x lr); fused on CUDA when the config asks for it (``fused_optimizer``;
+    configs without that option: unfused)."""
+    groups = param_groups(model, config.lr, getattr(config, "head_lr_mult", 1.0))
+    params = [p for g in groups for p in g["params"]]
     fused = use_fused(params, getattr(config, "fused_optimizer", False)) or None
     if config.optimizer == "sgd":
         return torch.optim.SGD(
-            params,
+            groups,
             lr=config.lr,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
             nesterov=config.nesterov and config.momentum > 0,
             fused=fused,
         )
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
 
 
 def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> EpochSchedule:

@@ -6,13 +6,16 @@
 ('y_hat',)
 
 Families: ``cresnet39/51/72`` (Torfason et al. 2018), ``cresnet39-dual`` (Gupta et al.
-2024), ``sresnet``/``sresnet101`` (Codevilla et al. 2021) and the pixel ``resnet50``.
+2024), ``sresnet``/``sresnet101`` (Codevilla et al. 2021) and the pixel ``resnet50``; for
+segmentation the ``cresnet*-d`` and ``sresnet*-deeplab`` latent models and the pixel
+``deeplabv3-resnet50``.
 """
 
 from latentcache.train.models import (  # noqa: F401  (their decorators fill the registries)
     cresnet,
     cresnet_dual,
     detectors,
+    pixel_deeplab,
     pixel_resnet,
     segmenters,
     sresnet,

@@ -47,6 +47,8 @@ def _check_inputs(inputs) -> tuple[str, ...]:
 class DilatedCResNet(nn.Module):
     """cResNet-k-d: cResNet's conv3_x..conv5_x with atrous conv4_x/conv5_x, ASPP head."""
 
+    head_modules = ("head",)  # what --head-lr-mult speeds up (DeepLab: the new layers)
+
     def __init__(
         self,
         in_channels: int,
@@ -82,6 +84,8 @@ class DilatedCResNet(nn.Module):
 
 class SResNetDeepLab(nn.Module):
     """sResNet's sub-pixel stem and ResNet trunk (layer3, layer4 dilated), DeepLabV3 head."""
+
+    head_modules = ("head",)
 
     def __init__(
         self,

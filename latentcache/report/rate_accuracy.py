@@ -199,11 +199,14 @@ def _paper_table(papers: list[dict], lines: list[dict]) -> list[str]:
 
 
 def _finetune_table(rows: list[dict]) -> list[str]:
-    """Each fine-tuned row beside its frozen-codec baseline (same setting and seed)."""
+    """Each fine-tuned row beside its frozen-codec baseline (same setting and seed), by the
+    rows' first score (top-1, or mAP for detection)."""
     base = {(r["model"], r["quality"], r["metric"], r["seed"]): r for r in rows}
+    score = next(iter(scores_present([r for r in rows if r.get("finetune")])), "top1")
+    name = SCORES.get(score, score)
     out = [
-        "| model | q | metric | seed | mode | β | γ | epochs | top-1 % | true bpp (re-encoded) "
-        "| training likelihood bpp | frozen: model | frozen top-1 % | frozen true bpp |",
+        f"| model | q | metric | seed | mode | β | γ | epochs | {name} % | true bpp (re-encoded) "
+        f"| training likelihood bpp | frozen: model | frozen {name} % | frozen true bpp |",
         "|" + "---|" * 14,
     ]
     for r in rows:
@@ -213,10 +216,10 @@ def _finetune_table(rows: list[dict]) -> list[str]:
         b = base.get((r["baseline_model"], r["quality"], r["metric"], r["seed"])) or {}
         out.append(
             f"| {r['model']} | {r['quality'] or '–'} | {r['metric'] or '–'} | {r['seed']} "
-            f"| {ft['mode']} | {ft['beta']:g} | {ft['gamma']:g} | {ft['epochs']} "
-            f"| {_fmt(r['top1'], pct=True)} | {_fmt(r['bpp'], digits=4)} "
+            f"| {ft['mode']} | {ft.get('beta') or 0:g} | {ft.get('gamma') or 0:g} "
+            f"| {ft['epochs']} | {_fmt(r.get(score), pct=True)} | {_fmt(r['bpp'], digits=4)} "
             f"| {_fmt(r.get('bpp_likelihood_train'), digits=4)} | {r['baseline_model']} "
-            f"| {_fmt(b.get('top1'), pct=True)} | {_fmt(b.get('bpp'), digits=4)} |"
+            f"| {_fmt(b.get(score), pct=True)} | {_fmt(b.get('bpp'), digits=4)} |"
         )
     return out
 

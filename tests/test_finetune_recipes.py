@@ -115,7 +115,9 @@ def test_a_second_run_reuses_every_stage_and_beta_changes_rerun_downstream(ft_ru
 
 NEW = {
     "minc2500-gupta2024-joint": ("minc dataset not found", "finetune-q1-mse-joint-s0"),
-    "chamain2021": ("minc dataset not found", "finetune-q4-mse-jft-q4-b0.1-s0"),
+    "chamain2021-minc-adaptation": ("minc dataset not found", "finetune-q4-mse-jft-q4-b0.1-s0"),
+    "chamain2021-detection": ("coco dataset not found", "finetune-q4-mse-jft-q4-b0.1-s0"),
+    "codevilla2021-fewshot": ("voc-det dataset not found", "finetune-q6-mse-tfa-10shot-s0"),
     "torfason2018-control": ("imagefolder", "train-q5-mse-cresnet51+control-s0"),
 }
 
@@ -127,7 +129,8 @@ def test_fine_tuning_recipes_dry_run_lists_stages_and_what_is_missing(
     monkeypatch.setenv("LATENTCACHE_DATA", str(tmp_path / "datasets"))
     monkeypatch.setenv("LATENTCACHE_OFFLINE", "1")
     recipe = load_recipe(name)
-    assert recipe.finetunes and recipe.papers and all("Table" in p.source for p in recipe.papers)
+    assert recipe.finetunes and recipe.papers
+    assert all("Table" in p.source or "section" in p.source for p in recipe.papers)
     stages = build_stages(recipe, tmp_path / "x")
     assert not [s.problem for s in stages if s.kind == "finetune" and s.problem]
     out = tmp_path / "out"
@@ -141,7 +144,7 @@ def test_fine_tuning_recipes_dry_run_lists_stages_and_what_is_missing(
 def test_fine_tuning_recipes_resolve_the_papers_settings() -> None:
     from latentcache.recipes.finetune_stages import finetune_config
 
-    chamain = load_recipe("chamain2021")
+    chamain = load_recipe("chamain2021-minc-adaptation")
     by_name = {f.name: f for f in chamain.finetunes}
     setting = next(s for s in chamain.settings if s.quality == 4)
     jft = finetune_config(chamain, setting, by_name["jft-q4-b0.3186"], 0, classifier="c")

@@ -248,5 +248,5 @@ def test_segfolder_mask_failures_are_recorded(tmp_path, tiny_codec):
     reasons = sorted(f["reason"] for f in manifest["failures"])
     totals = manifest["totals"]
     assert (totals["indexed"], totals["stored"], totals["failed"]) == (4, 2, 2)
-    assert reasons[0].startswith("mask train_001.png: cannot read")
-    assert reasons[1].startswith("mask train_002.png: not an image")
+    assert reasons[0].startswith("mask train/masks/train_001.png: cannot read")  # dataset-relative
+    assert reasons[1].startswith("mask train/masks/train_002.png: not an image")

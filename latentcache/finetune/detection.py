@@ -7,6 +7,8 @@
     x ─► codec_forward (objective.py: STE y_hat, sigma-hat; likelihood rate R)
        ├─ detector reads images:  g_s(y_hat) clamped, STE-rounded to 8 bits, cut to each image
        └─ detector reads latents: y_hat (and scales_hat), through ``latent_inputs``
+    (``original``: no codec; the detector reads x cut to each image, for the baseline on the
+     uncompressed images; task mode only)
     ─► detector(*inputs, targets) ─► torchvision's four losses
     loss = sum(losses)  (+ beta * R when the codec trains)
 
@@ -140,8 +142,13 @@ def detection_loss(
     beta: float,
     scales_repr: str = "index",
     latent_inputs: Callable[[dict], tuple] | None = None,
+    original: bool = False,
 ) -> DetectionTerms:
     """The objective of the module docstring for one batch (``x`` padded, in [0, 1])."""
+    if original:  # the uncompressed images: x is 8-bit already, so this only cuts it
+        losses = detector(decoded_images(x, targets), targets=targets)
+        detection = sum(losses.values())
+        return DetectionTerms(detection, detection, losses, x.new_zeros(()))
     pixels = reads_pixels(detector)
     with nullcontext() if codec_on else torch.no_grad():
         out = codec_forward(codec, x, scales_repr, with_x_hat=pixels)
@@ -173,13 +180,16 @@ class DetectionFinetuner:
         clip_max_norm: float = 1.0,
         scales_repr: str = "index",
         latent_inputs: Callable[[dict], tuple] | None = None,
+        original: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f'Invalid mode "{mode}", should be one of {MODES}')
+        if original and (mode != "task" or not reads_pixels(detector)):
+            raise ConfigError("a detector of the original images trains in mode task only")
         check_architecture(codec)
         self.codec, self.detector, self.mode = codec, detector, mode
         self.beta, self.clip, self.scales_repr = beta, clip_max_norm, scales_repr
-        self.latent_inputs = latent_inputs
+        self.latent_inputs, self.original = latent_inputs, original
         self.opts: dict[str, torch.optim.Optimizer] = {}
         own = [p for p in detector.parameters() if p.requires_grad]  # its frozen parts stay
         net, aux = codec_parameters(codec, train_g_s=reads_pixels(detector))
@@ -216,7 +226,7 @@ class DetectionFinetuner:
             o.zero_grad(set_to_none=True)
         terms = detection_loss(
             self.codec, self.detector, x, targets, codec_on=self.trains_codec, beta=self.beta,
-            scales_repr=self.scales_repr, latent_inputs=self.latent_inputs,
+            scales_repr=self.scales_repr, latent_inputs=self.latent_inputs, original=self.original,
         )  # fmt: skip
         if not torch.isfinite(terms.loss.detach()):
             raise FloatingPointError("detection fine-tuning loss is not finite; lower lr or beta")

@@ -34,17 +34,24 @@ _NOT_KEY = ("out", "classifier", "command", "progress", "resume")
 
 
 def finetune_settings(recipe: Recipe, entry: FinetuneEntry) -> list[Setting]:
-    """The recipe's settings this entry applies to: its preset's quality, else all."""
+    """The recipe's settings this entry applies to: its quality, its preset's, else all."""
     from latentcache.finetune.presets import resolve_options
 
     _, quality = resolve_options(entry.preset, {})
+    if entry.quality is not None and quality is not None and entry.quality != quality:
+        raise ConfigError(
+            f'finetune "{entry.name}": quality {entry.quality}, but preset {entry.preset} is '
+            f"for quality {quality}"
+        )
+    quality = entry.quality if entry.quality is not None else quality
     if quality is None:
         return list(recipe.settings)
     chosen = [s for s in recipe.settings if s.quality == quality]
     if not chosen:
+        why = f"preset {entry.preset} is for" if entry.quality is None else "names"
         raise ConfigError(
-            f'finetune "{entry.name}": preset {entry.preset} is for quality {quality}, not '
-            f"among the recipe's qualities {sorted({s.quality for s in recipe.settings})}"
+            f'finetune "{entry.name}": {why} quality {quality}, not among the recipe\'s '
+            f"qualities {sorted({s.quality for s in recipe.settings})}"
         )
     return chosen
 
@@ -208,6 +215,8 @@ def finetune_stages(recipe: Recipe) -> list:
     """The stages of every [[finetune]] of ``recipe`` (after the stages they read)."""
     stages = []
     for entry in recipe.finetunes:
+        if entry.task == "detection":  # detection_stages.py
+            continue
         for setting in finetune_settings(recipe, entry):
             for seed in recipe.seeds:
                 stages += _stages_for(recipe, entry, setting, seed)

@@ -9,7 +9,8 @@
         [encode] [decode] [eval]    options of those stages
         [[model]]                   classifier, input (latents | decoded | original), preset, options
         seeds                       one training run per seed
-        [[finetune]]                fine-tune codec and/or classifier (preset, mode, beta, ...)
+        [[finetune]]                fine-tune codec and/or classifier (preset, mode, beta, ...);
+                                    task = "detection": chamain2021's settings on a detector
         [[paper]]                   the published numbers, each with its table
 
 A recipe is found by path or by name (``demo``): ``$LATENTCACHE_PIPELINES``, the source
@@ -33,6 +34,7 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "INPUTS",
+    "FINETUNE_TASKS",
     "PAPER_METRICS",
     "Setting",
     "ModelEntry",
@@ -54,11 +56,13 @@ _DECODE = {"device"}
 _EVAL = {"split", "checkpoint", "batch_size", "device", "pictures"}
 _MODEL = {"name", "model", "input", "preset", "init", "pretrained", "options"}
 _FINETUNE = {"name", "preset", "classifier", "mode", "beta", "gamma", "epochs", "then_train"}
-_FINETUNE |= {"options"}
+_FINETUNE |= {"options", "task", "quality"}
+FINETUNE_TASKS = ("classification", "detection")
 # a paper point's published scores, in percent as printed: classification top-1 / top-5,
 # segmentation mean IoU (VOC protocol), detection mAP (COCO: 0.5:0.95) and AP at IoU 0.5
-# (the eval results' keys); ``statement``: a published finding without an absolute number
-PAPER_METRICS = ("top1", "top5", "miou", "map", "map_50")
+# (the eval results' keys), few-shot detection's nAP50 (AP50 over the novel classes);
+# ``statement``: a published finding without an absolute number
+PAPER_METRICS = ("top1", "top5", "miou", "map", "map_50", "nap50")
 _PAPER = {"source", "label", "model", "input", "quality", "metric", "bpp", *PAPER_METRICS}
 _PAPER.add("statement")
 
@@ -109,7 +113,10 @@ class FinetuneEntry:
     """Fine-tuning after the frozen-codec run: a preset (or mode, beta, gamma, epochs) applied
     to ``classifier`` (a latent [[model]]; None: codec mode alone), then re-encoding.
     ``then_train``: a latent [[model]] trained from scratch on the re-encoded store
-    (torfason2018's control) instead of evaluating the fine-tuned classifier."""
+    (torfason2018's control) instead of evaluating the fine-tuned classifier.
+    ``task = "detection"``: a detector instead (``latentcache finetune --task detection``);
+    ``classifier`` then names an earlier detection [[finetune]] whose detector it starts from
+    (None: a new detector, ``options.detector_model``)."""
 
     name: str
     preset: str | None = None
@@ -120,10 +127,16 @@ class FinetuneEntry:
     epochs: int | None = None
     then_train: str | None = None
     options: dict = field(default_factory=dict)
+    task: str = "classification"  # "detection": a detector (detection_stages.py)
+    quality: int | None = None  # the one codec quality it applies to (None: its preset's, or all)
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or "+" in self.name:
             raise ConfigError(f'Invalid finetune name "{self.name}": non-empty, no "/" or "+"')
+        if self.task not in FINETUNE_TASKS:
+            raise ConfigError(
+                f'finetune "{self.name}": task "{self.task}", should be one of {FINETUNE_TASKS}'
+            )
 
     def given(self) -> dict:
         """The FinetuneConfig fields this entry sets (they win over its preset's)."""
@@ -147,6 +160,7 @@ class PaperPoint:
     miou: float | None = None
     map: float | None = None
     map_50: float | None = None
+    nap50: float | None = None
     statement: str | None = None  # "J-FT gains 7.1 points over T-FT": listed, not drawn
 
     def __post_init__(self) -> None:
@@ -193,7 +207,7 @@ class Recipe:
     def __post_init__(self) -> None:
         if not self.settings and any(m.input != "original" for m in self.models):
             raise ConfigError(f"recipe {self.name}: no codec qualities for its latent models")
-        if not self.models:
+        if not self.models and not self.finetunes:
             raise ConfigError(f"recipe {self.name}: no [[model]] to train")
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
@@ -208,7 +222,12 @@ class Recipe:
         names = [f.name for f in self.finetunes]
         if len(set(names)) != len(names):
             raise ConfigError(f"recipe {self.name}: finetune names repeat: {names}")
+        detection: list[str] = []
         for f in self.finetunes:
+            if f.task == "detection":
+                self._check_detection(f, detection)
+                detection.append(f.name)
+                continue
             for key, valid in (("classifier", latent + decoded), ("then_train", latent)):
                 value = getattr(f, key)
                 if value is not None and value not in valid:
@@ -216,6 +235,17 @@ class Recipe:
                         f'recipe {self.name}: finetune "{f.name}" {key} "{value}" should name '
                         f"a [[model]] among {valid}"
                     )
+
+    def _check_detection(self, f: FinetuneEntry, before: list[str]) -> None:
+        if f.then_train or f.preset:
+            raise ConfigError(
+                f'recipe {self.name}: detection finetune "{f.name}" takes no then_train or preset'
+            )
+        if f.classifier is not None and f.classifier not in before:
+            raise ConfigError(
+                f'recipe {self.name}: detection finetune "{f.name}" classifier "{f.classifier}" '
+                f"should name an earlier detection [[finetune]] among {before}"
+            )
 
     def replace(self, **changes) -> Recipe:
         from dataclasses import replace

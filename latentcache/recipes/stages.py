@@ -7,6 +7,7 @@
                          (run_decode)                                               │
     train-original-<model>-s<seed> (the source images) ───────────────► eval-… ─┘
     [[finetune]]: train-… ─► finetune-… ─► encode-…-<ft> ─► eval-… (finetune_stages.py)
+    [[finetune]] task = "detection": [finetune-…] ─► finetune-… ─► eval-… (detection_stages.py)
 
 Each stage (``stage.py``) has a resolved config (JSON, ``configs.py``), the stages it reads,
 and a function ``run(ctx) -> result`` (``stage_runs.py``); ``model_stages.py`` adds the
@@ -18,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from latentcache.recipes.configs import encode_config, image_train_config, latent_train_config
+from latentcache.recipes.detection_stages import detection_finetune_stages
 from latentcache.recipes.finetune_stages import finetune_stages
 from latentcache.recipes.model_stages import train_eval_stages
 from latentcache.recipes.spec import Recipe
@@ -38,7 +40,10 @@ def build_stages(recipe: Recipe, run_dir: Path) -> list[Stage]:
     """Every stage of ``recipe`` in a topological order (dependencies first)."""
     stages: list[Stage] = []
     evals: list[str] = []
-    for setting in recipe.settings:
+    # a setting's store is made for the [[model]]s that read it (detection [[finetune]]s
+    # compress their own eval split)
+    stored = recipe.settings if any(m.input != "original" for m in recipe.models) else ()
+    for setting in stored:
         enc_id = f"encode-{setting.name}"
         enc_cfg = encode_config(recipe, setting, "").content_dict()
         stages.append(
@@ -80,7 +85,8 @@ def build_stages(recipe: Recipe, run_dir: Path) -> list[Stage]:
                 pair = train_eval_stages(recipe, entry, "original", seed, None, None, None)
                 stages += pair
                 evals.append(pair[1].id)
-    tuned = finetune_stages(recipe)  # [[finetune]]: fine-tune, re-encode, evaluate
+    # [[finetune]]: fine-tune, re-encode, evaluate; a detector's: fine-tune, evaluate
+    tuned = finetune_stages(recipe) + detection_finetune_stages(recipe)
     stages += tuned
     evals += [s.id for s in tuned if s.kind == "eval"]
     report_cfg = {"papers": [p.__dict__ for p in recipe.papers], "name": recipe.name}

@@ -17,6 +17,7 @@ SCORES = {
     "pixel_accuracy": "pixel accuracy",
     "map": "mAP",
     "map_50": "AP50",
+    "nap50": "nAP50",
 }
 
 

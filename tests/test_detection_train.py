@@ -80,12 +80,24 @@ def test_a_classifier_on_a_detection_store_is_refused_in_one_line(coco_store, tm
     assert "Traceback" not in result.output
 
 
-def test_voc_xml_store_trains_with_random_crops(tmp_path, tiny_codec):
-    store = _encode("voc-det", write_voc_tree(tmp_path / "voc"), tmp_path / "store", tiny_codec)
+@pytest.fixture(scope="module")
+def voc_store(tmp_path_factory, tiny_codec):
+    root = tmp_path_factory.mktemp("voctrain")
+    return _encode("voc-det", write_voc_tree(root / "voc"), root / "store", tiny_codec)
+
+
+@pytest.mark.parametrize("fmt", ["zarr", "webdataset"])
+def test_voc_xml_store_trains_with_random_crops_and_evaluates(voc_store, tmp_path, fmt):
     out = tmp_path / "run"
-    args = ["train", str(store), "--out", str(out), "--epochs", "1", "--batch-size", "2"]
+    args = ["train", str(voc_store), "--out", str(out), "--epochs", "1", "--batch-size", "2"]
     args += ["--model", "fasterrcnn-cresnet39", "--model-opt", "base_width=4", "--crop", "4"]
-    result = CliRunner().invoke(cli, args)
+    result = CliRunner().invoke(cli, [*args, "--format", fmt])
     assert result.exit_code == 0, result.output
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["train_loss"] > 0 and "eval_map" in record
+    result = CliRunner().invoke(
+        cli, ["eval", str(out), str(voc_store), "--split", "test", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.output)
+    assert got["task"] == "detection" and got["count"] >= 1 and -1.0 <= got["map_50"] <= 1.0

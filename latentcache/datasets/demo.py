@@ -46,6 +46,7 @@ __all__ = [
     "build_manifest",
     "read_manifest",
     "dump_manifest",
+    "render_once",
     "prepare",
     "index",
 ]
@@ -153,13 +154,13 @@ def build_manifest() -> dict:
     }
 
 
-def dump_manifest(manifest: dict) -> str:
-    """JSON with sorted keys, one line per patch (readable diffs)."""
+def dump_manifest(manifest: dict, rows_key: str = "patches") -> str:
+    """JSON with sorted keys, one line per item of ``rows_key`` (readable diffs)."""
     head = json.dumps(
-        {k: v for k, v in manifest.items() if k != "patches"}, indent=1, sort_keys=True
+        {k: v for k, v in manifest.items() if k != rows_key}, indent=1, sort_keys=True
     )
-    rows = ",\n  ".join(json.dumps(p, sort_keys=True) for p in manifest["patches"])
-    return head[:-2] + f',\n "patches": [\n  {rows}\n ]\n}}\n'
+    rows = ",\n  ".join(json.dumps(p, sort_keys=True) for p in manifest[rows_key])
+    return head[:-2] + f',\n "{rows_key}": [\n  {rows}\n ]\n}}\n'
 
 
 def manifest_path() -> Path:
@@ -213,18 +214,25 @@ def _write_patches(folder: Path, manifest: dict, images: dict[str, np.ndarray]) 
             raise StoreCorruptError(f"demo patch {out} does not read back as written")
 
 
-def prepare(root: str | os.PathLike) -> Path:
-    """Cut the demo patches into ``root`` (atomically: a temporary folder renamed into place)."""
+def render_once(name: str, root: str | os.PathLike, load_source, write, rows_key: str) -> Path:
+    """Render the offline dataset ``name`` from its committed plan into ``root``, unless it is
+    there: source photos checked (``load_source``), ``write(folder, plan, sources)`` into a
+    temporary sibling renamed into place, with the plan beside it as ``index.json``."""
     root = Path(root)
     if root.is_dir():
         return root
-    manifest = read_manifest()
-    images = check_sources("demo", manifest, source_image)
+    manifest = read_plan(name)
+    sources = check_sources(name, manifest, load_source)
     with atomic_dir(root) as tmp:
-        _write_patches(tmp, manifest, images)
-        (tmp / "index.json").write_text(dump_manifest(manifest))
-    logger.info("demo dataset: %d patches written to %s", len(manifest["patches"]), root)
+        write(tmp, manifest, sources)
+        (tmp / "index.json").write_text(dump_manifest(manifest, rows_key))
+    logger.info("%s dataset: %d %s written to %s", name, len(manifest[rows_key]), rows_key, root)
     return root
+
+
+def prepare(root: str | os.PathLike) -> Path:
+    """Cut the demo patches into ``root`` (atomically: a temporary folder renamed into place)."""
+    return render_once("demo", root, source_image, _write_patches, "patches")
 
 
 @register_dataset(

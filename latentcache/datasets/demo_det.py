@@ -30,16 +30,14 @@ download.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
-from latentcache.atomic import atomic_dir
 from latentcache.datasets.base import DatasetIndex, register_dataset
 from latentcache.datasets.coco import index_coco_files
-from latentcache.datasets.demo import check_sources, pixels_sha256, read_plan
+from latentcache.datasets.demo import pixels_sha256, read_plan, render_once
 from latentcache.datasets.demo_seg import dump_manifest
 from latentcache.datasets.imagefolder import manifest_dir
 from latentcache.errors import DatasetNotFoundError, StoreCorruptError
@@ -57,7 +55,6 @@ __all__ = [
     "index",
 ]
 
-logger = logging.getLogger(__name__)
 
 CLASSES = ("cat", "cup", "shuttle")  # COCO category ids 1, 2, 3
 # class -> (source photo, top, bottom, left, right): the object's rectangle in that photo
@@ -262,16 +259,7 @@ def _write_images(folder: Path, manifest: dict, sources: dict[str, np.ndarray]) 
 
 def prepare(root: str | os.PathLike) -> Path:
     """Render the demo-det images and annotations into ``root`` (renamed into place)."""
-    root = Path(root)
-    if root.is_dir():
-        return root
-    manifest = read_manifest()
-    sources = check_sources("demo-det", manifest, source)
-    with atomic_dir(root) as tmp:
-        _write_images(tmp, manifest, sources)
-        (tmp / "index.json").write_text(dump_manifest(manifest))
-    logger.info("demo-det dataset: %d images written to %s", len(manifest["images"]), root)
-    return root
+    return render_once("demo-det", root, source, _write_images, "images")
 
 
 @register_dataset(

@@ -24,16 +24,14 @@ every hash and renames the folder into place, so ``--dataset demo-seg`` needs no
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
-from latentcache.atomic import atomic_dir
+from latentcache.datasets import demo
 from latentcache.datasets.base import DatasetIndex, Sample, register_dataset
-from latentcache.datasets.demo import check_sources, pixels_sha256, read_plan
+from latentcache.datasets.demo import pixels_sha256, read_plan
 from latentcache.datasets.imagefolder import manifest_dir
 from latentcache.datasets.masks import IGNORE_INDEX, write_palette_mask
 from latentcache.errors import DatasetNotFoundError, StoreCorruptError
@@ -51,7 +49,6 @@ __all__ = [
     "index",
 ]
 
-logger = logging.getLogger(__name__)
 
 CLASSES = ("background", "brick", "grass", "gravel")
 BACKGROUNDS = ("astronaut", "coffee", "rocket")
@@ -138,11 +135,7 @@ def build_manifest() -> dict:
 
 def dump_manifest(manifest: dict) -> str:
     """JSON with sorted keys, one line per image (readable diffs)."""
-    head = json.dumps(
-        {k: v for k, v in manifest.items() if k != "images"}, indent=1, sort_keys=True
-    )
-    rows = ",\n  ".join(json.dumps(p, sort_keys=True) for p in manifest["images"])
-    return head[:-2] + f',\n "images": [\n  {rows}\n ]\n}}\n'
+    return demo.dump_manifest(manifest, "images")
 
 
 # --- rendering (integer arithmetic: the same pixels everywhere) ---------------------------
@@ -215,17 +208,12 @@ def _write_images(folder: Path, manifest: dict, sources: dict[str, np.ndarray]) 
 
 def prepare(root: str | os.PathLike) -> Path:
     """Render the demo-seg images into ``root`` (a temporary folder renamed into place)."""
-    root = Path(root)
-    if root.is_dir():
-        return root
-    manifest = read_manifest()
-    sources = check_sources("demo-seg", manifest, source)
-    with atomic_dir(root) as tmp:
-        _write_images(tmp, manifest, sources)
-        (tmp / "classes.txt").write_text("".join(f"{c}\n" for c in manifest["classes"]))
-        (tmp / "index.json").write_text(dump_manifest(manifest))
-    logger.info("demo-seg dataset: %d images written to %s", len(manifest["images"]), root)
-    return root
+
+    def write(folder: Path, manifest: dict, sources: dict[str, np.ndarray]) -> None:
+        _write_images(folder, manifest, sources)
+        (folder / "classes.txt").write_text("".join(f"{c}\n" for c in manifest["classes"]))
+
+    return demo.render_once("demo-seg", root, source, write, "images")
 
 
 @register_dataset(

@@ -274,7 +274,8 @@ class WdsSource:
             payload = {f: _array_payload(np.ascontiguousarray(s[f])) for f in self.fields}
             return RawSample(s["key"], int(s["label"]), tuple(s["latent_shape"]), payload)
         key = str(raw["__key__"])
-        label, hw = _label_and_size(raw, self.limits)
+        info, label = sample_info(raw)  # the sample's .json, parsed once
+        hw = _latent_size(info, label, self.limits)
         payload = {}
         for f in self.fields:
             name = self._stored if f == "scales_hat" else f
@@ -288,7 +289,7 @@ class WdsSource:
             )
         if not self.task.target_names:
             return RawSample(key, label, hw, payload)
-        image, offset = _geometry(raw, hw)
+        image, offset = _geometry(info, hw)
         if self.task.ragged_targets:  # small, of varying length (boxes): parsed and checked now
             parsed = self._parse_targets(raw, image, rel)
             targets = {t: _array_payload(parsed[t]) for t in self.task.target_names}
@@ -312,9 +313,8 @@ class WdsSource:
         return decode_into
 
 
-def _geometry(raw: dict, hw) -> tuple[tuple[int, int], tuple[int, int]]:
+def _geometry(info: dict, hw) -> tuple[tuple[int, int], tuple[int, int]]:
     """(image_size, canvas_offset) of a raw sample's .json, checked against its latent size."""
-    info, _ = sample_info(raw)
     try:
         image = tuple(int(v) for v in info["image_size"])
         offset = tuple(int(v) for v in info["canvas_offset"])
@@ -326,9 +326,9 @@ def _geometry(raw: dict, hw) -> tuple[tuple[int, int], tuple[int, int]]:
     return image, offset
 
 
-def _label_and_size(raw: dict, limits) -> tuple[int, tuple[int, int]]:
-    """The sample's label and latent (h, w), checked against the manifest's limits."""
-    info, label = sample_info(raw)
+def _latent_size(info: dict, label, limits) -> tuple[int, int]:
+    """The latent (h, w) of a sample's .json; it and the label checked against the
+    manifest's limits."""
     check_label(label, limits)
     try:
         hw = tuple(int(v) for v in info["latent_shape"])
@@ -337,7 +337,7 @@ def _label_and_size(raw: dict, limits) -> tuple[int, tuple[int, int]]:
     max_hw = limits.arrays["y_hat"].max_hw
     if len(hw) != 2 or not (0 < hw[0] <= max_hw[0] and 0 < hw[1] <= max_hw[1]):
         raise ValueError(f"latent_shape {hw} outside the split's latent size {tuple(max_hw)}")
-    return label, hw
+    return hw
 
 
 def _member_decoder(encoding: str, data: bytes, spec, where: str) -> Callable[[np.ndarray], None]:

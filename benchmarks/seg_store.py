@@ -8,8 +8,9 @@ same codec: as a classification store (``imagefolder``, one label per image) and
 segmentation store (``segfolder``, a VOC-like mask per image: a few ellipses of classes 1..20
 on background 0, each with VOC's 255 outline band).
 
-1. Bytes per sample: the masks (Zarr ``mask`` array files, WebDataset ``.mask.png`` members)
-   against the latents of the same layout (``y_hat`` + ``scales_hat``) and the bitstreams.
+1. Bytes per sample: the masks (Zarr ``mask`` array files, WebDataset ``.mask.png`` and
+   ``.mask.npy.zst`` members) against the latents of the same layout (``y_hat`` +
+   ``scales_hat``) and the bitstreams.
 2. Loader samples/s, batches of 64 in the stored dtypes (masks on the codec canvas), Zarr and
    WebDataset with 0 and 2 worker processes: the segmentation store against the
    classification store, each contender once per round (load drift hits both alike), median
@@ -135,10 +136,8 @@ def bench_bytes(seg: Path, n: int, hw: tuple[int, int]) -> None:
         "WebDataset": _wds_member_bytes(seg, ".y_hat.npy.zst")
         + _wds_member_bytes(seg, ".scales_hat.npy.zst"),
     }
-    masks = {
-        "Zarr": _dir_bytes(zarr / "mask"),
-        "WebDataset": _wds_member_bytes(seg, ".mask.png"),
-    }
+    png, npy = _wds_member_bytes(seg, ".mask.png"), _wds_member_bytes(seg, ".mask.npy.zst")
+    masks = {"Zarr": _dir_bytes(zarr / "mask"), "WebDataset": png + npy}
     bitstreams = int(open_store(seg).split_info("train")["bitstream_bytes"])
     pixels = hw[0] * hw[1]
     print(f"bytes per sample, {n} images {hw[0]}x{hw[1]} ({pixels} mask bytes raw)")
@@ -146,6 +145,10 @@ def bench_bytes(seg: Path, n: int, hw: tuple[int, int]) -> None:
     for layout in ("Zarr", "WebDataset"):
         m, lat = masks[layout] / n, latents[layout] / n
         print(f"{layout:<12}{m:>8.0f}{lat:>10.0f}{m / lat:>14.1%}{8 * m / pixels:>14.4f}")
+    print(
+        f"{'':<12}WebDataset: .mask.png {png / n:.0f} B (plain webdataset's), .mask.npy.zst "
+        f"{npy / n:.0f} B (the loader's)"
+    )
     print(
         f"{'bitstreams':<12}{'':>8}{bitstreams / n:>10.0f}   (y and z strings; mask/bitstreams "
         f"{masks['Zarr'] / bitstreams:.1%} Zarr)"

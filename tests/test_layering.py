@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import latentcache
 
 PACKAGE = Path(latentcache.__file__).resolve().parent
@@ -82,3 +84,14 @@ def test_the_structure_check_runs_as_a_script():
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
     assert "no import cycles" in done.stdout
+
+
+@pytest.mark.parametrize("first", ["latentcache.tasks", "latentcache.store", "latentcache.train"])
+def test_each_package_imports_first_in_a_fresh_interpreter(first):
+    """Package-level cycles the graph check cannot see (an __init__ that imports a module
+    which imports back into a package still initialising) fail here."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", f"import {first}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

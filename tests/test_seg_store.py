@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 
+import numcodecs
 import numpy as np
 import pytest
 from PIL import Image
@@ -66,6 +67,17 @@ def test_webdataset_masks_decode_with_plain_webdataset(seg_store):
         assert np.array_equal(s["mask.png"], position_mask(h, w))
         seen += 1
     assert seen == 4
+    # the loader's copy: the README's one handler for the latents reads it as well
+    npy_zst = wds.handle_extension(
+        "npy.zst", lambda b: np.load(io.BytesIO(numcodecs.Zstd().decode(b)))
+    )
+    seen = 0
+    for s in wds.WebDataset(urls, shardshuffle=False).decode(npy_zst):
+        h, w = s["json"]["image_size"]
+        assert s["mask.npy.zst"].dtype == np.uint8
+        assert np.array_equal(s["mask.npy.zst"], position_mask(h, w))
+        seen += 1
+    assert seen == 4
     ours = list(seg_store.wds_samples("train"))
     assert all(np.array_equal(s["mask"], position_mask(*s["info"]["image_size"])) for s in ours)
 
@@ -121,6 +133,111 @@ def test_hostile_mask_member_is_refused_in_one_line(seg_store, member, reason):
     with pytest.raises(ValueError) as err:
         parse_sample(raw, limits)
     assert reason in str(err.value) and "\n" not in str(err.value)
+
+
+def _npy_zst(a: np.ndarray, declared: int | None = None) -> bytes:
+    """``a`` as a Zstandard .npy; ``declared``: the content size its frame claims instead."""
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=True)
+    frame = bytes(numcodecs.Zstd(level=3).encode(buf.getvalue()))
+    return frame if declared is None else _with_content_size(frame, declared)
+
+
+def _with_content_size(frame: bytes, size: int) -> bytes:
+    """A zstd frame rewritten to declare ``size`` decompressed bytes (8-byte field)."""
+    import struct
+
+    fhd = frame[4]
+    fcs_code, single = fhd >> 6, (fhd >> 5) & 1
+    did = [0, 1, 2, 4][fhd & 3]
+    pos = 5 + (0 if single else 1) + did
+    n = [1 if single else 0, 2, 4, 8][fcs_code]
+    new_fhd = (3 << 6) | (fhd & 0x3F)
+    return frame[:4] + bytes([new_fhd]) + frame[5:pos] + struct.pack("<Q", size) + frame[pos + n :]
+
+
+@pytest.mark.parametrize(
+    "member, reason",
+    [
+        (lambda h, w: _npy_zst(np.zeros((h, w), np.int16)), "dtype int16"),
+        (lambda h, w: _npy_zst(np.zeros((h, w), object)), "nothing is unpickled"),
+        (lambda h, w: _npy_zst(np.zeros((1, h, w), np.uint8)), "expected (h, w)"),
+        (lambda h, w: _npy_zst(np.zeros((h - 1, w), np.uint8)), "its image is"),
+        (lambda h, w: _npy_zst(np.zeros((4000, 4000), np.uint8)), "zstd bomb or oversized"),
+        (lambda h, w: _npy_zst(np.zeros((h, w), np.uint8), 1 << 40), "zstd bomb or oversized"),
+        (lambda h, w: b"\x28\xb5\x2f\xfd" + b"\0" * 20, "mask.npy.zst"),
+        (lambda h, w: _npy_zst(np.full((h, w), 7, np.uint8)), "differ at"),
+    ],
+)
+def test_hostile_mask_array_member_is_refused_in_one_line(seg_store, member, reason):
+    """The loader's copy of the mask: checked as the latents are (the zstd frame bounded by
+    the split's largest mask, the .npy header before the data), and equal to the PNG."""
+    from latentcache.store.wds_store import checked_raw_samples, parse_sample
+
+    limits = seg_store.sample_limits("train")
+    entries = seg_store.wds_entries("train")
+    rel = next(iter(entries))
+    with seg_store.open_file(rel) as f:
+        raw = next(checked_raw_samples(f, entries[rel]))
+    h, w = json.loads(raw["json"])["image_size"]
+    raw = {**raw, "mask.npy.zst": member(h, w)}
+    with pytest.raises(ValueError) as err:
+        parse_sample(raw, limits)
+    assert reason in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_loader_reads_the_array_member_and_a_png_alone_from_stores_before(seg_store):
+    """read_member (the loader's read) takes mask.npy.zst when the sample has it, without
+    decoding the PNG; a sample with the PNG alone (stores written before) reads as ever."""
+    task = seg_store.task_unit
+    limits = seg_store.sample_limits("train")
+    entries = seg_store.wds_entries("train")
+    rel = next(iter(entries))
+    from latentcache.store.wds_store import checked_raw_samples
+
+    with seg_store.open_file(rel) as f:
+        raw = next(checked_raw_samples(f, entries[rel]))
+    hw = tuple(json.loads(raw["json"])["image_size"])
+    expected = position_mask(*hw)
+    broken_png = {**raw, "mask.png": b"not a png"}
+    assert np.array_equal(task.read_member(broken_png, "mask", hw, limits.max_image_hw), expected)
+    png_only = {k: v for k, v in raw.items() if k != "mask.npy.zst"}
+    assert np.array_equal(task.read_member(png_only, "mask", hw, limits.max_image_hw), expected)
+    assert np.array_equal(task.parse_members(png_only, hw, limits.max_image_hw)["mask"], expected)
+    with pytest.raises(ValueError, match="missing member"):
+        task.parse_members({"json": raw["json"]}, hw, limits.max_image_hw)
+
+
+def test_a_resealed_tar_whose_two_masks_differ_is_damaged_for_verify(seg_store, tmp_path):
+    """The loader reads mask.npy.zst alone; verify and wds_samples read both members, so a
+    tar rewritten (and resealed in the manifest) with masks that disagree is caught there."""
+    import shutil
+
+    from click.testing import CliRunner
+    from tar_edit import read_members, reseal, write_tar
+
+    from latentcache.cli.main import cli
+    from latentcache.errors import StoreCorruptError
+    from latentcache.store import open_store
+
+    copy = tmp_path / "copy"
+    shutil.copytree(seg_store.path, copy)
+    rel = next(iter(open_store(copy).wds_entries("train")))
+    members = read_members(copy / rel)
+    for i, (info, data) in enumerate(members):
+        if info.name.endswith(".mask.npy.zst"):
+            mask = np.load(io.BytesIO(numcodecs.Zstd().decode(data)))
+            mask[0, 0] = 255 - mask[0, 0]
+            members[i] = (info, _npy_zst(mask))
+            break
+    write_tar(copy / rel, members)
+    reseal(copy, rel)
+    result = CliRunner().invoke(cli, ["verify", str(copy)])
+    assert result.exit_code == 1
+    (damaged,) = [x for x in result.output.splitlines() if x.startswith("DAMAGED")]
+    assert damaged.startswith(f"DAMAGED {rel}: ") and "differ at 1 of" in damaged
+    with pytest.raises(StoreCorruptError, match="differ at 1 of"):
+        list(open_store(copy).wds_samples("train"))
 
 
 def test_a_mask_that_does_not_fit_its_image_fails_that_sample(tmp_path, tiny_codec):

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from loopback_http import serve_folder
+from tar_edit import read_members, reseal, write_tar
 
 from latentcache.cli.main import cli
 from latentcache.errors import ConfigError, StoreCorruptError, StoreNotFoundError
@@ -205,30 +206,6 @@ def test_damaged_tar_refused_by_pull_verify_and_the_training_read(
 # member and array checks can refuse them -------------------------------------------------
 
 
-def _members(path: Path) -> list[tuple[tarfile.TarInfo, bytes]]:
-    with tarfile.open(path) as tf:
-        return [(m, tf.extractfile(m).read()) for m in tf.getmembers()]
-
-
-def _write_tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
-    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tf:
-        for info, data in members:
-            info.size = len(data) if info.isreg() else 0
-            tf.addfile(info, io.BytesIO(data) if info.isreg() else None)
-
-
-def _reseal(store: Path, rel: str) -> None:
-    """Update the manifest's bytes and sha256 of ``rel``, as an attacker would."""
-    m = json.loads((store / "manifest.json").read_text())
-    data = (store / rel).read_bytes()
-    for sh in m["shards"]:
-        for files in sh["files"].values():
-            for f in files:
-                if f["path"] == rel:
-                    f["bytes"], f["sha256"] = len(data), hashlib.sha256(data).hexdigest()
-    (store / "manifest.json").write_text(json.dumps(m, sort_keys=True, indent=1))
-
-
 def _npy_gz(a: np.ndarray, allow_pickle: bool = False) -> bytes:
     buf = io.BytesIO()
     np.save(buf, a, allow_pickle=allow_pickle)
@@ -316,8 +293,8 @@ def hostile_store(texture_store, tmp_path, request) -> tuple[Path, str]:
     edit, reason = HOSTILE[request.param]
     src = _copy_store(texture_store, tmp_path)
     tar = src / SHARD
-    _write_tar(tar, edit(_members(tar)))
-    _reseal(src, SHARD)
+    write_tar(tar, edit(read_members(tar)))
+    reseal(src, SHARD)
     return src, reason
 
 

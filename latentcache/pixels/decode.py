@@ -9,8 +9,8 @@ baseline's input), with stock CompressAI ``decompress`` — the one place ``g_s`
       └► <out>/<split>/<key>.png  +  <out>/index.json (task, classes, samples, decode time,
                                                        codec, source manifest sha256) written last
     a dense task's per-image targets (segmentation: the stored mask, cut to the image's size)
-      └► the task's WebDataset member beside the image, <out>/<split>/<key>.mask.png, named
-         by the sample's ``target`` as a dataset names its mask file (task.read_targets)
+      └► the task's target file beside the image, <out>/<split>/<key>.mask.png, named by
+         the sample's ``target`` as a dataset names its mask file (task.read_targets)
 """
 
 from __future__ import annotations
@@ -70,15 +70,17 @@ def _target_names(store) -> list[str]:
 
 
 def _write_targets(task, rows: dict, i: int, names: list[str], out: Path, stem: str) -> dict:
-    """Row ``i``'s targets as the task's WebDataset members (files ``<stem>.<suffix>``);
-    returns the sample's ``target`` (the one member's path) where there are targets."""
+    """Row ``i``'s targets as the task's target file (``<stem>.<suffix>``, what its dataset
+    readers read); returns the sample's ``target`` (that file's path) where there is one."""
     if not names:
         return {}
     h, w = (int(v) for v in rows["image_size"][i])
-    members = task.wds_members({n: rows[n][i][..., :h, :w] for n in names})
-    for suffix, data in members.items():
-        (out / f"{stem}.{suffix}").write_bytes(data)
-    return {"target": f"{stem}.{next(iter(members))}"} if len(members) == 1 else {}
+    file = task.target_file({n: rows[n][i][..., :h, :w] for n in names})
+    if file is None:
+        return {}
+    suffix, data = file
+    (out / f"{stem}.{suffix}").write_bytes(data)
+    return {"target": f"{stem}.{suffix}"}
 
 
 def _decode_split(store, split: str, codec, out: Path) -> tuple[list[dict], float]:

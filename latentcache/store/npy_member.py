@@ -16,10 +16,13 @@ from __future__ import annotations
 import functools
 import gzip
 import io
+import math
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
+
+from latentcache.store.chunk_codecs import zstd_content_size
 
 __all__ = [
     "ARRAY_EXT",
@@ -42,7 +45,8 @@ MAX_NPY_HEADER = 4096
 
 @dataclass(frozen=True)
 class ArraySpec:
-    """What one array member must be: dtype, channel count, at most ``max_hw`` spatially."""
+    """What one array member must be: dtype, channel count, at most ``max_hw`` spatially.
+    ``channels`` None: a plane, (h, w) (a mask); ``dtype`` "": unchecked."""
 
     dtype: str
     channels: int | None
@@ -54,9 +58,9 @@ class ArraySpec:
 
     def max_npy_bytes(self) -> int:
         """The most bytes a ``.npy`` of this spec can hold (header included)."""
-        if self.channels is None or not self.dtype:
+        if not self.dtype:
             return MAX_MEMBER_BYTES
-        n = self.channels * self.max_hw[0] * self.max_hw[1] * np.dtype(self.dtype).itemsize
+        n = (self.channels or 1) * self.max_hw[0] * self.max_hw[1] * np.dtype(self.dtype).itemsize
         return min(n + MAX_NPY_HEADER + 16, MAX_MEMBER_BYTES)
 
 
@@ -97,8 +101,6 @@ def decode_array(encoding: str, b, spec: ArraySpec) -> np.ndarray:
 
 def _zstd_npy(b, spec: ArraySpec) -> np.ndarray:
     from numcodecs import zstd
-
-    from latentcache.store.shard_reader import zstd_content_size
 
     size = zstd_content_size(b)
     bound = spec.max_npy_bytes()
@@ -175,7 +177,7 @@ def _parse_npy_header(head: bytes) -> tuple[tuple, bool, np.dtype]:
 
 
 def _nbytes(shape: tuple, dtype: np.dtype) -> int:
-    return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return math.prod(shape) * dtype.itemsize
 
 
 def _array(
@@ -185,7 +187,7 @@ def _array(
     have = memoryview(raw).nbytes - offset
     if have != n:
         raise ValueError(f"holds {have} data bytes, its .npy header declares {n}")
-    data = np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape, dtype=np.int64)), offset=offset)
+    data = np.frombuffer(raw, dtype=dtype, count=math.prod(shape), offset=offset)
     data = data.reshape(shape, order="F" if fortran else "C")
     return data.copy() if copy else data
 
@@ -193,13 +195,16 @@ def _array(
 def _check_header(shape: tuple, dtype: np.dtype, spec: ArraySpec) -> None:
     if dtype.hasobject:
         raise ValueError("object dtype: a pickled .npy, refused (nothing is unpickled)")
-    if spec.dtype and dtype != np.dtype(spec.dtype):
+    if not spec.dtype:
+        return
+    if dtype != np.dtype(spec.dtype):
         raise ValueError(f"dtype {dtype}, manifest says {spec.dtype}")
     if spec.channels is None:
-        return
-    if len(shape) != 3 or shape[0] != spec.channels:
+        if len(shape) != 2:
+            raise ValueError(f"shape {shape}, expected (h, w)")
+    elif len(shape) != 3 or shape[0] != spec.channels:
         raise ValueError(f"shape {shape}, manifest says ({spec.channels}, h, w)")
-    if shape[1] > spec.max_hw[0] or shape[2] > spec.max_hw[1]:
+    if shape[-2] > spec.max_hw[0] or shape[-1] > spec.max_hw[1]:
         raise ValueError(
-            f"shape {shape} is larger than the split's latent size {tuple(spec.max_hw)} (oversized array)"
+            f"shape {shape} is larger than the {tuple(spec.max_hw)} its split allows (oversized array)"
         )

@@ -10,6 +10,7 @@ Each sample ``<key>`` holds::
     <key>.json             key, path, source_sha256, image_size, canvas_offset, latent_shape,
                            z_shape, bpp, ...
     <key>.<target>         the task's members (latentcache.tasks), e.g. <key>.mask.png
+                           and <key>.mask.npy.zst
     <key>.y_string         the y bitstream (raw bytes)
     <key>.z_string         the z bitstream
 

@@ -7,7 +7,8 @@ loader, the training loop and the CLI ask instead of branching on the task's nam
       name, labelled, manifest_entry()       label per image     uint8 mask, 255 = ignore
       store: read_targets  (encode, once)    -                   the dataset's mask file
              zarr_arrays   (per-row arrays)  -                   mask (R, H, W) uint8, fill 255
-             wds_members / parse_members     -                   <key>.mask.png (mode L)
+             wds_members / parse_members     -                   <key>.mask.png (mode L) and
+             read_member (the loader's)                          <key>.mask.npy.zst
       loader: collate_targets (worker)       label (B,)          mask on the canvas (B, 16h, 16w)
               target_layout (pooled, --cache) -                   mask, image_size, canvas_offset
       augment: map_targets (same crop/flip)  -                   crop 16x cells, mirror

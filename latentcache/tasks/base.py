@@ -14,9 +14,10 @@ class Task:
     """Defaults are classification's: no target arrays or members, a label per image.
 
     Store hooks (encode and read, no torch): :meth:`read_targets`, :meth:`zarr_arrays`,
-    :meth:`wds_members`, :meth:`parse_members`. Training hooks (torch): :meth:`target_layout`,
-    :meth:`collate_targets`, :meth:`targets_to`, :meth:`map_targets`, :meth:`forward`,
-    :meth:`loss`, :meth:`hits`, :meth:`eval_loss`, :meth:`make_meter`; ``default_model``
+    :meth:`wds_members`, :meth:`parse_members`, :meth:`read_member`, :meth:`target_file`.
+    Training hooks (torch): :meth:`target_layout`, :meth:`collate_targets`,
+    :meth:`targets_to`, :meth:`map_targets`, :meth:`forward`, :meth:`loss`, :meth:`hits`,
+    :meth:`eval_loss`, :meth:`make_meter`; ``default_model``
     names a model of ``latentcache.train.models`` registered with ``task=name``. Report hook:
     :meth:`report_section` (what the eval pictures and the recipe report show for this task).
     """
@@ -61,6 +62,20 @@ class Task:
         """Targets from a raw WebDataset sample, checked (hostile input): ValueError."""
         return {}
 
+    def target_file(self, targets: Mapping[str, np.ndarray]) -> tuple[str, bytes] | None:
+        """(suffix, bytes) of ``targets`` as one file of the kind the task's datasets hold
+        (what :meth:`read_targets` reads back), for images written out with their targets;
+        None where they are not one file. By default the one WebDataset member, if one."""
+        members = self.wds_members(targets)
+        return next(iter(members.items())) if len(members) == 1 else None
+
+    def read_member(
+        self, raw: Mapping[str, bytes], name: str, image_hw: tuple[int, int], max_hw
+    ) -> np.ndarray:
+        """Target ``name`` of a raw sample as the loader reads it, checked as in
+        :meth:`parse_members` (a task whose target is stored twice reads its faster copy)."""
+        return self.parse_members(raw, image_hw, max_hw)[name]
+
     # ---------------------------------------------------------------- training
 
     target_keys: tuple[str, ...] = ("label",)  # batch tensors the training device needs
@@ -89,8 +104,10 @@ class Task:
 
     def collate_targets(self, rows: list[dict], latent_hw: tuple[int, int], out=None) -> dict:
         """Batch tensors of the targets (``rows``: per sample ``label``, ``image_size``,
-        ``canvas_offset`` and the :attr:`target_names` arrays: image-shaped ones cut to the
-        image's size, :attr:`ragged_targets` whole), for latents padded to ``latent_hw``.
+        ``canvas_offset`` and the :attr:`target_names` targets: :attr:`ragged_targets` as
+        arrays, image-shaped ones as the loader's ``ImageTarget``, whose ``decode_into(view)``
+        writes the target at the image's size into a window of ``out``), for latents padded
+        to ``latent_hw``.
         ``out``: the :meth:`target_layout` tensors, uninitialised (every element is to be
         written), or None to allocate them. Only tasks with ``pads_latents`` are asked."""
         raise NotImplementedError

@@ -8,11 +8,16 @@ image resolution, exactly as the dataset gives it.
     Zarr     mask (R, H_max, W_max) uint8, fill 255, one chunk per row, sharded like y_hat;
              the real size is the row's image_size; Blosc-lz4hc (stores before: -zstd)
     WDS      <key>.mask.png   8-bit grayscale PNG of the indices: plain webdataset's "l8",
-             "pil" or "l" decoders give the indices back; written unfiltered and read
-             without Pillow (tasks/plain_png.py), any other grayscale PNG through Pillow
+             "pil" or "l" decoders give the indices back; written unfiltered
+             (tasks/plain_png.py)
+             <key>.mask.npy.zst  the same indices, (H, W) uint8, Zstandard .npy as the
+             latents: what the loader reads (a tenth of the PNG's inflate time, at about
+             the PNG's bytes); the full read (verify, wds_samples) decodes both and refuses
+             a sample where they differ; stores written before have the PNG alone (read
+             without Pillow when plain, any other grayscale PNG through it)
     loader   each mask placed on its codec canvas (B, 16h, 16w), 255 off the image: latent
              cell (i, j) covers canvas pixels [16i, 16i + 16) x [16j, 16j + 16); in the
-             loader's recycled buffers (target_layout), each pixel written once
+             loader's recycled buffers (target_layout)
     augment  the latents' crop (cells) and flip, applied to the canvas at 16x
     metric   torchmetrics confusion matrix over the whole split (VOC): mIoU, per-class IoU
              (null for a class absent from prediction and ground truth), pixel accuracy
@@ -36,9 +41,18 @@ from latentcache.errors import SampleError
 from latentcache.tasks.base import Task, register_task
 from latentcache.tasks.plain_png import read_plain_png, write_plain_png
 
-__all__ = ["SegmentationTask", "IGNORE_INDEX", "MASK_MEMBER", "mask_png", "decode_mask_png"]
+__all__ = [
+    "SegmentationTask",
+    "IGNORE_INDEX",
+    "MASK_MEMBER",
+    "MASK_ARRAY",
+    "mask_png",
+    "decode_mask_png",
+    "decode_mask_npy",
+]
 
-MASK_MEMBER = "mask.png"
+MASK_MEMBER = "mask.png"  # what plain webdataset decodes (.decode("l8"))
+MASK_ARRAY = "mask.npy.zst"  # the same indices, what the loader reads
 CELL = 16  # image pixels per latent cell (the codec's total stride)
 
 
@@ -85,20 +99,40 @@ def decode_mask_png(data: bytes, image_hw: tuple[int, int], max_hw: tuple[int, i
         return np.array(im, dtype=np.uint8)
 
 
-def place_on_canvas(canvas: np.ndarray, mask: np.ndarray, offset, image_size) -> None:
-    """Write all of ``canvas`` (H, W): ``mask`` (the image's size) at ``offset``, 255 around
-    it (each pixel written once)."""
+def decode_mask_npy(data, image_hw: tuple[int, int], max_hw: tuple[int, int]) -> np.ndarray:
+    """A ``.mask.npy.zst`` member, checked before its data is decompressed: the zstd frame
+    within the split's largest mask (``max_hw``), a .npy of uint8 (H, W) (nothing
+    unpickled), exactly ``image_hw``. ValueError with the reason otherwise."""
+    from latentcache.store.npy_member import ArraySpec, decode_array
+
+    try:
+        a = decode_array("npy.zst", data, ArraySpec("uint8", None, tuple(max_hw)))
+    except ValueError as exc:
+        raise ValueError(f"{MASK_ARRAY}: {exc}") from None
+    if a.shape != tuple(image_hw):
+        raise ValueError(
+            f"{MASK_ARRAY}: {a.shape[0]}x{a.shape[1]}, its image is {image_hw[0]}x{image_hw[1]}"
+        )
+    return a
+
+
+def place_on_canvas(canvas: np.ndarray, mask, offset, image_size) -> None:
+    """Write all of ``canvas`` (H, W): ``mask`` (the image's size: an array, or the loader's
+    ImageTarget, decoded straight into place) at ``offset``, 255 around it. The canvas is
+    filled first and the mask copied over it: about half the time of filling only the four
+    margins, whose short strided rows cost more than the memset, which also brings the
+    canvas into cache for the copy."""
     (top, left), (h, w) = (int(v) for v in offset), (int(v) for v in image_size)
-    if mask.shape != (h, w) or top < 0 or left < 0:
-        raise ValueError(f"mask {mask.shape} at {(top, left)}: its image is {h}x{w}")
+    if tuple(mask.shape) != (h, w) or top < 0 or left < 0:
+        raise ValueError(f"mask {tuple(mask.shape)} at {(top, left)}: its image is {h}x{w}")
     if top + h > canvas.shape[0] or left + w > canvas.shape[1]:
         raise ValueError(f"image {h}x{w} at {(top, left)} is off the canvas {canvas.shape}")
-    canvas[:top] = IGNORE_INDEX
-    canvas[top + h :] = IGNORE_INDEX
-    inner = canvas[top : top + h]
-    inner[:, :left] = IGNORE_INDEX
-    inner[:, left + w :] = IGNORE_INDEX
-    inner[:, left : left + w] = mask
+    canvas.fill(IGNORE_INDEX)
+    window = canvas[top : top + h, left : left + w]
+    if isinstance(mask, np.ndarray):
+        window[...] = mask
+    else:
+        mask.decode_into(window)
 
 
 @register_task
@@ -106,7 +140,7 @@ class SegmentationTask(Task):
     name = "segmentation"
     labelled = False
     default_model = "cresnet51-d"
-    member_suffixes = (MASK_MEMBER,)
+    member_suffixes = (MASK_ARRAY, MASK_MEMBER)
     target_names = ("mask",)
     pads_latents = True
     score_key = "miou"
@@ -133,14 +167,40 @@ class SegmentationTask(Task):
         return {"mask": (tuple(int(v) for v in image_hw), "uint8", IGNORE_INDEX, codecs)}
 
     def wds_members(self, targets: Mapping[str, np.ndarray]) -> dict[str, bytes]:
-        return {MASK_MEMBER: mask_png(targets["mask"])}
+        from latentcache.store.npy_member import npy_bytes
+
+        mask = np.ascontiguousarray(targets["mask"], dtype=np.uint8)
+        return {MASK_MEMBER: mask_png(mask), MASK_ARRAY: npy_bytes(mask)}
+
+    def target_file(self, targets: Mapping[str, np.ndarray]) -> tuple[str, bytes]:
+        return MASK_MEMBER, mask_png(np.ascontiguousarray(targets["mask"], dtype=np.uint8))
 
     def parse_members(
         self, raw: Mapping[str, bytes], image_hw: tuple[int, int], max_hw: tuple[int, int]
     ) -> dict[str, np.ndarray]:
-        if MASK_MEMBER not in raw:
+        """The mask from every mask member the sample has (both, or the PNG alone in stores
+        written before), each checked; ValueError if none, or if they differ."""
+        if MASK_MEMBER not in raw and MASK_ARRAY not in raw:
             raise ValueError(f"missing member {MASK_MEMBER}")
-        return {"mask": decode_mask_png(raw[MASK_MEMBER], image_hw, max_hw)}
+        masks = []
+        if MASK_ARRAY in raw:
+            masks.append(decode_mask_npy(raw[MASK_ARRAY], image_hw, max_hw))
+        if MASK_MEMBER in raw:
+            masks.append(decode_mask_png(raw[MASK_MEMBER], image_hw, max_hw))
+        if len(masks) == 2 and not np.array_equal(*masks):
+            n = int((masks[0] != masks[1]).sum())
+            raise ValueError(
+                f"{MASK_ARRAY} and {MASK_MEMBER} differ at {n} of {masks[0].size} pixels"
+            )
+        return {"mask": masks[0]}
+
+    def read_member(
+        self, raw: Mapping[str, bytes], name: str, image_hw: tuple[int, int], max_hw
+    ) -> np.ndarray:
+        """The loader's read: the ``.mask.npy.zst`` alone where the sample has it."""
+        if name == "mask" and MASK_ARRAY in raw:
+            return decode_mask_npy(raw[MASK_ARRAY], image_hw, max_hw)
+        return super().read_member(raw, name, image_hw, max_hw)
 
     # ---------------------------------------------------------------- training
 

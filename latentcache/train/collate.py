@@ -35,6 +35,7 @@ from latentcache.errors import ConfigError
 __all__ = [
     "LatentCollate",
     "BatchAssembler",
+    "ImageTarget",
     "BufferPool",
     "default_scale_table",
     "release",
@@ -191,6 +192,29 @@ class _Scratch:
         return self.buf[at : at + nbytes].view(dtype).reshape(shape)
 
 
+class ImageTarget:
+    """An image-shaped target of one sample (a mask), not yet decoded: ``shape`` is the
+    image's (h, w); ``decode_into(out)`` writes it into ``out``, any (h, w) view (a window
+    of a batch tensor), straight from its member where it is stored at the image's size,
+    else (a Zarr row padded to the split's largest image) through one scratch buffer reused
+    sample after sample, which stays in cache."""
+
+    __slots__ = ("payload", "shape", "scratch")
+
+    def __init__(self, payload, image_hw, scratch: _Scratch) -> None:
+        self.payload, self.shape, self.scratch = payload, tuple(image_hw), scratch
+
+    def decode_into(self, out: np.ndarray) -> None:
+        p, (h, w) = self.payload, self.shape
+        if tuple(p.shape) == (h, w):
+            p.decode_into(out)
+            return
+        self.scratch.reset()
+        a = self.scratch.take(p.shape, p.dtype)
+        p.decode_into(a)
+        out[...] = a[:h, :w]
+
+
 def _zero_outside(a: np.ndarray, h: int, w: int) -> None:
     """Zero a (C, H, W) latent beyond its real (h, w) (the batch's padding)."""
     a[:, h:] = 0
@@ -284,22 +308,15 @@ class BatchAssembler:
                 _zero_outside(row, h, w)
 
     def _target_rows(self, samples: list) -> list[dict]:
-        """Per sample label, image_size, canvas_offset and the task's target arrays: ragged
-        ones whole, image-shaped ones cut to the image (views of scratch, valid until the
-        next batch)."""
+        """Per sample label, image_size, canvas_offset and the task's targets: ragged ones
+        decoded whole, image-shaped ones as :class:`ImageTarget` (decoded when the task
+        writes them into its batch tensor)."""
         ragged = self.task.ragged_targets
-        self._targets.reset()
         rows = []
         for s in samples:
-            h, w = s.image_size
             row = {"label": s.label, "image_size": s.image_size, "canvas_offset": s.canvas_offset}
             for t, p in s.targets.items():
-                if t in ragged:
-                    row[t] = _decode(p)
-                else:
-                    a = self._targets.take(p.shape, p.dtype)
-                    p.decode_into(a)
-                    row[t] = a[:h, :w]
+                row[t] = _decode(p) if t in ragged else ImageTarget(p, s.image_size, self._targets)
             rows.append(row)
         return rows
 

@@ -41,19 +41,27 @@ from latentcache.store.zarr_store import ZARR_DIR
 
 __all__ = ["Payload", "RawSample", "ZarrSource", "WdsSource", "check_geometry"]
 
+_UINT8 = np.dtype(np.uint8)
 OPEN_SHARDS = 64  # shard files kept open per array by one reader (least recently used closed)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Payload:
-    """One latent of one sample: its stored shape and dtype, and how to decode it."""
+    """One latent (or target array) of one sample: its stored shape and dtype, and how to
+    decode it: ``decode(*args, out)``, a module-level function and its arguments rather
+    than a closure, as a shuffle buffer holds thousands of these (fewer objects for the
+    garbage collector to walk)."""
 
     shape: tuple[int, ...]
     dtype: np.dtype
-    decode_into: Callable[[np.ndarray], None]
+    decode: Callable[..., None]
+    args: tuple = ()
+
+    def decode_into(self, out: np.ndarray) -> None:
+        self.decode(*self.args, out)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RawSample:
     key: str
     label: int
@@ -81,7 +89,11 @@ def check_geometry(image_size, canvas_offset, latent_shape) -> None:
 
 
 def _array_payload(a: np.ndarray) -> Payload:
-    return Payload(tuple(a.shape), a.dtype, lambda out: np.copyto(out, a))
+    return Payload(tuple(a.shape), a.dtype, _copy_into, (a,))
+
+
+def _copy_into(a: np.ndarray, out: np.ndarray) -> None:
+    np.copyto(out, a)
 
 
 class ZarrSource:
@@ -208,10 +220,9 @@ class ZarrSource:
                 chunks = sf.chunk_bytes(lo - shard * s, hi - shard * s)
                 for r, buf in zip(range(lo, hi), chunks, strict=True):
                     out[r - start][field] = Payload(
-                        lay.row_shape,
-                        lay.dtype.newbyteorder("="),
-                        _chunk_decoder(sf, buf, r - shard * s),
-                    )
+                        lay.row_shape, lay.dtype.newbyteorder("="), _decode_chunk,
+                        (sf, buf, r - shard * s),
+                    )  # fmt: skip
         return out
 
     def _slow_payloads(self, start: int, stop: int) -> list[dict[str, Payload]]:
@@ -230,8 +241,8 @@ class ZarrSource:
         self._files.clear()
 
 
-def _chunk_decoder(sf: ShardFile, buf, j: int) -> Callable[[np.ndarray], None]:
-    return lambda out: sf.decode_chunk(buf, out[None], j)
+def _decode_chunk(sf: ShardFile, buf, j: int, out: np.ndarray) -> None:
+    sf.decode_chunk(buf, out[None], j)
 
 
 class WdsSource:
@@ -281,12 +292,10 @@ class WdsSource:
             name = self._stored if f == "scales_hat" else f
             spec = self.limits.arrays[name]
             encoding, data = array_member(raw, name)
-            where = f"{rel}: sample {key!r}: {name}.{encoding}"
             payload[f] = Payload(
-                (spec.channels, *hw),
-                np.dtype(spec.dtype),
-                _member_decoder(encoding, data, spec, where),
-            )
+                (spec.channels, *hw), np.dtype(spec.dtype), _decode_member,
+                (encoding, data, spec, rel, key, name),
+            )  # fmt: skip
         if not self.task.target_names:
             return RawSample(key, label, hw, payload)
         image, offset = _geometry(info, hw)
@@ -294,8 +303,9 @@ class WdsSource:
             parsed = self._parse_targets(raw, image, rel)
             targets = {t: _array_payload(parsed[t]) for t in self.task.target_names}
         else:  # image-sized (a mask): decoded late, into the batch
+            max_hw = self.limits.max_image_hw
             targets = {
-                t: Payload(image, np.dtype(np.uint8), self._target_decoder(raw, t, image, rel))
+                t: Payload(image, _UINT8, _decode_target, (self.task, raw, t, max_hw, rel))
                 for t in self.task.target_names
             }
         return RawSample(key, label, hw, payload, targets, image, offset)
@@ -306,11 +316,14 @@ class WdsSource:
         except ValueError as exc:
             raise StoreCorruptError(f"{rel}: sample {raw['__key__']!r}: {exc}") from None
 
-    def _target_decoder(self, raw: dict, name: str, image, rel: str):
-        def decode_into(out: np.ndarray) -> None:
-            np.copyto(out, self._parse_targets(raw, image, rel)[name])
 
-        return decode_into
+def _decode_target(task, raw: dict, name: str, max_hw, rel: str, out: np.ndarray) -> None:
+    """Target ``name`` of a raw sample into ``out`` (the image's size), as the task reads it."""
+    try:
+        a = task.read_member(raw, name, out.shape, max_hw)
+    except ValueError as exc:
+        raise StoreCorruptError(f"{rel}: sample {raw['__key__']!r}: {exc}") from None
+    np.copyto(out, a)
 
 
 def _geometry(info: dict, hw) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -340,14 +353,12 @@ def _latent_size(info: dict, label, limits) -> tuple[int, int]:
     return hw
 
 
-def _member_decoder(encoding: str, data: bytes, spec, where: str) -> Callable[[np.ndarray], None]:
-    def decode_into(out: np.ndarray) -> None:
-        try:
-            a = decode_array(encoding, data, spec)
-        except ValueError as exc:
-            raise StoreCorruptError(f"{where}: {exc}") from None
+def _decode_member(encoding: str, data, spec, rel: str, key: str, name: str, out) -> None:
+    """Array member ``name`` of a raw sample into ``out`` (its .json's shape), checked."""
+    try:
+        a = decode_array(encoding, data, spec)
         if a.shape != out.shape:
-            raise StoreCorruptError(f"{where}: shape {a.shape}, its .json says {out.shape}")
-        np.copyto(out, a)
-
-    return decode_into
+            raise ValueError(f"shape {a.shape}, its .json says {out.shape}")
+    except ValueError as exc:
+        raise StoreCorruptError(f"{rel}: sample {key!r}: {name}.{encoding}: {exc}") from None
+    np.copyto(out, a)

@@ -121,17 +121,27 @@ def _bomb_png(h: int, w: int) -> bytes:
     ],
 )
 def test_hostile_mask_member_is_refused_in_one_line(seg_store, member, reason):
-    from latentcache.store.wds_store import checked_raw_samples, parse_sample
+    _assert_refused(seg_store, "mask.png", member, reason)
 
-    limits = seg_store.sample_limits("train")
-    entries = seg_store.wds_entries("train")
+
+def _first_raw_sample(store) -> dict:
+    from latentcache.store.wds_store import checked_raw_samples
+
+    entries = store.wds_entries("train")
     rel = next(iter(entries))
-    with seg_store.open_file(rel) as f:
-        raw = next(checked_raw_samples(f, entries[rel]))
+    with store.open_file(rel) as f:
+        return next(checked_raw_samples(f, entries[rel]))
+
+
+def _assert_refused(store, name: str, member, reason: str) -> None:
+    """The first sample with its member ``name`` replaced by ``member(h, w)`` is refused
+    by the full read, in one line naming ``reason``."""
+    from latentcache.store.wds_store import parse_sample
+
+    raw = _first_raw_sample(store)
     h, w = json.loads(raw["json"])["image_size"]
-    raw = {**raw, "mask.png": member(h, w)}
     with pytest.raises(ValueError) as err:
-        parse_sample(raw, limits)
+        parse_sample({**raw, name: member(h, w)}, store.sample_limits("train"))
     assert reason in str(err.value) and "\n" not in str(err.value)
 
 
@@ -172,31 +182,14 @@ def _with_content_size(frame: bytes, size: int) -> bytes:
 def test_hostile_mask_array_member_is_refused_in_one_line(seg_store, member, reason):
     """The loader's copy of the mask: checked as the latents are (the zstd frame bounded by
     the split's largest mask, the .npy header before the data), and equal to the PNG."""
-    from latentcache.store.wds_store import checked_raw_samples, parse_sample
-
-    limits = seg_store.sample_limits("train")
-    entries = seg_store.wds_entries("train")
-    rel = next(iter(entries))
-    with seg_store.open_file(rel) as f:
-        raw = next(checked_raw_samples(f, entries[rel]))
-    h, w = json.loads(raw["json"])["image_size"]
-    raw = {**raw, "mask.npy.zst": member(h, w)}
-    with pytest.raises(ValueError) as err:
-        parse_sample(raw, limits)
-    assert reason in str(err.value) and "\n" not in str(err.value)
+    _assert_refused(seg_store, "mask.npy.zst", member, reason)
 
 
 def test_the_loader_reads_the_array_member_and_a_png_alone_from_stores_before(seg_store):
     """read_member (the loader's read) takes mask.npy.zst when the sample has it, without
     decoding the PNG; a sample with the PNG alone (stores written before) reads as ever."""
-    task = seg_store.task_unit
-    limits = seg_store.sample_limits("train")
-    entries = seg_store.wds_entries("train")
-    rel = next(iter(entries))
-    from latentcache.store.wds_store import checked_raw_samples
-
-    with seg_store.open_file(rel) as f:
-        raw = next(checked_raw_samples(f, entries[rel]))
+    task, limits = seg_store.task_unit, seg_store.sample_limits("train")
+    raw = _first_raw_sample(seg_store)
     hw = tuple(json.loads(raw["json"])["image_size"])
     expected = position_mask(*hw)
     broken_png = {**raw, "mask.png": b"not a png"}

@@ -1,7 +1,7 @@
 """Segmentation stores: what the masks cost, on disk and in the loader, side by side in one run.
 
     python benchmarks/seg_store.py [--images 96] [--size 375 500] [--min-samples 2000]
-        [--repeats 5] [--workers 0 2] [--codec demo|random] [--shard-size 32]
+        [--repeats 9] [--workers 0 2] [--codec demo|random] [--shard-size 32]
 
 The same images (VOC-sized crops of scikit-image's CC0 photos) are encoded twice with the
 same codec: as a classification store (``imagefolder``, one label per image) and as a
@@ -215,7 +215,7 @@ def main() -> None:
     ap.add_argument("--min-samples", type=int, default=2000, help="samples per loader run")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--codec", choices=["demo", "random"], default="demo")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier)")
     args = ap.parse_args()
     import torch

@@ -314,7 +314,12 @@ class WdsSource:
         try:
             return self.task.parse_members(raw, image, self.limits.max_image_hw)
         except ValueError as exc:
-            raise StoreCorruptError(f"{rel}: sample {raw['__key__']!r}: {exc}") from None
+            raise _sample_error(rel, raw["__key__"], exc) from None
+
+
+def _sample_error(rel: str, key: str, reason) -> StoreCorruptError:
+    """The one-line refusal of a sample of tar ``rel``: ``<tar>: sample '<key>': <reason>``."""
+    return StoreCorruptError(f"{rel}: sample {key!r}: {reason}")
 
 
 def _decode_target(task, raw: dict, name: str, max_hw, rel: str, out: np.ndarray) -> None:
@@ -322,7 +327,7 @@ def _decode_target(task, raw: dict, name: str, max_hw, rel: str, out: np.ndarray
     try:
         a = task.read_member(raw, name, out.shape, max_hw)
     except ValueError as exc:
-        raise StoreCorruptError(f"{rel}: sample {raw['__key__']!r}: {exc}") from None
+        raise _sample_error(rel, raw["__key__"], exc) from None
     np.copyto(out, a)
 
 
@@ -360,5 +365,5 @@ def _decode_member(encoding: str, data, spec, rel: str, key: str, name: str, out
         if a.shape != out.shape:
             raise ValueError(f"shape {a.shape}, its .json says {out.shape}")
     except ValueError as exc:
-        raise StoreCorruptError(f"{rel}: sample {key!r}: {name}.{encoding}: {exc}") from None
+        raise _sample_error(rel, key, f"{name}.{encoding}: {exc}") from None
     np.copyto(out, a)
